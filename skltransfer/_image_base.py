@@ -1,0 +1,137 @@
+"""What the image estimators share: loading the backbone, reading inputs, batching."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+from ._device import PRECISIONS, resolve_precision
+from ._inference import batch_slices, run_batched
+from ._validation import Interval, StrOptions, check_is_fitted, validate_data
+from .backbones import get_spec
+from .base import TorchModelMixin
+from .inputs.images import as_image_source
+
+_CPU_BATCH, _GPU_BATCH = 32, 128
+
+
+def _is_flat_numeric(X) -> bool:
+    """Whether ``X`` is a 2-D table of numbers (rows of flattened images)."""
+    if hasattr(X, "dtypes") and getattr(X, "ndim", 0) == 2:
+        return all(dtype.kind in "biuf" for dtype in X.dtypes)
+    if isinstance(X, list | tuple):
+        first = X[0] if X else None
+        return isinstance(first, list | tuple) or (
+            isinstance(first, np.ndarray) and first.ndim == 1
+        )
+    if not hasattr(X, "__array__") or isinstance(X, np.ndarray) and X.dtype == object:
+        return False
+    arr = np.asarray(X)
+    return arr.ndim == 2 and arr.dtype.kind in "biuf"
+
+
+class PretrainedImageBase(TorchModelMixin, BaseEstimator):
+    """Shared fit/inference machinery of the image estimators (not public)."""
+
+    _parameter_constraints: dict = {
+        "backbone": "no_validation",  # checked by get_spec in fit
+        "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "image_shape": [tuple, list, None],
+        "value_range": [StrOptions({"auto"}), tuple, list],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "verbose": ["verbose"],
+    }
+
+    def _check_backbone_param(self):
+        # BackboneSpec is not a type sklearn's constraints know; check it here.
+        spec = get_spec(self.backbone)
+        self._backbone_spec = spec
+        return spec
+
+    def _fit_backbone(self, X):
+        """Load weights and learn input conventions from ``X``; returns the source."""
+        spec = self._check_backbone_param()
+        backbone = spec.load().eval().requires_grad_(False)
+        if backbone.preprocessing is None:
+            raise ValueError(
+                f"Backbone {backbone.name!r} has no image preprocessing; wrap a "
+                "module as ModuleBackbone(module, preprocessing=ImagePreprocessing())."
+            )
+        self.backbone_ = backbone
+        pre = backbone.preprocessing
+        self.preprocessing_ = (
+            pre if self.image_size is None else pre.with_crop_size(self.image_size)
+        )
+        source = self._image_source(X, reset=True)
+        if self.value_range == "auto":
+            self.value_range_ = source.fit_value_range()
+        else:
+            self.value_range_ = self._check_value_range(self.value_range)
+        return source
+
+    @staticmethod
+    def _check_value_range(value_range):
+        if len(value_range) != 2 or not value_range[1] > value_range[0]:
+            raise ValueError(
+                f"value_range must be 'auto' or (low, high) with high > low, "
+                f"got {value_range!r}."
+            )
+        return (float(value_range[0]), float(value_range[1]))
+
+    def _image_source(self, X, *, reset: bool):
+        if _is_flat_numeric(X):
+            X = validate_data(self, X, reset=reset, dtype=None)
+        elif reset:
+            for attr in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(attr, None)
+        elif hasattr(self, "n_features_in_"):
+            raise ValueError(
+                f"{type(self).__name__} was fitted on a 2-D array of "
+                f"{self.n_features_in_} features; transform got images of another form."
+            )
+        value_range = None if reset else self.value_range_
+        return as_image_source(X, image_shape=self.image_shape, value_range=value_range)
+
+    def _example(self, n: int = 1) -> torch.Tensor:
+        size = self.preprocessing_.crop_size
+        return torch.zeros(n, 3, size, size)
+
+    def _batch_size(self, device: torch.device) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return _CPU_BATCH if device.type == "cpu" else _GPU_BATCH
+
+    def _channels_last(self) -> bool:
+        # Convolutions with oneDNN/cuDNN run faster on NHWC tensors; transformers
+        # gain nothing. Decided once per fit from the architecture.
+        return any(isinstance(m, torch.nn.Conv2d) for m in self.backbone_.modules())
+
+    def _run(self, X, forward, desc: str) -> np.ndarray:
+        """Apply ``forward`` (device batch -> tensor) to every image of ``X``."""
+        check_is_fitted(self, "backbone_")
+        source = self._image_source(X, reset=False)
+        device = self._device()
+        dtype = resolve_precision(self.precision, device)
+        channels_last = self._channels_last()
+        memory_format = (
+            torch.channels_last if channels_last else torch.contiguous_format
+        )
+        self.backbone_.to(device=device, memory_format=memory_format)
+        pre = self.preprocessing_
+        outputs = run_batched(
+            lambda sl: source.load(sl, pre),
+            forward,
+            batch_slices(len(source), self._batch_size(device)),
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            verbose=self.verbose,
+            desc=desc,
+            total=len(source),
+        )
+        return np.concatenate(outputs).astype(np.float32, copy=False)

@@ -1,0 +1,145 @@
+"""Ordered layer groups: the units that freezing depth counts.
+
+A layer group is a stage of the network (the stem, a ResNet ``layerN``, an
+EfficientNet stage, a transformer block). Groups are found the same way for
+every architecture, so ``unfreeze=2`` always means "the last two stages":
+
+1. Start from the body's parameterised children (the children of the body itself
+   when it is an ``nn.Sequential``/``nn.ModuleList``).
+2. Expand a child into its own children when it is the only parameterised child
+   (a wrapper) or when its name is a conventional stage container
+   (``features``, ``blocks``, ``stages``, ``layers``, ``layer``, ``encoder``, ...).
+3. A child holding only normalisation layers joins the group before it (a
+   ``bn1`` belongs to its ``conv1``).
+4. With an example input, groups are ordered by when they run and groups whose
+   parameters receive no gradient (unused poolers) are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["LayerGroup", "find_layer_groups"]
+
+STAGE_CONTAINERS = frozenset(
+    {"features", "blocks", "stages", "layers", "layer", "encoder", "trunk_output"}
+)
+_NORMS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """A named run of modules; its output is the output of its last module."""
+
+    name: str
+    modules: tuple[str, ...]
+
+    @property
+    def output_module(self) -> str:
+        return self.modules[-1]
+
+
+def _has_params(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def _is_norm_only(module: nn.Module) -> bool:
+    owners = [
+        m for m in module.modules() if next(m.parameters(False), None) is not None
+    ]
+    return bool(owners) and all(isinstance(m, _NORMS) for m in owners)
+
+
+def _candidates(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    children = [
+        (f"{prefix}{n}", c) for n, c in module.named_children() if _has_params(c)
+    ]
+    out = []
+    for name, child in children:
+        short = name.rsplit(".", 1)[-1]
+        expandable = len(children) == 1 or short in STAGE_CONTAINERS
+        if expandable and any(_has_params(c) for c in child.children()):
+            out.extend(_candidates(child, f"{name}."))
+        else:
+            out.append((name, child))
+    return out
+
+
+def _merge_norms(candidates) -> list[LayerGroup]:
+    groups: list[list[str]] = []
+    for name, child in candidates:
+        if groups and _is_norm_only(child):
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return [LayerGroup(g[0], tuple(g)) for g in groups]
+
+
+def _recorder(order: dict, name: str):
+    def hook(*_):
+        order.setdefault(name, len(order))  # returns None: output unchanged
+
+    return hook
+
+
+def _execution_order(body, groups, example) -> list[LayerGroup]:
+    """Reorder ``groups`` by first execution; drop those that get no gradient."""
+    order: dict[str, int] = {}
+    hooks = []
+    for group in groups:
+        module = body.get_submodule(group.modules[0])
+        hooks.append(module.register_forward_hook(_recorder(order, group.name)))
+    was_training = body.training
+    flags = {p: p.requires_grad for p in body.parameters()}
+    try:
+        body.eval()
+        for p in body.parameters():
+            p.requires_grad_(True)
+            p.grad = None
+        with torch.enable_grad():
+            out = body(example)
+            out = out if isinstance(out, torch.Tensor) else out[0]
+            out.float().sum().backward()
+        used = {
+            g.name
+            for g in groups
+            if any(
+                p.grad is not None
+                for m in g.modules
+                for p in body.get_submodule(m).parameters()
+            )
+        }
+    finally:
+        for h in hooks:
+            h.remove()
+        for p, flag in flags.items():
+            p.grad = None
+            p.requires_grad_(flag)
+        body.train(was_training)
+    kept = [g for g in groups if g.name in order and g.name in used]
+    return sorted(kept, key=lambda g: order[g.name])
+
+
+def find_layer_groups(body: nn.Module, example=None) -> list[LayerGroup]:
+    """Split ``body`` into ordered layer groups (see the module docstring)."""
+    if isinstance(body, nn.Sequential | nn.ModuleList):
+        candidates = _candidates(body, "")
+    else:
+        candidates = _candidates(nn.ModuleDict({"_": body}), "")
+        candidates = [(n[2:] if n.startswith("_.") else n, m) for n, m in candidates]
+    if not candidates:
+        return []
+    if candidates == [("_", body)]:
+        # A body with no parameterised children (one layer): a single group.
+        return [LayerGroup("", ("",))]
+    groups = _merge_norms(candidates)
+    if example is not None:
+        groups = _execution_order(body, groups, example)
+    return groups

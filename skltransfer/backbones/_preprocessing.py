@@ -1,0 +1,83 @@
+"""Image preprocessing that belongs to a set of pretrained weights."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImagePreprocessing"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_INTERPOLATIONS = {
+    "nearest": InterpolationMode.NEAREST,
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+}
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """Resize, centre-crop and normalise images as the weights expect.
+
+    Parameters
+    ----------
+    crop_size : int
+        Side of the square the model sees.
+    resize_size : int or None
+        The shorter side is resized to this before the centre crop. ``None``
+        resizes the whole image straight to ``crop_size`` x ``crop_size``.
+    interpolation : {"bilinear", "bicubic", "nearest"}
+        Resampling filter.
+    mean, std : tuple of float
+        Per-channel normalisation of RGB values in [0, 1].
+    """
+
+    crop_size: int = 224
+    resize_size: int | None = 256
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self):
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {sorted(_INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}."
+            )
+
+    def with_crop_size(self, crop_size: int) -> ImagePreprocessing:
+        """The same preprocessing at another input size, keeping the crop ratio."""
+        if self.resize_size is None:
+            return replace(self, crop_size=crop_size)
+        ratio = self.resize_size / self.crop_size
+        return replace(
+            self, crop_size=crop_size, resize_size=math.floor(crop_size * ratio)
+        )
+
+    def resize_crop(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize and crop float images (N, 3, H, W) in [0, 1]."""
+        mode = _INTERPOLATIONS[self.interpolation]
+        if self.resize_size is None:
+            size = [self.crop_size, self.crop_size]
+            out = TF.resize(images, size, interpolation=mode, antialias=True)
+        else:
+            out = TF.resize(
+                images, [self.resize_size], interpolation=mode, antialias=True
+            )
+            out = TF.center_crop(out, [self.crop_size, self.crop_size])
+        # Bicubic overshoots; keep values in the range the weights were trained on.
+        return out.clamp_(0.0, 1.0) if mode is InterpolationMode.BICUBIC else out
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalise resized float images (N, 3, H, W) in [0, 1]."""
+        return TF.normalize(images, list(self.mean), list(self.std))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize, crop and normalise float images (N, 3, H, W) in [0, 1]."""
+        return self.normalize(self.resize_crop(images))

@@ -1,0 +1,313 @@
+"""Backbone specifications for each source: torchvision, timm, Hugging Face, modules.
+
+Each spec is a frozen dataclass whose :meth:`load` imports its library lazily and
+returns a :class:`~skltransfer.backbones.Backbone` in eval mode on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..exceptions import missing_dependency
+from ._api import Backbone, split_head
+from ._groups import LayerGroup
+from ._preprocessing import ImagePreprocessing
+from ._registry import BackboneSpec
+
+__all__ = ["HFImageBackbone", "ModuleBackbone", "TimmBackbone", "TorchvisionBackbone"]
+
+
+@contextlib.contextmanager
+def seeded(seed: int = 0):
+    """Build randomly initialised models reproducibly without touching global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _close_matches(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=5, cutoff=0.6)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in the standard order (ships offline)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+@dataclass(frozen=True)
+class TorchvisionBackbone(BackboneSpec):
+    """A torchvision classification model.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``torchvision.models.list_models()``, e.g. ``"resnet50"``.
+    weights : str, weights enum member or None
+        ``"DEFAULT"``, a member name such as ``"IMAGENET1K_V2"``, an enum member,
+        or None for random initialisation (no download).
+    """
+
+    name: str
+    weights: object = "DEFAULT"
+
+    def _weights(self):
+        from torchvision import models
+
+        if self.weights is None or not isinstance(self.weights, str):
+            return self.weights
+        enum = models.get_model_weights(self.name)
+        try:
+            return enum[self.weights]
+        except KeyError:
+            raise ValueError(
+                f"Unknown weights {self.weights!r} for torchvision model "
+                f"{self.name!r}; choose from {[w.name for w in enum]} or None."
+            ) from None
+
+    def load(self) -> Backbone:
+        from torchvision import models
+
+        available = models.list_models(module=models)
+        if self.name not in available:
+            raise ValueError(
+                f"Unknown torchvision model {self.name!r}."
+                + _close_matches(self.name, available)
+            )
+        weights = self._weights()
+        with seeded():
+            model = models.get_model(self.name, weights=weights)
+        body, head = split_head(model)
+        if weights is None:
+            return Backbone(
+                body, head, preprocessing=ImagePreprocessing(), name=self.name
+            )
+        t = weights.transforms()
+        preprocessing = ImagePreprocessing(
+            crop_size=t.crop_size[0],
+            resize_size=t.resize_size[0],
+            interpolation=t.interpolation.value,
+            mean=tuple(t.mean),
+            std=tuple(t.std),
+        )
+        return Backbone(
+            body,
+            head,
+            preprocessing=preprocessing,
+            class_names=weights.meta.get("categories"),
+            name=f"torchvision:{self.name}",
+        )
+
+
+def timm_preprocessing(model) -> ImagePreprocessing:
+    """The preprocessing timm's pretrained config prescribes for ``model``."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    crop = cfg["input_size"][-1]
+    return ImagePreprocessing(
+        crop_size=crop,
+        resize_size=math.floor(crop / cfg.get("crop_pct", 1.0)),
+        interpolation=cfg.get("interpolation", "bilinear"),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+    )
+
+
+def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
+    """Wrap a timm model, naming ImageNet classes when its head has 1000 outputs."""
+    head_name = model.pretrained_cfg.get("classifier")
+    if head_name and not isinstance(model.get_submodule(head_name), nn.Linear):
+        head_name = None
+    body, head = split_head(model, head_name)
+    names = None
+    if pretrained and isinstance(head, nn.Linear) and head.out_features == 1000:
+        names = imagenet_class_names()
+    return Backbone(
+        body,
+        head,
+        preprocessing=timm_preprocessing(model),
+        class_names=names,
+        name=name,
+    )
+
+
+@dataclass(frozen=True)
+class TimmBackbone(BackboneSpec):
+    """A timm model by name (``pretrained=True`` downloads its weights)."""
+
+    name: str
+    pretrained: bool = True
+    kwargs: tuple = field(default=())
+
+    def load(self) -> Backbone:
+        try:
+            import timm
+        except ImportError:
+            raise missing_dependency("timm", "A timm backbone") from None
+        if not timm.is_model(self.name):
+            raise ValueError(
+                f"Unknown timm model {self.name!r}."
+                + _close_matches(self.name, timm.list_models())
+            )
+        with seeded():
+            model = timm.create_model(
+                self.name, pretrained=self.pretrained, **dict(self.kwargs)
+            )
+        return timm_backbone(model, f"timm:{self.name}", self.pretrained)
+
+
+class _HFPooled(nn.Module):
+    """A Hugging Face vision encoder returning one vector per image.
+
+    ``pooler_output`` is used when the model pools without learned weights
+    (ConvNeXt, Swin, DINOv2); otherwise the CLS token of the last hidden state,
+    since a BERT-style dense+tanh pooler is often left untrained in checkpoints.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        pooler = getattr(model, "pooler", None)
+        self.use_cls = pooler is not None and any(
+            isinstance(m, nn.Linear) for m in pooler.modules()
+        )
+
+    def forward(self, pixel_values):
+        out = self.model(pixel_values=pixel_values)
+        pooled = getattr(out, "pooler_output", None)
+        hidden = out.last_hidden_state
+        if pooled is not None and not self.use_cls:
+            return pooled.flatten(1)
+        if hidden.ndim == 3:
+            return hidden[:, 0]
+        return hidden.mean(dim=(2, 3))
+
+
+class _HFLogits(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values).logits
+
+
+def _hf_preprocessing(processor) -> ImagePreprocessing:
+    from PIL import Image
+
+    def side(size):
+        if isinstance(size, int):
+            return size
+        size = dict(size)
+        return size.get("shortest_edge") or size.get("height")
+
+    crop = (
+        getattr(processor, "crop_size", None)
+        if getattr(processor, "do_center_crop", False)
+        else None
+    )
+    size = side(processor.size)
+    resample = {
+        Image.Resampling.BICUBIC: "bicubic",
+        Image.Resampling.NEAREST: "nearest",
+    }.get(getattr(processor, "resample", None), "bilinear")
+    mean = tuple(getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5))
+    std = tuple(getattr(processor, "image_std", None) or (0.5, 0.5, 0.5))
+    if crop:
+        return ImagePreprocessing(side(crop), size, resample, mean, std)
+    return ImagePreprocessing(size, None, resample, mean, std)
+
+
+@dataclass(frozen=True)
+class HFImageBackbone(BackboneSpec):
+    """A Hugging Face image model by hub id or local folder.
+
+    Checkpoints with an image-classification head keep it (and their
+    ``id2label`` class names); others are loaded with ``AutoModel``.
+    """
+
+    path: str
+    trust_remote_code: bool = False
+
+    def load(self) -> Backbone:
+        try:
+            import transformers
+        except ImportError:
+            raise missing_dependency(
+                "transformers", "A Hugging Face backbone"
+            ) from None
+        kw = {"trust_remote_code": self.trust_remote_code}
+        config = transformers.AutoConfig.from_pretrained(self.path, **kw)
+        processor = transformers.AutoImageProcessor.from_pretrained(self.path, **kw)
+        archs = getattr(config, "architectures", None) or []
+        with seeded():
+            if any(a.endswith("ForImageClassification") for a in archs):
+                model = transformers.AutoModelForImageClassification.from_pretrained(
+                    self.path, **kw
+                )
+                body, head = split_head(_HFLogits(model))
+                id2label = model.config.id2label
+                names = [id2label[i] for i in sorted(id2label)]
+            else:
+                model = transformers.AutoModel.from_pretrained(self.path, **kw)
+                body, head, names = _HFPooled(model), None, None
+        return Backbone(
+            body,
+            head,
+            preprocessing=_hf_preprocessing(processor),
+            class_names=names,
+            name=f"hf:{self.path}",
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ModuleBackbone(BackboneSpec):
+    """A user's own ``torch.nn.Module`` as a backbone.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Maps an input batch to features (its output is flattened to (N, D)).
+        It is copied on load, so the user's object is never modified.
+    preprocessing : ImagePreprocessing or None
+        For image inputs; None means inputs are used as given.
+    head : str or None
+        Name of a submodule to detach as the pretrained head (e.g. ``"fc"``);
+        None keeps the module whole, its output being the features.
+    layer_groups : list of str or None
+        Submodule names, in order, to use as layer groups instead of the
+        automatic split.
+    class_names : list of str or None
+        Names of the head's outputs.
+    """
+
+    module: nn.Module
+    preprocessing: ImagePreprocessing | None = None
+    head: str | None = None
+    layer_groups: tuple | None = None
+    class_names: tuple | None = None
+
+    def load(self) -> Backbone:
+        body = copy.deepcopy(self.module)
+        body, head = split_head(body, self.head) if self.head else (body, None)
+        groups = None
+        if self.layer_groups is not None:
+            groups = [LayerGroup(n, (n,)) for n in self.layer_groups]
+        return Backbone(
+            body,
+            head,
+            preprocessing=self.preprocessing,
+            class_names=self.class_names,
+            name=type(self.module).__name__,
+            layer_groups=groups,
+        )

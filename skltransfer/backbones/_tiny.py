@@ -1,0 +1,64 @@
+"""Tiny randomly initialised backbones for tests and examples (never downloaded).
+
+Their weights are drawn from a fixed seed, so every load gives the same model.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ._api import Backbone, split_head
+from ._preprocessing import ImagePreprocessing
+from ._registry import register_backbone
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class TinyCNN(nn.Module):
+    """A four-group CNN (stem + three stages) with a 10-class head."""
+
+    def __init__(self, widths=(8, 16, 24, 32), num_classes: int = 10):
+        super().__init__()
+        self.stem = _conv_bn(3, widths[0], 2)
+        self.stages = nn.Sequential(
+            *[_conv_bn(a, b, 2) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.stages(self.stem(x)))))
+
+
+@register_backbone(
+    "test_tiny_cnn", description="Tiny random CNN for tests (32 px)", pretrained=False
+)
+def tiny_cnn() -> Backbone:
+    from ._sources import seeded
+
+    with seeded():
+        model = TinyCNN()
+    body, head = split_head(model, "fc")
+    return Backbone(
+        body,
+        head,
+        preprocessing=ImagePreprocessing(crop_size=32, resize_size=36),
+        class_names=[f"class_{i}" for i in range(10)],
+        name="test_tiny_cnn",
+    )
+
+
+@register_backbone(
+    "test_tiny_vit", description="Tiny random timm ViT for tests", pretrained=False
+)
+def tiny_vit() -> Backbone:
+    from ._sources import TimmBackbone
+
+    return TimmBackbone("test_vit", pretrained=False).load()

@@ -1,0 +1,1 @@
+"""Frozen pretrained models as scikit-learn transformers."""

@@ -1,0 +1,161 @@
+"""PretrainedImageFeatures: a frozen image backbone as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+
+from .._docstring import fill_doc
+from .._image_base import PretrainedImageBase
+from .._validation import StrOptions, validate_params
+from ._pooling import POOLINGS, pool
+
+__all__ = ["PretrainedImageFeatures"]
+
+
+@fill_doc
+class PretrainedImageFeatures(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, PretrainedImageBase
+):
+    """Embed images with a frozen pretrained backbone.
+
+    The "fixed features" strategy of transfer learning: the backbone is never
+    trained; its features feed any scikit-learn estimator. ``fit`` loads the
+    weights (and learns how numeric pixel values are scaled); ``transform``
+    runs the backbone in eval mode under ``torch.inference_mode`` batch by
+    batch, so a sample's features never depend on the rest of its batch.
+
+    Parameters
+    ----------
+    {backbone}
+    layer : str, int or None, default=None
+        None takes the embedding the pretrained head sees (the pooled
+        penultimate features). A layer-group name (see
+        ``backbone_.layer_names()``), a negative or positive group index, or
+        any module name of the body takes that layer's output instead.
+    pooling : {{"auto", "avg", "max", "avgmax", "none"}}, default="auto"
+        How a feature map (N, C, H, W) or token sequence (N, T, D) becomes one
+        vector: mean, max, both concatenated, or flattened (``"none"``).
+        ``"auto"`` is the backbone's own pooling when ``layer`` is None and
+        ``"avg"`` otherwise; an explicit pooling with ``layer=None`` pools the
+        output of the last layer group.
+    {image_size}
+    {image_shape}
+    {value_range}
+    {batch_size}
+    {device}
+    {precision}
+    {verbose}
+
+    Attributes
+    ----------
+    backbone_ : skltransfer.backbones.Backbone
+        The loaded, frozen model.
+    preprocessing_ : skltransfer.backbones.ImagePreprocessing
+        Resize, crop and normalisation applied to every image.
+    value_range_ : tuple of float or None
+        The pixel value range learned from numeric training images.
+    n_features_out_ : int
+        Length of each output vector.
+    n_features_in_ : int
+        Number of columns when fitted on a 2-D array of flattened images.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skltransfer import PretrainedImageFeatures
+    >>> X, y = load_digits(return_X_y=True)
+    >>> features = PretrainedImageFeatures("test_tiny_cnn", image_shape=(8, 8))
+    >>> features.fit_transform(X[:10]).shape
+    (10, 32)
+    >>> features.get_feature_names_out()[:2]
+    array(['pretrainedimagefeatures0', 'pretrainedimagefeatures1'], dtype=object)
+    """
+
+    _parameter_constraints = {
+        **PretrainedImageBase._parameter_constraints,
+        "layer": [str, Integral, None],
+        "pooling": [StrOptions(set(POOLINGS))],
+    }
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        *,
+        layer=None,
+        pooling="auto",
+        image_size=None,
+        image_shape=None,
+        value_range="auto",
+        batch_size=None,
+        device="auto",
+        precision="fp32",
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.layer = layer
+        self.pooling = pooling
+        self.image_size = image_size
+        self.image_shape = image_shape
+        self.value_range = value_range
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Load the backbone and learn the input conventions of ``X``.
+
+        Parameters
+        ----------
+        {image_inputs}
+        y : ignored
+
+        Returns
+        -------
+        self : PretrainedImageFeatures
+        """
+        validate_params(self)
+        self._fit_backbone(X)
+        self.layer_module_ = self._resolve_layer()
+        with torch.inference_mode():
+            self.n_features_out_ = self._embed(self._example()).shape[1]
+        return self
+
+    def transform(self, X):
+        """Embed each image.
+
+        Parameters
+        ----------
+        X : array-like of images
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        return self._run(X, self._embed, desc="Embedding images")
+
+    def _resolve_layer(self) -> str | None:
+        if self.layer is None and self.pooling == "auto":
+            return None
+        layer = -1 if self.layer is None else self.layer
+        return self.backbone_.resolve_layer(layer)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer_module_ is None:
+            return self.backbone_.forward_features(x)
+        return pool(self.backbone_.forward_layer(x, self.layer_module_), self.pooling)
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags

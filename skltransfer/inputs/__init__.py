@@ -1,0 +1,1 @@
+"""Turning user inputs (images, texts) into batches for a backbone."""

@@ -1,0 +1,231 @@
+"""Image inputs: file paths, PIL images and arrays -> float batches for a backbone.
+
+Accepted inputs (see :func:`as_image_source`):
+
+- a list, tuple or 1-D array of file paths, a pandas Series or a one-column
+  DataFrame of paths;
+- a list of PIL images, or of arrays, possibly of different sizes;
+- an array of images shaped (N, H, W), (N, H, W, C) or (N, C, H, W) with
+  C in {1, 3, 4} (channels-last is assumed when the last axis has 1, 3 or 4
+  entries);
+- a 2-D array (N, H*W*C) of flattened images, with ``image_shape``.
+
+Grey images are repeated to RGB and the alpha channel of RGBA is dropped.
+``uint8`` arrays are read as 0-255. Other arrays are scaled by a value range:
+(0, 1) when the training data lie in [0, 1], else (min(0, lowest), highest) of
+the training data (e.g. (0, 16) for ``load_digits``); values outside it are
+clipped. Pass ``value_range`` to fix it explicitly.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ImageSource", "as_image_source", "fit_value_range"]
+
+_CHANNELS = (1, 3, 4)
+
+
+def _is_path(x) -> bool:
+    return isinstance(x, str | os.PathLike)
+
+
+def _is_pil(x) -> bool:
+    return hasattr(x, "getbands") and hasattr(x, "convert")
+
+
+def _unwrap_pandas(X):
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 and X.shape[1] == 1:
+        column = X.iloc[:, 0]
+        if column.dtype == object or str(column.dtype) in ("string", "str"):
+            return column.to_numpy()
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 1:
+        return X.to_numpy()
+    return X
+
+
+def _as_array_if_numeric(X):
+    """Array-likes of numbers (lists of rows, array wrappers) become arrays."""
+    if isinstance(X, np.ndarray):
+        return X
+    if isinstance(X, list | tuple) and X and (_is_path(X[0]) or _is_pil(X[0])):
+        return X
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError):  # ragged: images of different sizes
+        return X
+    return arr if arr.dtype != object and arr.ndim >= 2 else X
+
+
+def _reshape_flat(X: np.ndarray, image_shape) -> np.ndarray:
+    if image_shape is None:
+        raise ValueError(
+            f"Got a 2-D array of shape {X.shape}: flattened images need "
+            "image_shape=(H, W) or (H, W, C), e.g. image_shape=(8, 8) for "
+            "sklearn's load_digits().data. Image arrays are (N, H, W), (N, H, W, C) "
+            "or (N, C, H, W)."
+        )
+    try:
+        return X.reshape((X.shape[0], *image_shape))
+    except ValueError:
+        raise ValueError(
+            f"Cannot reshape samples of {X.shape[1]} values into image_shape="
+            f"{tuple(image_shape)}."
+        ) from None
+
+
+def _to_nchw(X: np.ndarray) -> np.ndarray:
+    """View an (N, H, W), (N, H, W, C) or (N, C, H, W) array as (N, C, H, W)."""
+    if X.ndim == 3:
+        return X[:, None]
+    if X.ndim == 4 and X.shape[-1] in _CHANNELS:
+        return X.transpose(0, 3, 1, 2)
+    if X.ndim == 4 and X.shape[1] in _CHANNELS:
+        return X
+    raise ValueError(
+        f"Cannot read an image array of shape {X.shape}: expected (N, H, W), "
+        "(N, H, W, C) or (N, C, H, W) with C in (1, 3, 4)."
+    )
+
+
+def _check_numeric(X: np.ndarray) -> np.ndarray:
+    if X.dtype == bool:
+        return X.astype(np.float32)
+    if not np.issubdtype(X.dtype, np.number):
+        raise TypeError(f"Image arrays must be numeric, got dtype {X.dtype}.")
+    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
+        raise ValueError(
+            f"Input contains NaN or infinity (first at sample {bad[0]}); "
+            "impute or drop those images first."
+        )
+    return X
+
+
+def fit_value_range(X) -> tuple[float, float]:
+    """The (low, high) range that maps a numeric image array to [0, 1]."""
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        return (0.0, 255.0)
+    lo, hi = float(X.min()), float(X.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return (0.0, 1.0)
+    lo = min(0.0, lo)
+    return (lo, hi if hi > lo else lo + 1.0)
+
+
+def _scale(x: np.ndarray, value_range) -> torch.Tensor:
+    """A numeric (..., C, H, W) array as float RGB in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.dtype == torch.uint8 and value_range is None:
+        t = t.float().div_(255.0)
+    else:
+        lo, hi = value_range if value_range is not None else (0.0, 1.0)
+        t = t.float().sub_(lo).div_(hi - lo).clamp_(0.0, 1.0)
+    if t.shape[-3] == 1:
+        t = t.expand(*t.shape[:-3], 3, *t.shape[-2:])
+    return t[..., :3, :, :]
+
+
+def _open(path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"Cannot read image file {os.fspath(path)!r}: {exc}") from exc
+
+
+def _single_to_chw(item, value_range) -> torch.Tensor:
+    """One path, PIL image or array as a float (3, H, W) tensor in [0, 1]."""
+    if _is_path(item):
+        return _scale(_open(item).transpose(2, 0, 1), None)
+    if _is_pil(item):
+        return _scale(np.asarray(item.convert("RGB")).transpose(2, 0, 1), None)
+    arr = _check_numeric(np.asarray(item))
+    chw = _to_nchw(arr[None])[0]
+    vr = value_range if arr.dtype != np.uint8 else None
+    return _scale(chw, vr)
+
+
+def _check_paths(paths) -> None:
+    for i, p in enumerate(paths):
+        if os.path.isdir(p):
+            raise ValueError(
+                f"Sample {i}: {os.fspath(p)!r} is a directory, not an image."
+            )
+        if not os.path.isfile(p):
+            raise ValueError(f"Sample {i}: image file {os.fspath(p)!r} does not exist.")
+
+
+@dataclass
+class ImageSource:
+    """Validated images that load batch by batch as float (B, 3, H, W) in [0, 1].
+
+    ``array`` holds an (N, C, H, W) array of same-size images; otherwise
+    ``items`` holds paths, PIL images or per-image arrays.
+    """
+
+    array: np.ndarray | None = None
+    items: list | None = None
+    value_range: tuple[float, float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.array) if self.array is not None else len(self.items)
+
+    def fit_value_range(self) -> tuple[float, float] | None:
+        """The value range of the numeric images (None when all are files/PIL/uint8)."""
+        if self.array is not None:
+            return fit_value_range(self.array)
+        arrays = [np.asarray(x) for x in self.items if hasattr(x, "__array__")]
+        arrays = [a for a in arrays if a.dtype != np.uint8]
+        if not arrays:
+            return None
+        lows, highs = zip(*(fit_value_range(a) for a in arrays), strict=True)
+        return (min(lows), max(highs))
+
+    def load(self, sl: slice, preprocessing) -> torch.Tensor:
+        """Decode, resize, crop and normalise the images in ``sl``."""
+        if self.array is not None:
+            vr = None if self.array.dtype == np.uint8 else self.value_range
+            return preprocessing(_scale(self.array[sl], vr))
+        images = [_single_to_chw(x, self.value_range) for x in self.items[sl]]
+        return preprocessing.normalize(
+            torch.cat([preprocessing.resize_crop(im[None]) for im in images])
+        )
+
+
+def as_image_source(X, *, image_shape=None, value_range=None) -> ImageSource:
+    """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs)."""
+    if isinstance(X, str | bytes) or _is_pil(X):
+        raise TypeError(
+            "Expected a collection of images, got a single "
+            f"{type(X).__name__}; wrap it in a list: [X]."
+        )
+    X = _as_array_if_numeric(_unwrap_pandas(X))
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim == 2:
+            X = _reshape_flat(X, image_shape)
+        if len(X) == 0:
+            raise ValueError("Got an empty input: at least one image is required.")
+        return ImageSource(array=_to_nchw(_check_numeric(X)), value_range=value_range)
+    if isinstance(X, numbers.Number) or not hasattr(X, "__len__"):
+        raise TypeError(f"Expected a list or array of images, got {type(X).__name__}.")
+    items = list(X)
+    if not items:
+        raise ValueError("Got an empty input: at least one image is required.")
+    for i, item in enumerate(items):
+        if not (_is_path(item) or _is_pil(item) or hasattr(item, "__array__")):
+            raise TypeError(
+                f"Sample {i} is a {type(item).__name__}; expected a file path, "
+                "a PIL image or an array."
+            )
+    _check_paths([x for x in items if _is_path(x)])
+    return ImageSource(items=items, value_range=value_range)

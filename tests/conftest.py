@@ -1,0 +1,35 @@
+"""Shared fixtures: offline mode, seeds, tiny models loaded once per session."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same random state."""
+    np.random.seed(0)  # noqa: NPY002  (code under test may use the legacy RNG)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def rgb_images():
+    """Twelve small uint8 RGB images (N, H, W, C) with a learnable label."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(12, 20, 24, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 6)
+    X[y == 1, :, :12] = 255  # class 1: bright left half
+    return X, y
