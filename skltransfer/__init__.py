@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "PretrainedImageFeatures": "skltransfer.features.image",
     "PretrainedImageClassifier": "skltransfer.direct",
+    "PretrainedTextEmbeddings": "skltransfer.features.text",
+    "PretrainedWordVectors": "skltransfer.features.word_vectors",
+    "FineTuneClassifier": "skltransfer.finetune",
+    "FineTuneRegressor": "skltransfer.finetune",
 }
 
 __all__ = sorted(_LAZY)

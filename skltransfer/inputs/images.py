@@ -191,15 +191,20 @@ class ImageSource:
         lows, highs = zip(*(fit_value_range(a) for a in arrays), strict=True)
         return (min(lows), max(highs))
 
-    def load(self, sl: slice, preprocessing) -> torch.Tensor:
-        """Decode, resize, crop and normalise the images in ``sl``."""
+    def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
+        """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].
+
+        Augmentations apply here, between cropping and normalisation.
+        """
         if self.array is not None:
             vr = None if self.array.dtype == np.uint8 else self.value_range
-            return preprocessing(_scale(self.array[sl], vr))
+            return preprocessing.resize_crop(_scale(self.array[sl], vr))
         images = [_single_to_chw(x, self.value_range) for x in self.items[sl]]
-        return preprocessing.normalize(
-            torch.cat([preprocessing.resize_crop(im[None]) for im in images])
-        )
+        return torch.cat([preprocessing.resize_crop(im[None]) for im in images])
+
+    def load(self, sl: slice, preprocessing) -> torch.Tensor:
+        """Decode, resize, crop and normalise the images in ``sl``."""
+        return preprocessing.normalize(self.load_resized(sl, preprocessing))
 
 
 def as_image_source(X, *, image_shape=None, value_range=None) -> ImageSource:

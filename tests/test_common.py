@@ -1,0 +1,60 @@
+"""scikit-learn's estimator checks over every public estimator.
+
+Each area lists its instances and expected failures (with a reason each) in a
+``tests/_common_<area>.py`` module, so the list of checks stays data.
+"""
+
+import importlib
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+_AREAS = ["_common_image", "_common_text", "_common_finetune"]
+
+
+def _load_areas():
+    instances, expected = [], {}
+    for area in _AREAS:
+        try:
+            module = importlib.import_module(area)
+        except ModuleNotFoundError as exc:
+            if exc.name != area:
+                raise
+            continue
+        instances.extend(module.INSTANCES)
+        expected.update(module.EXPECTED_FAILURES)
+    return instances, expected
+
+
+INSTANCES, EXPECTED_FAILURES = _load_areas()
+
+
+def _expected_failed_checks(estimator):
+    return EXPECTED_FAILURES.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(INSTANCES, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def test_every_public_estimator_is_checked():
+    import skltransfer
+
+    checked = {type(e).__name__ for e in INSTANCES}
+    missing = [n for n in skltransfer.__all__ if n not in checked]
+    assert not missing, f"No common checks for {missing}"
+
+
+@pytest.mark.parametrize("name", ["skltransfer"])
+def test_import_is_light(name):
+    """Importing the package loads no heavy backend."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {name}; heavy = [m for m in ('torch', 'torchvision', "
+        "'transformers', 'timm') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
