@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 
@@ -19,7 +21,13 @@ _CPU_BATCH, _GPU_BATCH = 32, 128
 
 
 def _is_flat_numeric(X) -> bool:
-    """Whether ``X`` is a 2-D table of numbers (rows of flattened images)."""
+    """Whether ``X`` is a 2-D table of numbers (rows of flattened images).
+
+    Sparse matrices count too, so that scikit-learn's validation rejects them
+    with its standard message.
+    """
+    if sp.issparse(X):
+        return True
     if hasattr(X, "dtypes") and getattr(X, "ndim", 0) == 2:
         return all(dtype.kind in "biuf" for dtype in X.dtypes)
     if isinstance(X, list | tuple):
@@ -27,10 +35,14 @@ def _is_flat_numeric(X) -> bool:
         return isinstance(first, list | tuple) or (
             isinstance(first, np.ndarray) and first.ndim == 1
         )
-    if not hasattr(X, "__array__") or isinstance(X, np.ndarray) and X.dtype == object:
+    if not hasattr(X, "__array__"):
         return False
     arr = np.asarray(X)
-    return arr.ndim == 2 and arr.dtype.kind in "biuf"
+    if arr.ndim != 2:
+        return False
+    if arr.dtype == object:  # numbers stored as objects, but not paths or images
+        return arr.size > 0 and not isinstance(arr.flat[0], str | bytes | os.PathLike)
+    return arr.dtype.kind in "biufc"
 
 
 class PretrainedImageBase(TorchModelMixin, BaseEstimator):
@@ -67,11 +79,14 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         self.preprocessing_ = (
             pre if self.image_size is None else pre.with_crop_size(self.image_size)
         )
+        if self.value_range != "auto":
+            self.value_range_ = self._check_value_range(self.value_range)
+        if X is None:  # nothing to learn from: numeric inputs are taken as 0-1
+            self.value_range_ = getattr(self, "value_range_", None)
+            return None
         source = self._image_source(X, reset=True)
         if self.value_range == "auto":
             self.value_range_ = source.fit_value_range()
-        else:
-            self.value_range_ = self._check_value_range(self.value_range)
         return source
 
     @staticmethod
@@ -84,16 +99,14 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         return (float(value_range[0]), float(value_range[1]))
 
     def _image_source(self, X, *, reset: bool):
-        if _is_flat_numeric(X):
-            X = validate_data(self, X, reset=reset, dtype=None)
+        if _is_flat_numeric(X) or (not reset and hasattr(self, "n_features_in_")):
+            # Rows of flattened images: scikit-learn's checks of shape, dtype,
+            # feature names and the number of columns seen in fit.
+            dtype = None if getattr(X, "dtype", None) != object else "numeric"
+            X = validate_data(self, X, reset=reset, dtype=dtype)
         elif reset:
             for attr in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attr, None)
-        elif hasattr(self, "n_features_in_"):
-            raise ValueError(
-                f"{type(self).__name__} was fitted on a 2-D array of "
-                f"{self.n_features_in_} features; transform got images of another form."
-            )
         value_range = None if reset else self.value_range_
         return as_image_source(X, image_shape=self.image_shape, value_range=value_range)
 

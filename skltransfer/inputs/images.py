@@ -96,6 +96,8 @@ def _to_nchw(X: np.ndarray) -> np.ndarray:
 def _check_numeric(X: np.ndarray) -> np.ndarray:
     if X.dtype == bool:
         return X.astype(np.float32)
+    if np.iscomplexobj(X):
+        raise ValueError("Complex data not supported: pixel values must be real.")
     if not np.issubdtype(X.dtype, np.number):
         raise TypeError(f"Image arrays must be numeric, got dtype {X.dtype}.")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
