@@ -102,8 +102,8 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         if _is_flat_numeric(X) or (not reset and hasattr(self, "n_features_in_")):
             # Rows of flattened images: scikit-learn's checks of shape, dtype,
             # feature names and the number of columns seen in fit.
-            dtype = None if getattr(X, "dtype", None) != object else "numeric"
-            X = validate_data(self, X, reset=reset, dtype=dtype)
+            # dtype="numeric" keeps uint8/float as they are and converts objects.
+            X = validate_data(self, X, reset=reset, dtype="numeric")
         elif reset:
             for attr in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attr, None)
