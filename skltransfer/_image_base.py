@@ -59,16 +59,10 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def _check_backbone_param(self):
-        # BackboneSpec is not a type sklearn's constraints know; check it here.
-        spec = get_spec(self.backbone)
-        self._backbone_spec = spec
-        return spec
-
     def _fit_backbone(self, X):
         """Load weights and learn input conventions from ``X``; returns the source."""
-        spec = self._check_backbone_param()
-        backbone = spec.load().eval().requires_grad_(False)
+        # get_spec validates the backbone parameter (names, specs or modules).
+        backbone = get_spec(self.backbone).load().eval().requires_grad_(False)
         if backbone.preprocessing is None:
             raise ValueError(
                 f"Backbone {backbone.name!r} has no image preprocessing; wrap a "

@@ -29,7 +29,8 @@ class TorchModelMixin:
         return resolve_device(getattr(self, "device", "auto"))
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: on Python >= 3.11 the parent returns the live __dict__ itself.
+        state = dict(super().__getstate__())
         for key, value in state.items():
             if isinstance(value, nn.Module) and _on_accelerator(value):
                 # Copy rather than move: pickling must not change the live model.

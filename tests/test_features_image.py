@@ -1,0 +1,201 @@
+"""PretrainedImageFeatures: frozen features inside scikit-learn tooling."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from skltransfer import PretrainedImageFeatures
+from skltransfer.backbones import TimmBackbone
+
+TINY = "test_tiny_cnn"
+
+
+def test_init_stores_parameters_only():
+    est = PretrainedImageFeatures(TINY, layer="stem", batch_size=4)
+    assert est.get_params()["layer"] == "stem"
+    assert not hasattr(est, "backbone_")
+    fitted = PretrainedImageFeatures(TINY).fit(np.zeros((1, 8, 8)))
+    assert not hasattr(clone(fitted), "backbone_")
+
+
+def test_flattened_digits_work_directly(digits):
+    X, _ = digits
+    est = PretrainedImageFeatures(TINY, image_shape=(8, 8)).fit(X[:20])
+    assert est.value_range_ == (0.0, 16.0)
+    assert est.n_features_in_ == 64
+    Z = est.transform(X[:5])
+    assert Z.shape == (5, 32) and Z.dtype == np.float32
+    with pytest.raises(ValueError, match="64 features"):
+        est.transform(X[:5, :32])
+
+
+def test_features_do_not_depend_on_batch_companions(rgb_images):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, batch_size=5).fit(X)
+    together = est.transform(X)
+    alone = np.concatenate([est.transform(X[i : i + 1]) for i in range(len(X))])
+    reordered = est.set_params(batch_size=3).transform(X[::-1])[::-1]
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(together, reordered, rtol=1e-5, atol=1e-5)
+
+
+def test_default_is_the_embedding_the_head_sees(rgb_images):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY).fit(X)
+    Z = est.transform(X[:2])
+    pre = est.preprocessing_
+    x = pre(torch.from_numpy(X[:2]).permute(0, 3, 1, 2).float() / 255)
+    with torch.no_grad():
+        expected = est.backbone_.forward_features(x).numpy()
+    np.testing.assert_allclose(Z, expected, rtol=1e-5, atol=1e-6)
+    # explicit average pooling of the last group gives the same for a CNN
+    avg = PretrainedImageFeatures(TINY, pooling="avg").fit(X).transform(X[:2])
+    np.testing.assert_allclose(avg, Z, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layer, pooling, n_out",
+    [
+        ("stem", "avg", 8),
+        ("stages.0", "max", 16),
+        (-2, "avgmax", 48),
+        ("stages.2", "none", 32 * 2 * 2),
+        ("stages.1.0", "avg", 24),  # any module name of the body
+    ],
+)
+def test_layers_and_pooling(rgb_images, layer, pooling, n_out):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, layer=layer, pooling=pooling).fit(X)
+    assert est.transform(X[:3]).shape == (3, n_out)
+    assert est.n_features_out_ == n_out
+
+
+def test_transformer_tokens_are_pooled():
+    X = np.zeros((2, 40, 40, 3), dtype=np.uint8)
+    est = PretrainedImageFeatures("test_tiny_vit", layer="blocks.2").fit(X)
+    tokens = est.backbone_.forward_layer(
+        est.backbone_.example_input(1), est.layer_module_
+    )
+    assert tokens.ndim == 3
+    assert est.transform(X).shape == (2, tokens.shape[-1])
+
+
+def test_image_size_shrinks_the_input(rgb_images):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, image_size=16, layer="stem", pooling="none")
+    est.fit(X)
+    assert est.preprocessing_.crop_size == 16
+    assert est.transform(X[:1]).shape == (1, 8 * 8 * 8)
+
+
+def test_feature_names_and_pandas_output(rgb_images):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY).set_output(transform="pandas").fit(X)
+    df = est.transform(X[:3])
+    assert list(df.columns) == [f"pretrainedimagefeatures{i}" for i in range(32)]
+    assert df.shape == (3, 32)
+
+
+def test_pipeline_cross_val_score_and_grid_search(rgb_images):
+    X, y = rgb_images
+    pipe = make_pipeline(PretrainedImageFeatures(TINY), LogisticRegression())
+    assert cross_val_score(pipe, X, y, cv=3).shape == (3,)
+    grid = GridSearchCV(
+        pipe,
+        {
+            "pretrainedimagefeatures__layer": [None, 1],
+            "pretrainedimagefeatures__pooling": ["auto", "max"],
+            "pretrainedimagefeatures__backbone": [
+                TINY,
+                TimmBackbone("test_efficientnet", pretrained=False),
+            ],
+        },
+        cv=2,
+        error_score="raise",
+    ).fit(X, y)
+    assert len(grid.cv_results_["params"]) == 8
+    assert grid.predict(X).shape == (12,)
+
+
+def test_pickle_and_joblib_round_trip(rgb_images, tmp_path):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, layer="stages.1").fit(X)
+    expected = est.transform(X)
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.transform(X), expected)
+    joblib.dump(est, tmp_path / "features.joblib")
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "features.joblib").transform(X), expected
+    )
+
+
+def test_pickling_moves_accelerator_state_to_cpu(monkeypatch, rgb_images):
+    """A model on a GPU is pickled as a CPU copy; the live model stays put."""
+    import skltransfer.base as base
+
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY).fit(X)
+    monkeypatch.setattr(base, "_on_accelerator", lambda module: True)
+    state = est.__getstate__()
+    assert state["backbone_"] is not est.backbone_
+    assert est.__dict__["backbone_"] is est.backbone_  # the live model is kept
+    assert all(p.device.type == "cpu" for p in state["backbone_"].parameters())
+
+
+def test_errors(rgb_images):
+    X, _ = rgb_images
+    with pytest.raises(NotFittedError):
+        PretrainedImageFeatures(TINY).transform(X)
+    with pytest.raises(ValueError, match="Unknown layer 'stage9'"):
+        PretrainedImageFeatures(TINY, layer="stage9").fit(X)
+    with pytest.raises(ValueError, match="pooling"):
+        PretrainedImageFeatures(TINY, pooling="median").fit(X)
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        PretrainedImageFeatures("resnet9000").fit(X)
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        PretrainedImageFeatures(TINY).fit("photo.jpg")
+    with pytest.raises(ValueError, match="value_range"):
+        PretrainedImageFeatures(TINY, value_range=(1, 0)).fit(X)
+
+
+def test_nan_pixels_are_rejected():
+    X = np.random.default_rng(0).random((3, 8, 8))
+    est = PretrainedImageFeatures(TINY).fit(X)
+    X[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.transform(X)
+
+
+def test_progress_bar_when_verbose(rgb_images, capsys):
+    X, _ = rgb_images
+    PretrainedImageFeatures(TINY, verbose=1).fit(X).transform(X)
+    assert "Embedding images" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_cpu_and_pickles_to_cpu(rgb_images):
+    X, _ = rgb_images
+    cpu = PretrainedImageFeatures(TINY, device="cpu").fit(X)
+    gpu = PretrainedImageFeatures(TINY, device="cuda").fit(X)
+    np.testing.assert_allclose(gpu.transform(X), cpu.transform(X), atol=1e-4)
+    state = pickle.loads(pickle.dumps(gpu)).backbone_
+    assert all(p.device.type == "cpu" for p in state.parameters())
+
+
+def test_real_pretrained_features_separate_digits(digits):
+    """Frozen ImageNet features carry over to 8x8 digits (at 112 px for speed)."""
+    X, y = digits
+    est = PretrainedImageFeatures(image_shape=(8, 8), image_size=112)
+    Z = est.fit(X[:150]).transform(X[:150])
+    assert Z.shape == (150, 1280)
+    score = cross_val_score(LogisticRegression(max_iter=1000), Z, y[:150], cv=3)
+    assert score.mean() > 0.75

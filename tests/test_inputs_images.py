@@ -1,0 +1,148 @@
+"""Reading images from every accepted input form, and rejecting bad ones."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skltransfer.backbones import ImagePreprocessing
+from skltransfer.inputs.images import as_image_source, fit_value_range
+
+PRE = ImagePreprocessing(crop_size=16, resize_size=None)
+
+
+def _load(X, **kw):
+    source = as_image_source(X, **kw)
+    return source.load_resized(slice(0, len(source)), PRE)
+
+
+@pytest.fixture()
+def image_files(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (10 + i, 12, 3), dtype=np.uint8) for i in range(3)]
+    paths = []
+    for i, arr in enumerate(arrays):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(arr).save(path)
+        paths.append(str(path))
+    return paths, arrays
+
+
+def test_paths_pil_and_arrays_give_the_same_pixels(image_files):
+    paths, arrays = image_files
+    from_paths = _load(paths)
+    from_pil = _load([Image.open(p) for p in paths])
+    from_arrays = _load(arrays)
+    assert from_paths.shape == (3, 3, 16, 16)
+    assert torch.equal(from_paths, from_pil)
+    assert torch.equal(from_paths, from_arrays)
+
+
+def test_pandas_series_and_one_column_frame_of_paths(image_files):
+    pd = pytest.importorskip("pandas")
+    paths, _ = image_files
+    expected = _load(paths)
+    assert torch.equal(_load(pd.Series(paths)), expected)
+    assert torch.equal(_load(pd.DataFrame({"file": paths})), expected)
+
+
+@pytest.mark.parametrize(
+    "shape", [(4, 9, 7), (4, 9, 7, 1), (4, 9, 7, 3), (4, 3, 9, 7), (4, 9, 7, 4)]
+)
+def test_array_layouts(shape):
+    X = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    out = _load(X)
+    assert out.shape == (4, 3, 16, 16)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_grey_is_repeated_and_rgba_drops_alpha():
+    grey = np.full((1, 4, 4), 128, dtype=np.uint8)
+    out = _load(grey)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    rgba = np.zeros((1, 4, 4, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    assert _load(rgba).max() == 0.0
+
+
+def test_channels_first_and_last_agree():
+    X = np.random.default_rng(1).integers(0, 256, (2, 6, 5, 3), dtype=np.uint8)
+    assert torch.equal(_load(X), _load(X.transpose(0, 3, 1, 2)))
+
+
+def test_flattened_rows_need_image_shape():
+    X = np.random.default_rng(0).random((3, 64))
+    with pytest.raises(ValueError, match="image_shape=\\(8, 8\\)"):
+        as_image_source(X)
+    assert _load(X, image_shape=(8, 8)).shape == (3, 3, 16, 16)
+    assert _load(X, image_shape=(1, -1)).shape == (3, 3, 16, 16)
+    with pytest.raises(ValueError, match="Cannot reshape samples of 64 values"):
+        as_image_source(X, image_shape=(7, 7))
+
+
+def test_images_of_different_sizes_in_one_call():
+    X = [np.zeros((5, 9), dtype=np.uint8), np.full((20, 11, 3), 255, np.uint8)]
+    out = _load(X)
+    assert out.shape == (2, 3, 16, 16)
+    assert out[0].max() == 0.0 and out[1].min() > 0.999
+
+
+def test_value_ranges():
+    assert fit_value_range(np.zeros(3, dtype=np.uint8)) == (0.0, 255.0)
+    assert fit_value_range(np.array([0.0, 0.5, 1.0])) == (0.0, 1.0)
+    assert fit_value_range(np.array([0.0, 16.0])) == (0.0, 16.0)
+    assert fit_value_range(np.array([-1.0, 1.0])) == (-1.0, 1.0)
+    digits_like = np.array([[[0.0, 8.0], [16.0, 20.0]]])
+    out = _load(digits_like, value_range=(0.0, 16.0))
+    assert torch.allclose(out[0, 0, 0, :2].sort().values, torch.tensor([0.0, 0.0]))
+    assert out.max() == 1.0  # 20 is clipped to the fitted range
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        ("img.png", TypeError, "wrap it in a list"),
+        ([], ValueError, "empty input"),
+        (np.zeros((0, 4, 4)), ValueError, "empty input"),
+        (np.zeros((2, 5, 4, 5)), ValueError, "Cannot read an image array"),
+        (np.zeros((2, 3, 4, 5, 6)), ValueError, "Cannot read an image array"),
+        (np.zeros((2, 4)), ValueError, "image_shape"),
+        ([1, 2], TypeError, "Sample 0 is a int"),
+        (np.array([[[np.nan]]]), ValueError, "NaN or infinity"),
+        (5, TypeError, "Expected a list or array"),
+    ],
+)
+def test_bad_inputs_are_named(X, error, match):
+    with pytest.raises(error, match=match):
+        as_image_source(X)
+
+
+def test_missing_file_and_directory_are_named(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        as_image_source([str(tmp_path)])
+    missing = str(tmp_path / "nope.jpg")
+    with pytest.raises(ValueError, match="nope.jpg' does not exist"):
+        as_image_source([missing])
+
+
+def test_corrupt_image_names_its_path(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    source = as_image_source([str(bad)])
+    with pytest.raises(ValueError, match="broken.png"):
+        source.load(slice(0, 1), PRE)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((10, 20, 3), dtype=np.uint8)
+    arr[:, :10] = 255  # left half white
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    img.save(path, exif=exif, quality=100)
+    out = as_image_source([str(path)]).load_resized(
+        slice(0, 1), ImagePreprocessing(crop_size=8, resize_size=None)
+    )
+    assert out[0, 0, :4].mean() > 0.9  # displayed upright: white half on top
+    assert out[0, 0, -4:].mean() < 0.1
