@@ -20,6 +20,7 @@ from ._registry import (
     register_backbone,
 )
 from ._sources import HFImageBackbone, ModuleBackbone, TimmBackbone, TorchvisionBackbone
+from ._text import HFTextBackbone, TextBackbone, load_text_backbone
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -27,16 +28,19 @@ __all__ = [
     "Backbone",
     "BackboneSpec",
     "HFImageBackbone",
+    "HFTextBackbone",
     "ImagePreprocessing",
     "LayerGroup",
     "ModuleBackbone",
     "RegisteredBackbone",
+    "TextBackbone",
     "TimmBackbone",
     "TorchvisionBackbone",
     "find_layer_groups",
     "get_spec",
     "list_backbones",
     "load_backbone",
+    "load_text_backbone",
     "register_backbone",
     "split_head",
 ]

