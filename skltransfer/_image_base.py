@@ -121,7 +121,9 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
     def _run(self, X, forward, desc: str) -> np.ndarray:
         """Apply ``forward`` (device batch -> tensor) to every image of ``X``."""
         check_is_fitted(self, "backbone_")
-        source = self._image_source(X, reset=False)
+        return self._run_source(self._image_source(X, reset=False), forward, desc)
+
+    def _run_source(self, source, forward, desc: str) -> np.ndarray:
         device = self._device()
         dtype = resolve_precision(self.precision, device)
         channels_last = self._channels_last()

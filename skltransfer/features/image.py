@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
 
 import torch
@@ -9,7 +10,8 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
-from .._validation import StrOptions, validate_params
+from .._validation import HasMethods, StrOptions, check_is_fitted, validate_params
+from ..caching import EmbeddingCache, hash_bytes, weights_fingerprint
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -48,6 +50,12 @@ class PretrainedImageFeatures(
     {device}
     {precision}
     {verbose}
+    cache : str, os.PathLike, joblib.Memory or None, default=None
+        A directory where each image's features are stored, keyed on the
+        backbone's weights, ``layer``, ``pooling``, preprocessing and
+        ``precision`` plus a hash of the image (for files: path, size and
+        modification time). Cross-validation folds and grid-search candidates
+        then embed each image once. Safe to share between parallel workers.
 
     Attributes
     ----------
@@ -78,6 +86,7 @@ class PretrainedImageFeatures(
         **PretrainedImageBase._parameter_constraints,
         "layer": [str, Integral, None],
         "pooling": [StrOptions(set(POOLINGS))],
+        "cache": [str, os.PathLike, HasMethods(["cache"]), None],
     }
 
     def __init__(
@@ -93,6 +102,7 @@ class PretrainedImageFeatures(
         device="auto",
         precision="fp32",
         verbose=0,
+        cache=None,
     ):
         self.backbone = backbone
         self.layer = layer
@@ -104,6 +114,7 @@ class PretrainedImageFeatures(
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.cache = cache
 
     def fit(self, X, y=None):
         """Load the backbone and learn the input conventions of ``X``.
@@ -119,6 +130,7 @@ class PretrainedImageFeatures(
         """
         validate_params(self)
         self._fit_backbone(X)
+        self._weights_key = None
         self.layer_module_ = self._resolve_layer()
         with torch.inference_mode():
             self.n_features_out_ = self._embed(self._example()).shape[1]
@@ -136,7 +148,29 @@ class PretrainedImageFeatures(
         -------
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
-        return self._run(X, self._embed, desc="Embedding images")
+        cache = EmbeddingCache.from_param(self.cache, self._cache_key())
+        if cache is None:
+            return self._run(X, self._embed, desc="Embedding images")
+        source = self._image_source(X, reset=False)
+        return cache.transform(
+            source.sample_keys(),
+            lambda idx: self._run_source(source.subset(idx), self._embed, "Embedding"),
+            self.n_features_out_,
+        )
+
+    def _cache_key(self) -> str:
+        check_is_fitted(self, "backbone_")
+        if getattr(self, "_weights_key", None) is None:
+            # The backbone is frozen, so its fingerprint is computed once.
+            self._weights_key = weights_fingerprint(self.backbone_)
+        settings = (self.layer_module_, self.pooling, self.preprocessing_)
+        return hash_bytes(
+            type(self).__name__,
+            self._weights_key,
+            repr(settings),
+            repr(self.value_range_),
+            self.precision,
+        )
 
     def _resolve_layer(self) -> str | None:
         if self.layer is None and self.pooling == "auto":

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..caching import hash_bytes
+
 __all__ = ["ImageSource", "as_image_source", "fit_value_range"]
 
 _CHANNELS = (1, 3, 4)
@@ -157,6 +159,19 @@ def _single_to_chw(item, value_range) -> torch.Tensor:
     return _scale(chw, vr)
 
 
+def _item_key(item) -> str:
+    if _is_path(item):
+        # Path, size and modification time: cheap, and any rewrite of the file
+        # changes the key without reading it.
+        stat = os.stat(item)
+        path = os.path.abspath(os.fspath(item))
+        return hash_bytes("file", path, str(stat.st_size), str(stat.st_mtime_ns))
+    if _is_pil(item):
+        return hash_bytes("pil", item.mode, str(item.size), item.tobytes())
+    arr = np.ascontiguousarray(np.asarray(item))
+    return hash_bytes(f"array:{arr.dtype}:{arr.shape}", arr.tobytes())
+
+
 def _check_paths(paths) -> None:
     for i, p in enumerate(paths):
         if os.path.isdir(p):
@@ -192,6 +207,23 @@ class ImageSource:
             return None
         lows, highs = zip(*(fit_value_range(a) for a in arrays), strict=True)
         return (min(lows), max(highs))
+
+    def sample_keys(self) -> list[str]:
+        """A content hash per image, for caching (files: path, size and mtime)."""
+        if self.array is not None:
+            prefix = f"array:{self.array.dtype}:{self.array.shape[1:]}"
+            return [
+                hash_bytes(prefix, np.ascontiguousarray(a).tobytes())
+                for a in self.array
+            ]
+        return [_item_key(x) for x in self.items]
+
+    def subset(self, indices) -> ImageSource:
+        """The images at ``indices``, with the same conventions."""
+        if self.array is not None:
+            return ImageSource(array=self.array[indices], value_range=self.value_range)
+        items = [self.items[i] for i in indices]
+        return ImageSource(items=items, value_range=self.value_range)
 
     def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].

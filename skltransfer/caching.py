@@ -1,0 +1,134 @@
+"""A per-sample on-disk cache of embeddings, shared across folds and searches.
+
+Each output row is stored under two keys: the *model key* (everything that
+changes the output: backbone weights, layer, pooling, preprocessing, precision)
+and the *sample key* (a hash of the sample's content). A new cross-validation
+fold or grid-search candidate with the same model settings therefore reuses
+every row an earlier one computed. Writes are atomic (write to a temporary file,
+then rename), so parallel workers can share a cache directory; an unreadable or
+malformed entry is recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["EmbeddingCache", "hash_bytes", "weights_fingerprint"]
+
+_SUBDIR = "skltransfer-embeddings"
+
+
+def hash_bytes(*parts: bytes | str) -> str:
+    """A short hex digest of ``parts`` (blake2b, 128 bits)."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def weights_fingerprint(module) -> str:
+    """A digest of a module's parameters and buffers (names, shapes and values)."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _location(cache) -> str | None:
+    if cache is None:
+        return None
+    if isinstance(cache, str | os.PathLike):
+        return os.fspath(cache)
+    location = getattr(cache, "location", None)  # joblib.Memory
+    if location is None and hasattr(cache, "location"):
+        return None  # joblib.Memory(None): caching disabled
+    if location is None:
+        raise TypeError(
+            "cache must be None, a directory path or a joblib.Memory, "
+            f"got {type(cache).__name__}."
+        )
+    return os.fspath(location)
+
+
+class EmbeddingCache:
+    """Rows of one model configuration, stored one ``.npy`` file per sample.
+
+    Parameters
+    ----------
+    root : str
+        Cache directory (a ``skltransfer-embeddings`` folder is made in it).
+    model_key : str
+        Identifies everything that changes the output.
+    """
+
+    def __init__(self, root: str, model_key: str):
+        self.directory = os.path.join(root, _SUBDIR, model_key)
+
+    @classmethod
+    def from_param(cls, cache, model_key: str) -> EmbeddingCache | None:
+        """The cache for an estimator's ``cache`` parameter, or None when off."""
+        root = _location(cache)
+        return None if root is None else cls(root, model_key)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, key[:2], f"{key}.npy")
+
+    def _read(self, key: str, n_features: int) -> np.ndarray | None:
+        try:
+            row = np.load(self._path(key), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None  # missing or corrupt: recompute
+        if row.shape != (n_features,) or row.dtype != np.float32:
+            return None
+        return row
+
+    def _write(self, key: str, row: np.ndarray) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, np.ascontiguousarray(row, dtype=np.float32))
+            os.replace(tmp, path)  # atomic: readers see all or nothing
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def transform(
+        self,
+        sample_keys: Sequence[str],
+        compute: Callable[[np.ndarray], np.ndarray],
+        n_features: int,
+    ) -> np.ndarray:
+        """Rows for ``sample_keys``: read from the cache, computing the misses.
+
+        ``compute(indices)`` returns the rows of the samples at ``indices``
+        (positions in ``sample_keys``), in that order.
+        """
+        out = np.empty((len(sample_keys), n_features), dtype=np.float32)
+        missing = []
+        for i, key in enumerate(sample_keys):
+            row = self._read(key, n_features)
+            if row is None:
+                missing.append(i)
+            else:
+                out[i] = row
+        if missing:
+            missing = np.asarray(missing)
+            rows = compute(missing)
+            out[missing] = rows
+            for i, row in zip(missing, rows, strict=True):
+                self._write(sample_keys[i], row)
+        return out

@@ -1,0 +1,123 @@
+"""The per-sample embedding cache."""
+
+import os
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from skltransfer import PretrainedImageFeatures
+from skltransfer.caching import EmbeddingCache
+
+TINY = "test_tiny_cnn"
+
+
+def _count_forward_samples(est):
+    """Wrap the estimator's forward to count how many images reach the model."""
+    seen = {"n": 0}
+    embed = est._embed
+
+    def counting(x):
+        seen["n"] += len(x)
+        return embed(x)
+
+    est._embed = counting
+    return seen
+
+
+def test_cached_rows_equal_uncached_and_are_reused(rgb_images, tmp_path):
+    X, _ = rgb_images
+    plain = PretrainedImageFeatures(TINY).fit(X).transform(X)
+    est = PretrainedImageFeatures(TINY, cache=tmp_path).fit(X)
+    seen = _count_forward_samples(est)
+    np.testing.assert_array_equal(est.transform(X[:8]), plain[:8])
+    assert seen["n"] == 8
+    np.testing.assert_array_equal(est.transform(X), plain)
+    assert seen["n"] == 12  # only the 4 new images were embedded
+
+
+def test_key_changes_with_settings_that_change_the_output(rgb_images, tmp_path):
+    X, _ = rgb_images
+    keys = {
+        PretrainedImageFeatures(TINY, cache=tmp_path, **kw).fit(X)._cache_key()
+        for kw in [{}, {"layer": "stem"}, {"pooling": "max"}, {"image_size": 24}]
+    }
+    assert len(keys) == 4
+    again = PretrainedImageFeatures(TINY, cache=tmp_path).fit(X[:3])._cache_key()
+    assert again in keys  # same settings, other fit data: same model key
+
+
+def test_cache_survives_clone_and_grid_search(rgb_images, tmp_path):
+    X, y = rgb_images
+    memory = joblib.Memory(tmp_path, verbose=0)
+    pipe = make_pipeline(
+        PretrainedImageFeatures(TINY, cache=memory), LogisticRegression()
+    )
+    grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0]}, cv=3)
+    grid.fit(X, y)
+    stored = [f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".npy")]
+    assert len(stored) == len(X)  # every image embedded once, for all folds
+    assert grid.best_estimator_[0].cache.location == memory.location
+
+
+def test_cross_val_score_with_cache_matches_without(rgb_images, tmp_path):
+    X, y = rgb_images
+    make = lambda cache: make_pipeline(  # noqa: E731
+        PretrainedImageFeatures(TINY, cache=cache), LogisticRegression()
+    )
+    np.testing.assert_allclose(
+        cross_val_score(make(tmp_path), X, y, cv=3),
+        cross_val_score(make(None), X, y, cv=3),
+    )
+
+
+def test_corrupt_entries_are_recomputed(rgb_images, tmp_path):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, cache=tmp_path).fit(X)
+    expected = est.transform(X)
+    files = [
+        os.path.join(d, f)
+        for d, _, fs in os.walk(tmp_path)
+        for f in fs
+        if f.endswith(".npy")
+    ]
+    with open(files[0], "wb") as f:
+        f.write(b"garbage")
+    np.save(files[1], np.zeros(3, dtype=np.float32))  # wrong shape
+    np.testing.assert_array_equal(est.transform(X), expected)
+
+
+def test_files_are_keyed_on_path_size_and_mtime(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    est = PretrainedImageFeatures(TINY, cache=tmp_path / "c").fit([str(path)])
+    first = est.transform([str(path)])
+    Image.fromarray(np.full((8, 8, 3), 255, np.uint8)).save(path)
+    os.utime(path, ns=(1, 10**18))  # a different modification time
+    assert not np.allclose(est.transform([str(path)]), first)
+
+
+def test_bad_cache_parameter(rgb_images):
+    X, _ = rgb_images
+    with pytest.raises(ValueError, match="cache"):
+        PretrainedImageFeatures(TINY, cache=3).fit(X)
+
+
+def test_parallel_writers_leave_only_complete_files(tmp_path):
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    keys = ["aa01", "aa02", "bb03"]
+    joblib.Parallel(n_jobs=2)(
+        joblib.delayed(EmbeddingCache(str(tmp_path), "m").transform)(
+            keys, lambda idx: rows[idx], 4
+        )
+        for _ in range(4)
+    )
+    out = EmbeddingCache(str(tmp_path), "m").transform(keys, lambda idx: 1 / 0, 4)
+    np.testing.assert_array_equal(out, rows)
+    leftovers = [f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".tmp")]
+    assert not leftovers
