@@ -27,6 +27,7 @@ from skltransfer.backbones import (
 )
 from skltransfer.backbones._text import get_text_spec, masked_pool
 from skltransfer.exceptions import MissingDependencyError, TruncationWarning
+from skltransfer.inputs.text import length_order, restore_order, tokenize_texts
 
 TEXTS = [
     "a good film",
@@ -285,6 +286,35 @@ def test_bad_inputs_pandas(fitted):
         fitted.transform(pd.Series(["ok", pd.NA], dtype="string"))
 
 
+def test_tokenize_texts_packs_chunks_and_pads_like_the_tokenizer(tiny):
+    texts = [*TEXTS, "good " * 100]
+    whole = tokenize_texts(tiny.tokenizer, texts, 10)
+    chunked = tokenize_texts(tiny.tokenizer, texts, 10, chunk_size=2)
+    full = [len(ids) for ids in tiny.tokenizer(texts)["input_ids"]]
+    assert whole.n_truncated == chunked.n_truncated == sum(n > 10 for n in full)
+    np.testing.assert_array_equal(whole.lengths, np.minimum(full, 10))
+    np.testing.assert_array_equal(whole.offsets, chunked.offsets)
+    rows = [6, 0, 2]
+    expected = tiny.tokenizer(
+        [texts[i] for i in rows],
+        padding=True,
+        truncation=True,
+        max_length=10,
+        return_tensors="pt",
+    )
+    batch = chunked.batch(rows)
+    for key in expected:
+        torch.testing.assert_close(batch[key], expected[key])
+
+
+def test_length_order_is_restored():
+    lengths = [3, 9, 1, 9, 4]
+    order = length_order(lengths)
+    assert list(order) == [1, 3, 4, 0, 2]
+    rows = np.arange(5.0)[order, None]
+    np.testing.assert_array_equal(restore_order(rows, order)[:, 0], np.arange(5.0))
+
+
 def test_missing_as_empty(fitted):
     emb = clone(fitted).set_params(missing="empty").fit(TEXTS)
     X = emb.transform(["a good film", None, float("nan")])
@@ -341,6 +371,7 @@ def test_api_checks(estimator, check):
     check(type(estimator).__name__, clone(estimator))
 
 
+@pytest.mark.filterwarnings("ignore:.*no word in the vocabulary")
 @pytest.mark.parametrize("estimator", INSTANCES, ids=lambda e: type(e).__name__)
 def test_string_data_checks(estimator):
     """String-data versions of scikit-learn's data checks."""

@@ -42,11 +42,18 @@ from torch import nn
 from ..exceptions import missing_dependency
 from ._api import Backbone
 from ._groups import LayerGroup, _execution_order
-from ._registry import _REGISTRY, BackboneSpec, _ensure_builtins, register_backbone
+from ._registry import (
+    _REGISTRY,
+    BackboneSpec,
+    RegisteredBackbone,
+    _ensure_builtins,
+    register_backbone,
+)
 
 __all__ = [
     "HFTextBackbone",
     "TextBackbone",
+    "attention_mask",
     "get_text_spec",
     "load_text_backbone",
     "masked_pool",
@@ -177,7 +184,12 @@ class TextBackbone(Backbone):
 
     @property
     def hidden_size(self) -> int:
-        return int(self.body.model.config.hidden_size)
+        """Length of the embedding (the width of the token states)."""
+        size = getattr(self.body.model.config, "hidden_size", None)
+        if size is None:
+            with torch.inference_mode():
+                size = self.body(self.example_input(1)).shape[-1]
+        return int(size)
 
     @property
     def num_hidden_states(self) -> int:
@@ -197,7 +209,7 @@ class TextBackbone(Backbone):
 
     def forward_features(self, x: dict) -> torch.Tensor:
         """Mean of the last hidden state over the attention mask, (N, D)."""
-        return masked_pool(self.body(x), _mask(x), "mean")
+        return masked_pool(self.body(x), attention_mask(x), "mean")
 
     def example_input(self, batch_size: int = 2) -> dict:
         """A tokenised batch of ``batch_size`` short sentences."""
@@ -215,7 +227,8 @@ class TextBackbone(Backbone):
         return self._layer_groups
 
 
-def _mask(batch: dict) -> torch.Tensor:
+def attention_mask(batch: dict) -> torch.Tensor:
+    """The batch's attention mask (all ones when the tokenizer gives none)."""
     mask = batch.get("attention_mask")
     if mask is None:
         return torch.ones_like(batch["input_ids"])
@@ -296,8 +309,6 @@ def get_text_spec(model, *, trust_remote_code: bool = False) -> BackboneSpec:
     or local folder for :class:`HFTextBackbone` (a leading ``"hf:"`` is
     dropped); a spec is returned as it is.
     """
-    from ._registry import RegisteredBackbone
-
     if isinstance(model, BackboneSpec):
         return model
     if not isinstance(model, str | os.PathLike):

@@ -84,6 +84,17 @@ class WordVectors:
         The word of each row, in order, or a word -> row mapping. When a word
         occurs twice, its first row is used.
 
+    Notes
+    -----
+    Tables read from a file (:meth:`load`, or a path given to
+    ``PretrainedWordVectors``) are shared by every user in the process and
+    pickle as a reference: the source and the SHA-256 of its content.
+    Unpickling reads the source again (instantly for memory-mapped ``.npy``
+    data) and raises an error if the file is missing or its content changed.
+    Tables built in memory pickle their array, without copying it first.
+    ``copy.deepcopy`` returns the table itself, so ``sklearn.base.clone``
+    shares it.
+
     Examples
     --------
     >>> import numpy as np

@@ -17,7 +17,12 @@ from .._device import PRECISIONS, resolve_precision
 from .._docstring import fill_doc
 from .._inference import batch_slices, run_batched
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
-from ..backbones._text import TOKEN_POOLINGS, load_text_backbone, masked_pool
+from ..backbones._text import (
+    TOKEN_POOLINGS,
+    attention_mask,
+    load_text_backbone,
+    masked_pool,
+)
 from ..base import TorchModelMixin
 from ..exceptions import TruncationWarning
 from ..inputs.text import (
@@ -86,6 +91,8 @@ class PretrainedTextEmbeddings(
     ----------
     backbone_ : skltransfer.backbones.TextBackbone
         The loaded, frozen encoder and its tokenizer.
+    layers_ : tuple of int or None
+        Indices of the hidden states averaged (None: the last layer only).
     max_length_ : int
         Tokens kept per text.
     n_features_out_ : int
@@ -254,7 +261,7 @@ class PretrainedTextEmbeddings(
         else:
             states = body.hidden_states(batch)
             hidden = torch.stack([states[i] for i in self.layers_]).mean(0)
-        pooled = masked_pool(hidden, batch["attention_mask"], self.pooling).float()
+        pooled = masked_pool(hidden, attention_mask(batch), self.pooling).float()
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled

@@ -83,9 +83,10 @@ default="glove-6b-50d"
     Attributes
     ----------
     vectors_ : WordVectors
-        The loaded table (memory-mapped for the default and saved folders).
-        Pickles refer to files by path and SHA-256 content hash and hold
-        in-memory vectors in full; see :mod:`skltransfer.features._vector_files`.
+        The loaded table, shared with every model of the process that uses
+        the same file; memory-mapped for the default and for saved folders.
+        Pickles refer to files by path and content hash and hold in-memory
+        vectors in full (see :class:`WordVectors`).
     n_features_out_ : int
         Dimension of the word vectors.
     idf_ : ndarray of shape (n_seen_words,)

@@ -14,6 +14,7 @@ longest text only; :func:`restore_order` puts the results back in input order.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from dataclasses import dataclass
 
@@ -137,38 +138,42 @@ def restore_order(sorted_rows: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TokenizedTexts:
-    """Token ids of every text, unpadded, ready to be batched in any order.
+    """Token ids of every text, unpadded and packed, ready to batch in any order.
 
     Attributes
     ----------
-    encoded : dict of str to list of list of int
-        The tokenizer's outputs (``input_ids``, ``attention_mask``, ...).
+    values : dict of str to ndarray
+        Each tokenizer output (``input_ids``, ``attention_mask``, ...) of all
+        texts, concatenated into one int32 array.
+    offsets : ndarray of shape (n_texts + 1,)
+        Text ``i`` is ``values[key][offsets[i]:offsets[i + 1]]``.
     pad_values : dict of str to int
         The value each output is padded with.
     n_truncated : int
         How many texts were longer than the length limit and were cut.
     """
 
-    encoded: dict
+    values: dict
+    offsets: np.ndarray
     pad_values: dict
     n_truncated: int
 
     @property
     def lengths(self) -> np.ndarray:
-        ids = self.encoded["input_ids"]
-        return np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        return np.diff(self.offsets)
 
     def batch(self, rows) -> dict:
         """Rows ``rows``, right-padded to their longest, as ``torch.long`` tensors."""
         import torch  # here, so that word-vector models never import it
 
-        rows = list(rows)
-        width = max(len(self.encoded["input_ids"][r]) for r in rows)
+        rows = np.asarray(rows)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        width = int((ends - starts).max())
         out = {}
-        for key, seqs in self.encoded.items():
+        for key, flat in self.values.items():
             arr = np.full((len(rows), width), self.pad_values.get(key, 0), np.int64)
-            for j, r in enumerate(rows):
-                arr[j, : len(seqs[r])] = seqs[r]
+            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+                arr[j, : b - a] = flat[a:b]
             out[key] = torch.from_numpy(arr)
         return out
 
@@ -182,19 +187,44 @@ def _pad_values(tokenizer) -> dict:
     }
 
 
-def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> TokenizedTexts:
-    """Tokenise ``texts`` once, keeping at most ``max_length`` tokens per text.
-
-    Tokenising with one token of slack tells which texts are too long without
-    materialising their full token sequences; only those are tokenised again.
+def _tokenize_chunk(tokenizer, texts: list[str], max_length: int):
+    """Tokenise with one token of slack: it tells which texts are too long
+    without materialising their full token sequences; only those are redone.
     """
     kw = {"truncation": True, "return_tensors": None}
     encoded = dict(tokenizer(texts, max_length=max_length + 1, **kw))
-    ids = encoded["input_ids"]
-    long = [i for i, seq in enumerate(ids) if len(seq) > max_length]
+    long = [i for i, seq in enumerate(encoded["input_ids"]) if len(seq) > max_length]
     if long:
         cut = tokenizer([texts[i] for i in long], max_length=max_length, **kw)
         for key, seqs in encoded.items():
             for i, seq in zip(long, cut[key], strict=True):
                 seqs[i] = seq
-    return TokenizedTexts(encoded, _pad_values(tokenizer), len(long))
+    return encoded, len(long)
+
+
+def _flatten(seqs: list, total: int) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(seqs), np.int32, count=total)
+
+
+def tokenize_texts(
+    tokenizer, texts: list[str], max_length: int, chunk_size: int = 8192
+) -> TokenizedTexts:
+    """Tokenise ``texts`` once, keeping at most ``max_length`` tokens per text.
+
+    Texts are tokenised ``chunk_size`` at a time and packed into int32 arrays,
+    so memory stays a few bytes per token for any number of texts.
+    """
+    parts: dict[str, list] = {}
+    lengths, n_truncated = [], 0
+    for start in range(0, len(texts), chunk_size):
+        encoded, n_cut = _tokenize_chunk(
+            tokenizer, texts[start : start + chunk_size], max_length
+        )
+        n_truncated += n_cut
+        chunk_lengths = np.fromiter(map(len, encoded["input_ids"]), np.int64)
+        lengths.append(chunk_lengths)
+        for key, seqs in encoded.items():
+            parts.setdefault(key, []).append(_flatten(seqs, chunk_lengths.sum()))
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
+    values = {key: np.concatenate(arrays) for key, arrays in parts.items()}
+    return TokenizedTexts(values, offsets, _pad_values(tokenizer), n_truncated)
