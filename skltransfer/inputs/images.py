@@ -130,7 +130,8 @@ def _scale(x: np.ndarray, value_range) -> torch.Tensor:
         t = t.float().div_(255.0)
     else:
         lo, hi = value_range if value_range is not None else (0.0, 1.0)
-        t = t.float().sub_(lo).div_(hi - lo).clamp_(0.0, 1.0)
+        # Out of place first: t may share memory with the caller's float32 array.
+        t = t.float().sub(lo).div_(hi - lo).clamp_(0.0, 1.0)
     if t.shape[-3] == 1:
         t = t.expand(*t.shape[:-3], 3, *t.shape[-2:])
     return t[..., :3, :, :]
