@@ -1,0 +1,342 @@
+"""What FineTuneClassifier and FineTuneRegressor share: fit, initialise, predict.
+
+``fit`` validates the parameters and the data, then (inside a forked, seeded
+torch RNG) initialises ``module_``, ``optimizer_`` and ``criterion_``, splits
+off the validation data and runs the training loop of :mod:`._loop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+
+from .._device import PRECISIONS, resolve_precision
+from .._inference import batch_slices, run_batched
+from .._validation import Interval, StrOptions, check_is_fitted, validate_params
+from ..augmentation import make_augmentation
+from ..backbones import ModuleBackbone, get_spec
+from ..base import TorchModelMixin
+from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
+from ._cache import frozen_prefix
+from ._heads import FineTuneNetwork, build_head, check_head
+from ._inputs import InputsMixin, TrainedBackbone
+from ._loop import FitContext, TrainingLoopMixin
+
+__all__ = ["BaseFineTune"]
+
+# Early stopping is switched on by "auto" from this many training samples.
+AUTO_EARLY_STOPPING = 1000
+
+
+def _seeded(seed: int, device: torch.device):
+    devices = [device] if device.type == "cuda" else []
+    rng = torch.random.fork_rng(devices=devices)
+    torch.manual_seed(seed)
+    return rng
+
+
+class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimator):
+    """Fit/predict machinery of the fine-tuning estimators (not public)."""
+
+    _parameter_constraints: dict = {
+        "backbone": "no_validation",  # resolved by get_spec in fit
+        "unfreeze": [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
+        "head": [StrOptions({"linear"}), tuple, list],
+        "head_dropout": [Interval(Real, 0, 1, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_decay": [Interval(Real, 0, 1, closed="right")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "unfreeze_schedule": [Interval(Integral, 1, None, closed="left"), None],
+        "freeze_batchnorm": ["boolean"],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr_schedule": [StrOptions({"cosine", "constant"})],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "augmentation": "no_validation",  # checked by make_augmentation
+        "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "image_shape": [tuple, list, None],
+        "value_range": [StrOptions({"auto"}), tuple, list],
+        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        "cache_frozen": ["boolean", StrOptions({"auto"})],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    # -- fit -------------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Fine-tune the backbone and a new head on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like, images or texts
+            What the backbone takes: a numeric array for a module backbone,
+            images for an image backbone, strings for a text encoder.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        validate_params(self)
+        check_head(self.head)
+        try:
+            self._fit(X, y)
+        except FloatingPointError:
+            self._clear_fitted()
+            raise
+        return self
+
+    def _fit(self, X, y):
+        warm = bool(self.warm_start) and hasattr(self, "module_")
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        device = self._device()
+        with _seeded(seed, device):
+            # Inside the seeded block: a backbone may be randomly initialised.
+            backbone = None if warm else self._load_backbone()
+            inputs, y = self._validate_inputs(X, y, reset=not warm, backbone=backbone)
+            targets = self._encode_targets(y, reset=not warm)
+            if len(targets) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least 2 training samples; got "
+                    f"n_samples = {len(targets)}."
+                )
+            if not warm:
+                self._initialize(backbone, inputs, targets, device)
+            ctx = self._initialize_fit(inputs, device, seed)
+            train, valid = self._split(inputs, targets, seed)
+            self._train(ctx, train, valid)
+
+    def _load_backbone(self):
+        spec = get_spec(self.backbone)
+        return spec.load().eval()
+
+    def _initialize(self, backbone, inputs, targets, device):
+        """Build ``module_``, ``optimizer_`` and ``criterion_``; reset the history."""
+        self._initialize_module(backbone, inputs, targets)
+        self.module_.to(device)
+        self._initialize_optimizer(device)
+        self.criterion_ = self._make_criterion(targets).to(device)
+        self.history_ = []
+        self.n_iter_ = 0
+
+    def _initialize_module(self, backbone, inputs, targets):
+        example = inputs.example()
+        with torch.no_grad():  # first, so that lazy modules get their shapes
+            n_features = backbone.forward_features(example).shape[1]
+        groups = backbone.layer_groups(example)
+        self.layer_groups_ = [g.name for g in groups]
+        self.n_trainable_groups_ = resolve_unfreeze(
+            self.unfreeze, len(groups), name=f"backbone {backbone.name!r}"
+        )
+        head = build_head(
+            self.head, n_features, self._n_outputs(targets), self.head_dropout
+        )
+        self.module_ = FineTuneNetwork(backbone, head)
+
+    def _initialize_optimizer(self, device):
+        backbone = self.module_.backbone
+        groups = layerwise_param_groups(
+            self.module_.head.parameters(),
+            backbone.group_parameters(),
+            self.n_trainable_groups_,
+            lr=self.lr,
+            lr_decay=self.lr_decay,
+            weight_decay=self.weight_decay,
+        )
+        kwargs = {"fused": True} if device.type in ("cpu", "cuda") else {}
+        self.optimizer_ = torch.optim.AdamW(groups, lr=self.lr, **kwargs)
+
+    def _initialize_fit(self, inputs, device, seed) -> FitContext:
+        """The per-fit context: freezing, precision, schedule, augmentation."""
+        backbone = self.module_.backbone
+        self._check_warm_start_unfreeze(backbone)
+        for group in self.optimizer_.param_groups:
+            group["base_lr"] = self.lr * self.lr_decay ** group["depth"]
+        group_params = backbone.group_parameters()
+        freeze(group_params, self.n_trainable_groups_)
+        dtype = resolve_precision(self.precision, device)
+        n_train = len(inputs) - self._n_validation(len(inputs))
+        steps = self.max_epochs * math.ceil(n_train / self.batch_size)
+        return FitContext(
+            device=device,
+            dtype=dtype,
+            groups=backbone.layer_groups(),
+            group_params=group_params,
+            n_trainable=self.n_trainable_groups_,
+            total_steps=steps,
+            warmup_steps=int(self.warmup_fraction * steps),
+            scaler=torch.amp.GradScaler(device.type)
+            if dtype is torch.float16
+            else None,
+            rng=np.random.default_rng(seed),
+        )
+
+    def _check_warm_start_unfreeze(self, backbone) -> None:
+        n = resolve_unfreeze(
+            self.unfreeze, len(self.layer_groups_), name=f"backbone {backbone.name!r}"
+        )
+        if n != self.n_trainable_groups_:
+            # More (or fewer) groups train than the optimiser was built for.
+            self.n_trainable_groups_ = n
+            self._initialize_optimizer(next(self.module_.parameters()).device)
+
+    # -- data split and training ------------------------------------------------
+
+    def _early_stopping_on(self, n: int) -> bool:
+        if self.early_stopping == "auto":
+            return n >= AUTO_EARLY_STOPPING
+        return bool(self.early_stopping) and n >= 2
+
+    def _n_validation(self, n: int) -> int:
+        if not self._early_stopping_on(n) or n < 4:
+            return 0
+        return min(n - 2, max(1, math.ceil(self.validation_fraction * n)))
+
+    def _split(self, inputs, targets, seed):
+        """(inputs, targets) for training and validation (None without early
+        stopping)."""
+        n = len(inputs)
+        n_valid = self._n_validation(n)
+        if n_valid == 0:
+            return (inputs, targets), None
+        stratify = self._stratify(targets, n_valid)
+        train_idx, valid_idx = train_test_split(
+            np.arange(n), test_size=n_valid, random_state=seed, stratify=stratify
+        )
+        train = (inputs.subset(train_idx), targets[torch.from_numpy(train_idx)])
+        valid = (inputs.subset(valid_idx), targets[torch.from_numpy(valid_idx)])
+        return train, valid
+
+    def _stratify(self, targets, n_valid):
+        return None
+
+    def _train(self, ctx: FitContext, train, valid):
+        inputs = self._prepare_for_training(train[0], ctx.device)
+        y = train[1].to(ctx.device)
+        ctx.augment = self._augmentation(inputs)
+        if valid is not None:
+            valid = (
+                self._prepare_for_training(valid[0], ctx.device),
+                valid[1].to(ctx.device),
+            )
+        with frozen_prefix(self, ctx, inputs, valid) as (inputs, valid):
+            self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
+
+    def _augmentation(self, inputs):
+        size = getattr(getattr(self, "preprocessing_", None), "crop_size", None)
+        X = inputs.X if hasattr(inputs, "X") and inputs.kind == "tensor" else None
+        return make_augmentation(
+            self.augmentation, kind=inputs.kind, image_size=size, X=X
+        )
+
+    def _prepare_for_training(self, inputs, device):
+        """Decode images once per fit when they fit in memory; move tensors once."""
+        if hasattr(inputs, "materialize"):
+            inputs = inputs.materialize(self.batch_size)
+        return inputs.to(device) if hasattr(inputs, "to") else inputs
+
+    def _clear_fitted(self):
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+    # -- predict ---------------------------------------------------------------
+
+    def _forward_all(self, X, activation=None) -> np.ndarray:
+        """Network outputs for every sample of ``X`` as float32 numpy."""
+        check_is_fitted(self, "module_")
+        inputs, _ = self._validate_inputs(X, None, reset=False)
+        device = self._device()
+        self.module_.to(device).eval()
+        order = inputs.length_order() if hasattr(inputs, "length_order") else None
+        ordered = inputs if order is None else inputs.subset(order)
+        cpu = torch.device("cpu")
+
+        def forward(batch):
+            out = self.module_(batch).float()
+            return out if activation is None else activation(out)
+
+        outputs = run_batched(
+            lambda sl: ordered.to_model(ordered.load(sl), cpu),
+            forward,
+            batch_slices(len(ordered), self.batch_size),
+            device=device,
+            dtype=resolve_precision(self.precision, device),
+            verbose=self.verbose,
+            desc="Predicting",
+            total=len(ordered),
+        )
+        out = np.concatenate(outputs).astype(np.float32, copy=False)
+        if order is None:
+            return out
+        restored = np.empty_like(out)
+        restored[order] = out
+        return restored
+
+    # -- reuse as a source model ---------------------------------------------------
+
+    def to_backbone_spec(self):
+        """The trained body as a backbone for another estimator.
+
+        This makes a fitted estimator a *source model*: pass it (or this
+        spec) as the ``backbone`` of a new estimator to fine-tune it on a
+        target task, or to embed with it. Pass the spec itself to model
+        selection tools, since ``clone`` makes unfitted copies of estimators.
+
+        Returns
+        -------
+        spec : skltransfer.backbones.BackboneSpec
+            A :class:`~skltransfer.backbones.ModuleBackbone` holding a CPU copy
+            of the trained body (with the image preprocessing it was trained
+            with), or, for text encoders, the trained encoder with its
+            tokenizer.
+        """
+        check_is_fitted(self, "module_")
+        backbone = copy.deepcopy(self.module_.backbone).cpu().eval()
+        backbone.requires_grad_(True)
+        if self.input_kind_ == "text":
+            return TrainedBackbone(backbone)
+        preprocessing = getattr(self, "preprocessing_", None)
+        return ModuleBackbone(backbone.body, preprocessing=preprocessing)
+
+    # -- pickling --------------------------------------------------------------
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        optimizer = state.get("optimizer_")
+        module = self.__dict__.get("module_")
+        if optimizer is not None and module is not None and _on_accelerator(module):
+            # Copy the network and its optimiser together so that the copied
+            # optimiser still refers to the copied parameters, then move both.
+            module, optimizer = copy.deepcopy((module, optimizer))
+            module.to("cpu")
+            _optimizer_to(optimizer, torch.device("cpu"))
+            state["module_"], state["optimizer_"] = module, optimizer
+        return state
+
+
+def _on_accelerator(module) -> bool:
+    return any(p.device.type != "cpu" for p in module.parameters())
+
+
+def _optimizer_to(optimizer, device) -> None:
+    for per_param in optimizer.state.values():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                per_param[key] = value.to(device)

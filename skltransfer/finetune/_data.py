@@ -1,0 +1,190 @@
+"""Inputs of fine-tuning: tensors, images and texts behind one small interface.
+
+Every input kind offers the same three steps, so the training loop never asks
+what it is reading:
+
+- ``load(idx)``: a CPU batch for the samples ``idx`` (thread-safe and free of
+  randomness, so it may run ahead in a worker thread);
+- ``to_model(raw, device, augment)``: the batch the network takes, on
+  ``device``, with the training augmentation applied (images are augmented in
+  [0, 1] before normalisation, texts before tokenisation);
+- ``subset(idx)``: the inputs of a part of the samples (the validation split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ..inputs.images import ImageSource
+from ..inputs.text import length_order
+
+__all__ = ["ImageInputs", "TensorInputs", "TextInputs", "iterate_batches"]
+
+# Resized training images are kept in memory when they take at most this much.
+MATERIALIZE_BYTES = 1 << 30
+
+
+def _identity(batch):
+    return batch
+
+
+def _to(batch, device: torch.device):
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    return batch.to(device, non_blocking=non_blocking)
+
+
+@dataclass
+class TensorInputs:
+    """Samples held in one float tensor (tabular rows, image arrays, resized images).
+
+    ``finish`` runs after augmentation (e.g. image normalisation).
+    """
+
+    X: torch.Tensor
+    kind: str = "tensor"
+    finish: Callable = _identity
+    prefetch: bool = False
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def load(self, idx):
+        return self.X[idx]
+
+    def to_model(self, raw, device, augment=None):
+        batch = _to(raw, device)
+        if augment is not None:
+            batch = augment(batch)
+        return self.finish(batch)
+
+    def subset(self, idx) -> TensorInputs:
+        return replace(self, X=self.X[idx])
+
+    def to(self, device) -> TensorInputs:
+        """The same inputs with the tensor moved to ``device`` once."""
+        return replace(self, X=self.X.to(device))
+
+    def example(self, n: int = 2):
+        return self.to_model(self.load(slice(0, n)), self.X.device)
+
+
+def _subset_source(source: ImageSource, idx) -> ImageSource:
+    if source.array is not None:
+        return replace(source, array=source.array[idx])
+    return replace(source, items=[source.items[i] for i in np.asarray(idx)])
+
+
+@dataclass
+class ImageInputs:
+    """Images decoded, resized and cropped batch by batch from an ImageSource."""
+
+    source: ImageSource
+    preprocessing: object
+    kind: str = "image"
+    prefetch: bool = True
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def load(self, idx):
+        if isinstance(idx, slice):
+            return self.source.load_resized(idx, self.preprocessing)
+        part = _subset_source(self.source, idx)
+        return part.load_resized(slice(0, len(part)), self.preprocessing)
+
+    def to_model(self, raw, device, augment=None):
+        batch = _to(raw, device)
+        if augment is not None:
+            batch = augment(batch)
+        return self.preprocessing.normalize(batch)
+
+    def subset(self, idx) -> ImageInputs:
+        return replace(self, source=_subset_source(self.source, idx))
+
+    def example(self, n: int = 2):
+        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
+
+    def materialize(self, batch_size: int = 64):
+        """Resized images in memory (a TensorInputs) when small enough, else self.
+
+        Decoding and resizing then happen once per ``fit`` instead of once
+        per epoch; augmentation and normalisation still run per batch.
+        """
+        size = self.preprocessing.crop_size
+        if len(self) * 3 * size * size * 4 > MATERIALIZE_BYTES:
+            return self
+        parts = [
+            self.load(slice(i, i + batch_size)) for i in range(0, len(self), batch_size)
+        ]
+        return TensorInputs(
+            torch.cat(parts), kind="image", finish=self.preprocessing.normalize
+        )
+
+
+@dataclass
+class TextInputs:
+    """Texts tokenised batch by batch by the backbone's tokenizer."""
+
+    texts: np.ndarray
+    backbone: object
+    max_length: int | None = None
+    kind: str = "text"
+    prefetch: bool = False
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def load(self, idx):
+        return self.texts[idx].tolist()
+
+    def to_model(self, raw, device, augment=None):
+        if augment is not None:
+            raw = list(augment(list(raw)))
+        return _to(self.backbone.tokenize(raw, max_length=self.max_length), device)
+
+    def subset(self, idx) -> TextInputs:
+        return replace(self, texts=self.texts[idx])
+
+    def example(self, n: int = 2):
+        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
+
+    def length_order(self) -> np.ndarray:
+        """Longest first, so that prediction batches pad little."""
+        return length_order([len(t) for t in self.texts])
+
+
+def _chunks(order, batch_size: int, training: bool) -> list:
+    starts = list(range(0, len(order), batch_size))
+    if training and len(starts) > 1 and len(order) - starts[-1] == 1:
+        # A last batch of one sample would break BatchNorm in training mode.
+        starts.pop()
+    ends = [*starts[1:], len(order)]
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def iterate_batches(inputs, order, batch_size: int, *, training: bool = False):
+    """Yield ``(idx, raw_batch)`` over ``order`` in chunks of ``batch_size``.
+
+    In training, a last chunk of a single sample joins the one before it.
+    Inputs that decode lazily are loaded one batch ahead in a worker thread,
+    overlapping decoding with the forward and backward passes.
+    """
+    chunks = _chunks(order, batch_size, training)
+    if not inputs.prefetch:
+        for idx in chunks:
+            yield idx, inputs.load(idx)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(inputs.load, chunks[0]) if chunks else None
+        for i, idx in enumerate(chunks):
+            raw = pending.result()
+            if i + 1 < len(chunks):
+                pending = pool.submit(inputs.load, chunks[i + 1])
+            yield idx, raw

@@ -1,0 +1,239 @@
+"""The training loop, as a ladder of small steps that subclasses may override.
+
+``_fit_loop`` runs epochs; ``_run_epoch`` runs training steps over shuffled
+batches; ``_train_step`` does one forward, backward and optimiser step;
+``_evaluate`` scores the validation split under ``torch.inference_mode``.
+The loop keeps per-batch Python work to a minimum: batches are indexed from
+tensors already on the device, losses are summed on the device and read once
+per epoch, and learning rates are set by a multiplication per parameter group.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._device import autocast
+from ..exceptions import SkltransferWarning
+from ..freezing import freeze, n_unfrozen_at, set_train_mode
+from ._data import TensorInputs, iterate_batches
+
+__all__ = ["FitContext", "TrainingLoopMixin", "lr_factor"]
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base learning rates at ``step``: linear warm-up, then
+    cosine decay to zero (``"cosine"``) or a constant rate (``"constant"``)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class FitContext:
+    """What one call to ``fit`` needs beyond the estimator's fitted attributes."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    groups: list
+    group_params: list
+    n_trainable: int
+    total_steps: int
+    warmup_steps: int
+    augment: object = None
+    scaler: object = None
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    step: int = 0
+    params: list = field(default_factory=list)
+
+
+class _Best:
+    """The best monitored loss so far and a copy of the weights that reached it."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        self.loss = math.inf
+        self.epoch = None
+        self.state = None
+        self.stale = 0
+
+    def update(self, loss: float, epoch: int, module) -> None:
+        if loss < self.loss:
+            self.loss, self.epoch, self.stale = loss, epoch, 0
+            state = module.state_dict()
+            self.state = {k: state[k].detach().clone() for k in self.keys}
+        else:
+            self.stale += 1
+
+
+class TrainingLoopMixin:
+    """The epochs, steps and validation of fine-tuning (see the module docstring).
+
+    Expects ``module_``, ``optimizer_``, ``criterion_``, ``history_`` and
+    ``n_iter_`` to have been built by the estimator's initialise step.
+    """
+
+    # -- epochs ----------------------------------------------------------------
+
+    def _fit_loop(self, ctx: FitContext, train, y_train, valid=None, y_valid=None):
+        """Train for ``max_epochs`` epochs or until early stopping."""
+        best = _Best(self._changing_state_keys())
+        bar = tqdm(range(self.max_epochs), disable=not self.verbose, unit="epoch")
+        for _ in bar:
+            record = self._one_epoch(ctx, train, y_train, valid, y_valid)
+            if record is None:
+                self._on_divergence(best)
+                break
+            # Without validation, the latest weights are the ones to keep.
+            monitor = record["valid_loss"] if valid is not None else -self.n_iter_
+            best.update(monitor, self.n_iter_, self.module_)
+            bar.set_postfix({k: v for k, v in record.items() if "_" in k})
+            if valid is not None and best.stale >= self.n_iter_no_change:
+                break
+        self._finish_fit(best)
+
+    def _one_epoch(self, ctx, train, y_train, valid, y_valid) -> dict | None:
+        """Train one epoch, validate, and append its record to ``history_``.
+
+        Returns None, recording nothing, when the training loss is not finite.
+        """
+        start = time.perf_counter()
+        n_unfrozen = self._unfreeze_for_epoch(ctx)
+        train_loss = self._run_epoch(ctx, train, y_train)
+        if not math.isfinite(train_loss):
+            self._diverged_loss = train_loss
+            return None
+        record = {"epoch": self.n_iter_ + 1, "train_loss": train_loss}
+        if valid is not None:
+            loss, score = self._evaluate(ctx, valid, y_valid)
+            record.update(valid_loss=loss, valid_score=score)
+        record.update(lr=self.optimizer_.param_groups[0]["lr"], n_unfrozen=n_unfrozen)
+        record["seconds"] = time.perf_counter() - start
+        self.history_.append(record)
+        self.n_iter_ += 1
+        return record
+
+    def _unfreeze_for_epoch(self, ctx: FitContext) -> int:
+        """Apply gradual unfreezing for the coming epoch; returns how many
+        groups train."""
+        n = n_unfrozen_at(self.n_iter_, ctx.n_trainable, self.unfreeze_schedule)
+        freeze(ctx.group_params, n)
+        body = self.module_.backbone.body
+        set_train_mode(body, ctx.groups, n, freeze_batchnorm=self.freeze_batchnorm)
+        self.module_.head.train()
+        groups = self.optimizer_.param_groups
+        ctx.params = [p for g in groups for p in g["params"] if p.requires_grad]
+        return n
+
+    def _on_divergence(self, best: _Best) -> None:
+        """Stop with a warning, keeping the last good weights, or raise if none."""
+        message = (
+            f"The training loss became {self.__dict__.pop('_diverged_loss')} at "
+            f"epoch {self.n_iter_ + 1}. Try a lower lr, precision='fp32' or a "
+            "smaller max_grad_norm."
+        )
+        if best.state is None:
+            raise FloatingPointError(message)
+        warnings.warn(
+            f"{message} Training stopped; the weights of epoch {best.epoch} are kept.",
+            SkltransferWarning,
+            stacklevel=5,
+        )
+
+    def _finish_fit(self, best: _Best) -> None:
+        if best.state is not None and best.epoch != self.n_iter_:
+            self.module_.load_state_dict(best.state, strict=False)
+        self.best_epoch_ = best.epoch if best.epoch is not None else self.n_iter_
+        self.module_.eval()
+
+    def _changing_state_keys(self) -> list[str]:
+        """State entries that training may change: trainable parameters, buffers."""
+        groups = self.optimizer_.param_groups
+        trainable = {id(p) for g in groups for p in g["params"]}
+        params = self.module_.named_parameters()
+        keys = [name for name, p in params if id(p) in trainable]
+        return keys + [name for name, _ in self.module_.named_buffers()]
+
+    # -- steps -----------------------------------------------------------------
+
+    def _run_epoch(self, ctx: FitContext, inputs, y) -> float:
+        """One pass over shuffled training batches; returns the mean loss."""
+        order = self._epoch_order(ctx, len(inputs), inputs)
+        total = torch.zeros((), device=ctx.device)
+        batches = iterate_batches(inputs, order, self._batch_size(), training=True)
+        for idx, raw in batches:
+            xb = inputs.to_model(raw, ctx.device, ctx.augment)
+            yb = y[idx if isinstance(idx, torch.Tensor) else torch.as_tensor(idx)]
+            total += self._train_step(ctx, xb, yb) * len(yb)
+        return float(total) / len(inputs)
+
+    def _epoch_order(self, ctx: FitContext, n: int, inputs):
+        order = ctx.rng.permutation(n)
+        if isinstance(inputs, TensorInputs):
+            return torch.from_numpy(order).to(ctx.device)
+        return order
+
+    def _train_step(self, ctx: FitContext, xb, yb) -> torch.Tensor:
+        """Forward, backward and one optimiser step; returns the detached loss."""
+        self._set_lr(ctx)
+        with autocast(ctx.device, ctx.dtype):
+            loss = self._get_loss(self._forward(xb), yb)
+        self.optimizer_.zero_grad(set_to_none=True)
+        if ctx.scaler is not None:
+            ctx.scaler.scale(loss).backward()
+            ctx.scaler.unscale_(self.optimizer_)
+            self._clip(ctx)
+            ctx.scaler.step(self.optimizer_)
+            ctx.scaler.update()
+        else:
+            loss.backward()
+            self._clip(ctx)
+            self.optimizer_.step()
+        ctx.step += 1
+        return loss.detach()
+
+    def _forward(self, xb) -> torch.Tensor:
+        return self.module_(xb)
+
+    def _get_loss(self, output: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return self.criterion_(output.float(), yb)
+
+    def _clip(self, ctx: FitContext) -> None:
+        if self.max_grad_norm is not None and ctx.params:
+            torch.nn.utils.clip_grad_norm_(ctx.params, self.max_grad_norm)
+
+    def _set_lr(self, ctx: FitContext) -> None:
+        factor = lr_factor(
+            ctx.step, ctx.total_steps, ctx.warmup_steps, self.lr_schedule
+        )
+        for group in self.optimizer_.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    def _batch_size(self) -> int:
+        return self.batch_size
+
+    # -- validation ------------------------------------------------------------
+
+    def _evaluate(self, ctx: FitContext, inputs, y) -> tuple[float, float]:
+        """Validation loss and score, in eval mode under ``inference_mode``.
+
+        The next epoch puts the network back in training mode.
+        """
+        self.module_.eval()
+        order = np.arange(len(inputs))
+        outputs = []
+        with torch.inference_mode(), autocast(ctx.device, ctx.dtype):
+            for _, raw in iterate_batches(inputs, order, self._batch_size()):
+                outputs.append(self._forward(inputs.to_model(raw, ctx.device)).float())
+            out = torch.cat(outputs)
+            loss = float(self._get_loss(out, y))
+        return loss, float(self._score_outputs(out, y))

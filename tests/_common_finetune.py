@@ -1,0 +1,57 @@
+"""Fine-tuning estimators for the common scikit-learn checks.
+
+The checks fit many times on small 2-D float arrays, so every instance trains
+a tiny network for a few epochs. The tabular instances name their module by
+a spec (a frozen dataclass): the checks compare parameters before and after
+``fit`` by hashing deep copies, and a deep copy of a torch module never
+hashes like the original (``tests/test_finetune.py`` checks that a module
+passed as ``backbone`` is left untouched).
+"""
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from skltransfer import FineTuneClassifier, FineTuneRegressor
+from skltransfer.backbones import BackboneSpec, ModuleBackbone
+
+
+class TinyMLP(nn.Sequential):
+    """Two hidden layers that accept any number of input features."""
+
+    def __init__(self, width: int = 16):
+        super().__init__(
+            nn.LazyLinear(width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
+
+
+@dataclass(frozen=True)
+class TinyMLPSpec(BackboneSpec):
+    """A freshly initialised :class:`TinyMLP` as a backbone."""
+
+    width: int = 16
+
+    def load(self):
+        return ModuleBackbone(TinyMLP(self.width)).load()
+
+
+_FAST = {"max_epochs": 20, "lr": 0.01, "unfreeze": "all"}
+
+# Images: each row is read as a one-pixel-high grey image (see _common_image).
+_IMAGE = {
+    "image_shape": (1, -1),
+    "image_size": 16,
+    "max_epochs": 5,
+    "lr": 0.01,
+    "unfreeze": "all",
+}
+
+INSTANCES = [
+    FineTuneClassifier(TinyMLPSpec(), **_FAST),
+    FineTuneRegressor(TinyMLPSpec(), **_FAST),
+    FineTuneClassifier("test_tiny_cnn", **_IMAGE),
+    FineTuneRegressor("test_tiny_cnn", **_IMAGE),
+    FineTuneClassifier("test_tiny_bert", max_epochs=2),
+]
+
+EXPECTED_FAILURES = {}
