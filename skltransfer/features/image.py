@@ -78,8 +78,8 @@ class PretrainedImageFeatures(
     >>> features = PretrainedImageFeatures("test_tiny_cnn", image_shape=(8, 8))
     >>> features.fit_transform(X[:10]).shape
     (10, 32)
-    >>> features.get_feature_names_out()[:2]
-    array(['pretrainedimagefeatures0', 'pretrainedimagefeatures1'], dtype=object)
+    >>> features.get_feature_names_out()[:2].tolist()
+    ['pretrainedimagefeatures0', 'pretrainedimagefeatures1']
     """
 
     _parameter_constraints = {
@@ -130,7 +130,10 @@ class PretrainedImageFeatures(
         """
         validate_params(self)
         self._fit_backbone(X)
+        # The backbone is frozen, so its fingerprint is taken once, in fit.
         self._weights_key = None
+        if self.cache is not None:
+            self._weights_key = weights_fingerprint(self.backbone_)
         self.layer_module_ = self._resolve_layer()
         with torch.inference_mode():
             self.n_features_out_ = self._embed(self._example()).shape[1]
@@ -160,13 +163,13 @@ class PretrainedImageFeatures(
 
     def _cache_key(self) -> str:
         check_is_fitted(self, "backbone_")
-        if getattr(self, "_weights_key", None) is None:
-            # The backbone is frozen, so its fingerprint is computed once.
-            self._weights_key = weights_fingerprint(self.backbone_)
+        # Computed here only when the cache was switched on after fit; not
+        # stored, since transform must leave the estimator unchanged.
+        weights_key = self._weights_key or weights_fingerprint(self.backbone_)
         settings = (self.layer_module_, self.pooling, self.preprocessing_)
         return hash_bytes(
             type(self).__name__,
-            self._weights_key,
+            weights_key,
             repr(settings),
             repr(self.value_range_),
             self.precision,
