@@ -15,6 +15,8 @@ load from other processes hits all of them alike; the best round counts. The
 outputs are compared too (cosine of each row with sentence-transformers').
 
 Run: ``python benchmarks/bench_text_throughput.py [--n 2000] [--batch-size 32]``.
+On a CPU shared with other work, ``--threads 1`` gives steadier timings: torch's
+multi-threaded kernels wait for busy cores at every operation.
 """
 
 from __future__ import annotations
@@ -85,7 +87,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     texts = _texts(args.n)
     words = np.array([len(t.split()) for t in texts])
