@@ -36,7 +36,7 @@ lint: venv
 
 docs:
 	$(MAKE) venv EXTRAS=models,test,docs
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench:
 	$(MAKE) venv EXTRAS=models,test,bench
