@@ -34,6 +34,14 @@ _SHARED = {
         GPU and fp32 on the CPU. Outputs are float32 in every case.""",
     "verbose": """verbose : int, default=0
         Show a progress bar when positive.""",
+    "cache": """cache : str, os.PathLike, joblib.Memory or None, default=None
+        A directory where each sample's output row is stored, keyed on
+        everything that changes it (the model's weights and this estimator's
+        output settings) plus a hash of the sample's content (array bytes; for
+        image files, path, size and modification time; the text). Folds of a
+        cross-validation and candidates of a grid search then compute each
+        sample once. Safe to share between parallel workers; unreadable entries
+        are recomputed. See :mod:`skltransfer.caching`.""",
 }
 
 

@@ -18,7 +18,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["EmbeddingCache", "hash_bytes", "weights_fingerprint"]
+from ._validation import HasMethods
+
+__all__ = ["CACHE_CONSTRAINT", "EmbeddingCache", "hash_bytes", "weights_fingerprint"]
+
+#: Parameter constraint of an estimator's ``cache``: a path or a joblib.Memory.
+CACHE_CONSTRAINT = [str, os.PathLike, HasMethods(["cache"]), None]
 
 _SUBDIR = "skltransfer-embeddings"
 

@@ -121,3 +121,35 @@ def test_parallel_writers_leave_only_complete_files(tmp_path):
     np.testing.assert_array_equal(out, rows)
     leftovers = [f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".tmp")]
     assert not leftovers
+
+
+TEXTS = ["a good film", "an awful film", "the cat sat", "", "good good good"]
+
+
+def test_text_embeddings_cache_equals_plain_and_reuses_rows(tmp_path):
+    from skltransfer import PretrainedTextEmbeddings
+
+    plain = PretrainedTextEmbeddings("test_tiny_bert").fit(TEXTS).transform(TEXTS)
+    est = PretrainedTextEmbeddings("test_tiny_bert", cache=tmp_path).fit(TEXTS)
+    calls = []
+    encode = est._encode
+    est._encode = lambda texts: calls.append(len(texts)) or encode(texts)
+    np.testing.assert_allclose(est.transform(TEXTS[:3]), plain[:3], atol=1e-6)
+    np.testing.assert_allclose(est.transform(TEXTS), plain, atol=1e-6)
+    assert calls == [3, 2]  # the second call embedded only the two new texts
+    other = PretrainedTextEmbeddings("test_tiny_bert", pooling="cls", cache=tmp_path)
+    assert other.fit(TEXTS)._cache_key() != est._cache_key()
+
+
+def test_word_vectors_cache_equals_plain(tmp_path):
+    from skltransfer import PretrainedWordVectors
+
+    rng = np.random.default_rng(0)
+    words = ["a", "good", "film", "an", "awful", "the", "cat", "sat"]
+    vectors = (rng.normal(size=(len(words), 4)).astype(np.float32), words)
+    for weighting in (None, "tfidf"):
+        kw = {"vectors": vectors, "weighting": weighting}
+        plain = PretrainedWordVectors(**kw).fit(TEXTS).transform(TEXTS)
+        est = PretrainedWordVectors(**kw, cache=tmp_path).fit(TEXTS)
+        np.testing.assert_array_equal(est.transform(TEXTS), plain)
+        np.testing.assert_array_equal(est.transform(TEXTS), plain)  # from disk

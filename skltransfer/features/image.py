@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from numbers import Integral
 
 import torch
@@ -10,8 +9,8 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
-from .._validation import HasMethods, StrOptions, check_is_fitted, validate_params
-from ..caching import EmbeddingCache, hash_bytes, weights_fingerprint
+from .._validation import StrOptions, check_is_fitted, validate_params
+from ..caching import CACHE_CONSTRAINT, EmbeddingCache, hash_bytes, weights_fingerprint
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -50,12 +49,7 @@ class PretrainedImageFeatures(
     {device}
     {precision}
     {verbose}
-    cache : str, os.PathLike, joblib.Memory or None, default=None
-        A directory where each image's features are stored, keyed on the
-        backbone's weights, ``layer``, ``pooling``, preprocessing and
-        ``precision`` plus a hash of the image (for files: path, size and
-        modification time). Cross-validation folds and grid-search candidates
-        then embed each image once. Safe to share between parallel workers.
+    {cache}
 
     Attributes
     ----------
@@ -86,7 +80,7 @@ class PretrainedImageFeatures(
         **PretrainedImageBase._parameter_constraints,
         "layer": [str, Integral, None],
         "pooling": [StrOptions(set(POOLINGS))],
-        "cache": [str, os.PathLike, HasMethods(["cache"]), None],
+        "cache": CACHE_CONSTRAINT,
     }
 
     def __init__(

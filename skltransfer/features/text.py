@@ -24,6 +24,7 @@ from ..backbones._text import (
     masked_pool,
 )
 from ..base import TorchModelMixin
+from ..caching import CACHE_CONSTRAINT, EmbeddingCache, hash_bytes, weights_fingerprint
 from ..exceptions import TruncationWarning
 from ..inputs.text import (
     MISSING_OPTIONS,
@@ -86,6 +87,7 @@ class PretrainedTextEmbeddings(
     {device}
     {precision}
     {verbose}
+    {cache}
 
     Attributes
     ----------
@@ -126,6 +128,7 @@ class PretrainedTextEmbeddings(
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "verbose": ["verbose"],
+        "cache": CACHE_CONSTRAINT,
     }
 
     def __init__(
@@ -142,6 +145,7 @@ class PretrainedTextEmbeddings(
         device="auto",
         precision="fp32",
         verbose=0,
+        cache=None,
     ):
         self.model = model
         self.pooling = pooling
@@ -154,6 +158,7 @@ class PretrainedTextEmbeddings(
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.cache = cache
 
     def fit(self, X, y=None):
         """Check the texts and load the encoder.
@@ -178,6 +183,10 @@ class PretrainedTextEmbeddings(
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)
         self.n_features_out_ = backbone.hidden_size
+        # The encoder is frozen, so its fingerprint is taken once, in fit.
+        self._weights_key = None
+        if self.cache is not None:
+            self._weights_key = weights_fingerprint(backbone)
         return self
 
     def transform(self, X):
@@ -194,7 +203,25 @@ class PretrainedTextEmbeddings(
         """
         check_is_fitted(self, "backbone_")
         texts = as_texts(X, missing=self.missing)
-        return self._encode(texts)
+        cache = EmbeddingCache.from_param(self.cache, self._cache_key())
+        if cache is None:
+            return self._encode(texts)
+        return cache.transform(
+            [hash_bytes("text", t) for t in texts],
+            lambda idx: self._encode([texts[i] for i in idx]),
+            self.n_features_out_,
+        )
+
+    def _cache_key(self) -> str:
+        weights_key = self._weights_key or weights_fingerprint(self.backbone_)
+        settings = (self.pooling, self.normalize, self.layers_, self.max_length_)
+        return hash_bytes(
+            type(self).__name__,
+            self.backbone_.name,
+            weights_key,
+            repr(settings),
+            self.precision,
+        )
 
     # -- fit helpers ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from sklearn.base import (
 )
 
 from .._validation import StrOptions, check_is_fitted, validate_params
+from ..caching import CACHE_CONSTRAINT, EmbeddingCache, hash_bytes
 from ..exceptions import SkltransferWarning
 from ..inputs.text import MISSING_OPTIONS, as_texts
 from ._vector_files import WordVectors, as_word_vectors
@@ -79,6 +80,12 @@ default="glove-6b-50d"
     missing : {"error", "empty"}, default="error"
         Missing texts (None, NaN): raise an error naming their position, or
         treat them as empty (a vector of zeros).
+    cache : str, os.PathLike, joblib.Memory or None, default=None
+        A directory where each text's vector is stored, keyed on the vectors'
+        content digest, the tokenisation and pooling settings (and the fitted
+        idf) plus a hash of the text, as for the other feature transformers.
+        Pooling word vectors is cheap, often cheaper than reading the cache
+        back, so this mostly pays with a slow custom ``tokenizer``.
 
     Attributes
     ----------
@@ -124,6 +131,7 @@ default="glove-6b-50d"
         "token_pattern": [str],
         "tokenizer": [callable, None],
         "missing": [StrOptions(set(MISSING_OPTIONS))],
+        "cache": CACHE_CONSTRAINT,
     }
 
     def __init__(
@@ -136,6 +144,7 @@ default="glove-6b-50d"
         token_pattern=TOKEN_PATTERN,
         tokenizer=None,
         missing="error",
+        cache=None,
     ):
         self.vectors = vectors
         self.pooling = pooling
@@ -144,6 +153,7 @@ default="glove-6b-50d"
         self.token_pattern = token_pattern
         self.tokenizer = tokenizer
         self.missing = missing
+        self.cache = cache
 
     def fit(self, X, y=None):
         """Load the word vectors and, with ``weighting="tfidf"``, learn the idf.
@@ -181,7 +191,34 @@ default="glove-6b-50d"
             Zeros for texts without a known word.
         """
         check_is_fitted(self, "vectors_")
-        docs = self._rows(as_texts(X, missing=self.missing))
+        texts = as_texts(X, missing=self.missing)
+        cache = EmbeddingCache.from_param(self.cache, self._cache_key())
+        if cache is None:
+            return self._embed(texts)
+        return cache.transform(
+            [hash_bytes("text", t) for t in texts],
+            lambda idx: self._embed([texts[i] for i in idx]),
+            self.n_features_out_,
+        )
+
+    def _cache_key(self) -> str:
+        vectors = self.vectors_
+        digest = vectors.digest() or hash_bytes(
+            np.ascontiguousarray(vectors.vectors).tobytes()
+        )
+        idf = [getattr(self, a, None) for a in ("idf_", "idf_rows_", "idf_unseen_")]
+        settings = (self.pooling, self.weighting, self.lowercase, self.token_pattern)
+        return hash_bytes(
+            type(self).__name__,
+            digest,
+            repr(settings),
+            repr(self.tokenizer),
+            repr(idf[2]),
+            *(b"" if a is None else np.ascontiguousarray(a).tobytes() for a in idf[:2]),
+        )
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        docs = self._rows(texts)
         out = np.zeros((len(docs), self.n_features_out_), dtype=np.float32)
         for chunk in _chunks(docs):
             out[chunk] = self._pool(docs[chunk])
