@@ -1,0 +1,84 @@
+"""The batched inference loop: order, dtype, prefetching and out-of-memory retries."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from skltransfer._inference import batch_slices, run_batched
+from skltransfer.exceptions import SkltransferWarning
+
+DATA = torch.arange(20, dtype=torch.float64).reshape(10, 2)
+
+
+def _run(forward, batch_size=4):
+    return np.concatenate(
+        run_batched(
+            lambda sl: DATA[sl],
+            forward,
+            batch_slices(len(DATA), batch_size),
+            device=torch.device("cpu"),
+        )
+    )
+
+
+def test_batch_slices_cover_the_range():
+    assert batch_slices(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert batch_slices(0, 3) == []
+
+
+def test_rows_come_back_in_order_as_float32():
+    out = _run(lambda b: b * 2)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, DATA.numpy() * 2)
+
+
+def test_out_of_memory_halves_the_batch_and_warns_once():
+    sizes = []
+
+    def forward(batch):
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+        return batch + 1
+
+    with pytest.warns(SkltransferWarning, match="Out of device memory") as record:
+        out = _run(forward, batch_size=4)
+    np.testing.assert_array_equal(out, DATA.numpy() + 1)
+    assert len(record) == 1
+    assert max(sizes) == 4 and sizes.count(1) == 10
+
+
+def test_other_errors_are_not_swallowed():
+    def forward(batch):
+        raise RuntimeError("shape mismatch")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            _run(forward)
+
+
+def test_oom_with_a_single_sample_is_raised():
+    def forward(batch):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        _run(forward, batch_size=1)
+
+
+def test_dict_batches_are_split_too():
+    def prepare(sl):
+        return {"a": DATA[sl], "b": DATA[sl] * 10}
+
+    def forward(batch):
+        if len(batch["a"]) > 2:
+            raise torch.OutOfMemoryError("out of memory")
+        return batch["a"] + batch["b"]
+
+    with pytest.warns(SkltransferWarning):
+        out = run_batched(
+            prepare, forward, batch_slices(10, 5), device=torch.device("cpu")
+        )
+    np.testing.assert_array_equal(np.concatenate(out), DATA.numpy() * 11)
