@@ -7,6 +7,7 @@ off the validation data and runs the training loop of :mod:`._loop`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from numbers import Integral, Real
@@ -35,11 +36,13 @@ __all__ = ["BaseFineTune"]
 AUTO_EARLY_STOPPING = 1000
 
 
+@contextlib.contextmanager
 def _seeded(seed: int, device: torch.device):
+    """Seed torch inside a fork of its random state, restored on exit."""
     devices = [device] if device.type == "cuda" else []
-    rng = torch.random.fork_rng(devices=devices)
-    torch.manual_seed(seed)
-    return rng
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimator):

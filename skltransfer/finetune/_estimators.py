@@ -202,19 +202,25 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
     ...     "test_tiny_cnn", image_shape=(8, 8), unfreeze=2, max_epochs=2,
     ...     random_state=0,
     ... )
-    >>> clf.fit(X[:200], y[:200]).predict(X[:3]).shape
+    >>> clf.fit(X[:100], y[:100]).predict(X[:3]).shape
     (3,)
     >>> clf.predict_proba(X[:3]).shape
     (3, 10)
     >>> len(clf.history_), clf.layer_groups_
     (2, ['stem', 'stages.0', 'stages.1', 'stages.2'])
 
-    A user's module on tabular data, with a two-layer head:
+    A user's module on tabular data (trained from scratch here, so every
+    group learns at the same rate), with a two-layer head, in a pipeline:
 
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
     >>> from torch import nn
     >>> mlp = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32))
-    >>> clf = FineTuneClassifier(mlp, unfreeze="all", head=(16,), random_state=0)
-    >>> clf.fit(X[:200], y[:200]).score(X[200:300], y[200:300]) > 0.5
+    >>> clf = FineTuneClassifier(
+    ...     mlp, unfreeze="all", head=(16,), lr=1e-2, lr_decay=1.0, random_state=0
+    ... )
+    >>> pipe = make_pipeline(StandardScaler(), clf).fit(X[:400], y[:400])
+    >>> pipe.score(X[400:600], y[400:600]) > 0.8
     True
     """
 
@@ -325,8 +331,6 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
     def _class_weights(self, targets):
         if self.class_weight is None:
             return None
-        if self._multilabel:
-            raise ValueError("class_weight is not supported with multi-label y.")
         if self.class_weight == "balanced":
             weights = compute_class_weight(
                 "balanced", classes=np.arange(len(self.classes_)), y=targets.numpy()
@@ -336,6 +340,8 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         return torch.as_tensor(np.asarray(weights, dtype=np.float32))
 
     def _make_criterion(self, targets) -> torch.nn.Module:
+        if self._multilabel and self.class_weight is not None:
+            raise ValueError("class_weight is not supported with multi-label y.")
         if self._multilabel:
             return torch.nn.BCEWithLogitsLoss()
         return torch.nn.CrossEntropyLoss(weight=self._class_weights(targets))

@@ -65,6 +65,7 @@ class _Best:
         self.epoch = None
         self.state = None
         self.stale = 0
+        self.diverged = False
 
     def update(self, loss: float, epoch: int, module) -> None:
         if loss < self.loss:
@@ -92,6 +93,7 @@ class TrainingLoopMixin:
             record = self._one_epoch(ctx, train, y_train, valid, y_valid)
             if record is None:
                 self._on_divergence(best)
+                best.diverged = True
                 break
             # Without validation, the latest weights are the ones to keep.
             monitor = record["valid_loss"] if valid is not None else -self.n_iter_
@@ -150,7 +152,7 @@ class TrainingLoopMixin:
         )
 
     def _finish_fit(self, best: _Best) -> None:
-        if best.state is not None and best.epoch != self.n_iter_:
+        if best.state is not None and (best.epoch != self.n_iter_ or best.diverged):
             self.module_.load_state_dict(best.state, strict=False)
         self.best_epoch_ = best.epoch if best.epoch is not None else self.n_iter_
         self.module_.eval()
@@ -159,9 +161,12 @@ class TrainingLoopMixin:
         """State entries that training may change: trainable parameters, buffers."""
         groups = self.optimizer_.param_groups
         trainable = {id(p) for g in groups for p in g["params"]}
-        params = self.module_.named_parameters()
-        keys = [name for name, p in params if id(p) in trainable]
-        return keys + [name for name, _ in self.module_.named_buffers()]
+        state = self.module_.state_dict(keep_vars=True)
+        return [
+            key
+            for key, value in state.items()
+            if id(value) in trainable or not isinstance(value, torch.nn.Parameter)
+        ]
 
     # -- steps -----------------------------------------------------------------
 
