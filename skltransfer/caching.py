@@ -20,7 +20,14 @@ import numpy as np
 
 from ._validation import HasMethods
 
-__all__ = ["CACHE_CONSTRAINT", "EmbeddingCache", "hash_bytes", "weights_fingerprint"]
+__all__ = [
+    "CACHE_CONSTRAINT",
+    "EmbeddingCache",
+    "cached_rows",
+    "hash_bytes",
+    "text_keys",
+    "weights_fingerprint",
+]
 
 #: Parameter constraint of an estimator's ``cache``: a path or a joblib.Memory.
 CACHE_CONSTRAINT = [str, os.PathLike, HasMethods(["cache"]), None]
@@ -137,3 +144,26 @@ class EmbeddingCache:
             for i, row in zip(missing, rows, strict=True):
                 self._write(sample_keys[i], row)
         return out
+
+
+def cached_rows(
+    cache,
+    model_key: Callable[[], str],
+    sample_keys: Callable[[], Sequence[str]],
+    compute: Callable[[np.ndarray | None], np.ndarray],
+    n_features: int,
+) -> np.ndarray:
+    """Rows of every sample, through the cache named by an estimator's ``cache``.
+
+    ``compute(indices)`` returns the rows of the samples at ``indices``, or of
+    all samples for None. The keys are only computed when the cache is on.
+    """
+    if _location(cache) is None:
+        return compute(None)
+    store = EmbeddingCache(_location(cache), model_key())
+    return store.transform(sample_keys(), compute, n_features)
+
+
+def text_keys(texts: Sequence[str]) -> list[str]:
+    """Cache keys of texts."""
+    return [hash_bytes("text", t) for t in texts]

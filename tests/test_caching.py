@@ -153,3 +153,19 @@ def test_word_vectors_cache_equals_plain(tmp_path):
         est = PretrainedWordVectors(**kw, cache=tmp_path).fit(TEXTS)
         np.testing.assert_array_equal(est.transform(TEXTS), plain)
         np.testing.assert_array_equal(est.transform(TEXTS), plain)  # from disk
+
+
+def test_no_cache_means_no_hashing(rgb_images, monkeypatch):
+    """Without a cache, transform neither fingerprints weights nor hashes inputs."""
+    import skltransfer.caching as caching
+    import skltransfer.features.image as image_module
+
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY).fit(X)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("hashing without a cache")
+
+    monkeypatch.setattr(image_module, "weights_fingerprint", forbidden)
+    monkeypatch.setattr(caching, "hash_bytes", forbidden)
+    assert est.transform(X).shape == (12, 32)

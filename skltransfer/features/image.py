@@ -10,7 +10,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, validate_params
-from ..caching import CACHE_CONSTRAINT, EmbeddingCache, hash_bytes, weights_fingerprint
+from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, weights_fingerprint
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -145,14 +145,15 @@ class PretrainedImageFeatures(
         -------
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
-        cache = EmbeddingCache.from_param(self.cache, self._cache_key())
-        if cache is None:
-            return self._run(X, self._embed, desc="Embedding images")
+        check_is_fitted(self, "backbone_")
         source = self._image_source(X, reset=False)
-        return cache.transform(
-            source.sample_keys(),
-            lambda idx: self._run_source(source.subset(idx), self._embed, "Embedding"),
-            self.n_features_out_,
+
+        def embed(indices):
+            subset = source if indices is None else source.subset(indices)
+            return self._run_source(subset, self._embed, "Embedding images")
+
+        return cached_rows(
+            self.cache, self._cache_key, source.sample_keys, embed, self.n_features_out_
         )
 
     def _cache_key(self) -> str:

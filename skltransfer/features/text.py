@@ -24,7 +24,13 @@ from ..backbones._text import (
     masked_pool,
 )
 from ..base import TorchModelMixin
-from ..caching import CACHE_CONSTRAINT, EmbeddingCache, hash_bytes, weights_fingerprint
+from ..caching import (
+    CACHE_CONSTRAINT,
+    cached_rows,
+    hash_bytes,
+    text_keys,
+    weights_fingerprint,
+)
 from ..exceptions import TruncationWarning
 from ..inputs.text import (
     MISSING_OPTIONS,
@@ -203,12 +209,11 @@ class PretrainedTextEmbeddings(
         """
         check_is_fitted(self, "backbone_")
         texts = as_texts(X, missing=self.missing)
-        cache = EmbeddingCache.from_param(self.cache, self._cache_key())
-        if cache is None:
-            return self._encode(texts)
-        return cache.transform(
-            [hash_bytes("text", t) for t in texts],
-            lambda idx: self._encode([texts[i] for i in idx]),
+        return cached_rows(
+            self.cache,
+            self._cache_key,
+            lambda: text_keys(texts),
+            lambda idx: self._encode(texts if idx is None else [texts[i] for i in idx]),
             self.n_features_out_,
         )
 

@@ -15,7 +15,7 @@ from sklearn.base import (
 )
 
 from .._validation import StrOptions, check_is_fitted, validate_params
-from ..caching import CACHE_CONSTRAINT, EmbeddingCache, hash_bytes
+from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, text_keys
 from ..exceptions import SkltransferWarning
 from ..inputs.text import MISSING_OPTIONS, as_texts
 from ._vector_files import WordVectors, as_word_vectors
@@ -192,12 +192,11 @@ default="glove-6b-50d"
         """
         check_is_fitted(self, "vectors_")
         texts = as_texts(X, missing=self.missing)
-        cache = EmbeddingCache.from_param(self.cache, self._cache_key())
-        if cache is None:
-            return self._embed(texts)
-        return cache.transform(
-            [hash_bytes("text", t) for t in texts],
-            lambda idx: self._embed([texts[i] for i in idx]),
+        return cached_rows(
+            self.cache,
+            self._cache_key,
+            lambda: text_keys(texts),
+            lambda idx: self._embed(texts if idx is None else [texts[i] for i in idx]),
             self.n_features_out_,
         )
 
