@@ -26,7 +26,7 @@ def save(fig, name: str) -> None:
     """Write a figure as a small PNG under docs/figures/."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     path = FIGURES / name
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     print(f"wrote {path} ({path.stat().st_size // 1024} kB)")
 
 
