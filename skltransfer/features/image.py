@@ -115,7 +115,10 @@ class PretrainedImageFeatures(
 
         Parameters
         ----------
-        {image_inputs}
+        X : array-like of images
+            File paths, PIL images, an image array, a list of arrays of
+            different sizes, or flattened rows with ``image_shape``; see
+            :mod:`skltransfer.inputs.images`.
         y : ignored
 
         Returns
