@@ -132,8 +132,7 @@ class PretrainedImageFeatures(
         if self.cache is not None:
             self._weights_key = weights_fingerprint(self.backbone_)
         self.layer_module_ = self._resolve_layer()
-        with torch.inference_mode():
-            self.n_features_out_ = self._embed(self._example()).shape[1]
+        self.n_features_out_ = self._output_size()
         return self
 
     def transform(self, X):
@@ -172,6 +171,15 @@ class PretrainedImageFeatures(
             repr(self.value_range_),
             self.precision,
         )
+
+    def _output_size(self) -> int:
+        head = self.backbone_.head
+        if self.layer_module_ is None and isinstance(head, torch.nn.Linear):
+            # The embedding is the head's input. Reading its size spares a
+            # forward pass, whose one-off set-up costs a second on the CPU.
+            return head.in_features
+        with torch.inference_mode():
+            return self._embed(self._example()).shape[1]
 
     def _resolve_layer(self) -> str | None:
         if self.layer is None and self.pooling == "auto":
