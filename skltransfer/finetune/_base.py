@@ -135,7 +135,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self._initialize_module(backbone, inputs, targets)
         self.module_.to(device)
         self._initialize_optimizer(device)
-        self.criterion_ = self._make_criterion(targets).to(device)
+        self.criterion_ = self._make_criterion(targets)
         self.history_ = []
         self.n_iter_ = 0
 
@@ -169,12 +169,15 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _initialize_fit(self, inputs, device, seed) -> FitContext:
         """The per-fit context: freezing, precision, schedule, augmentation."""
         backbone = self.module_.backbone
+        self._to_device(device)
         self._check_warm_start_unfreeze(backbone)
         for group in self.optimizer_.param_groups:
             group["base_lr"] = self.lr * self.lr_decay ** group["depth"]
         group_params = backbone.group_parameters()
         freeze(group_params, self.n_trainable_groups_)
         dtype = resolve_precision(self.precision, device)
+        # fp16 needs loss scaling against underflowing gradients; bf16 does not.
+        scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
         n_train = len(inputs) - self._n_validation(len(inputs))
         steps = self.max_epochs * math.ceil(n_train / self.batch_size)
         return FitContext(
@@ -185,11 +188,16 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             n_trainable=self.n_trainable_groups_,
             total_steps=steps,
             warmup_steps=int(self.warmup_fraction * steps),
-            scaler=torch.amp.GradScaler(device.type)
-            if dtype is torch.float16
-            else None,
+            scaler=scaler,
             rng=np.random.default_rng(seed),
         )
+
+    def _to_device(self, device) -> None:
+        """Network, loss and optimiser state on ``device`` (a warm start may
+        continue on another device than the one that trained)."""
+        self.module_.to(device)
+        self.criterion_.to(device)
+        _optimizer_to(self.optimizer_, device)
 
     def _check_warm_start_unfreeze(self, backbone) -> None:
         n = resolve_unfreeze(
