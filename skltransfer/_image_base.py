@@ -13,11 +13,31 @@ from sklearn.base import BaseEstimator
 from ._device import PRECISIONS, resolve_precision
 from ._inference import batch_slices, run_batched
 from ._validation import Interval, StrOptions, check_is_fitted, validate_data
-from .backbones import get_spec
+from .backbones import ModuleBackbone, get_spec
 from .base import TorchModelMixin
 from .inputs.images import as_image_source
 
 _CPU_BATCH, _GPU_BATCH = 32, 128
+
+# The most recently loaded frozen backbone, reused by the next fit of the same
+# spec: cross-validation and grid search refit a clone per fold, and loading
+# weights (plus the first forward pass of a new module) would otherwise cost
+# about a second each time. Frozen estimators never change weights, so sharing
+# the module is safe; a user's own module is never shared, since the user may
+# go on training it.
+_LAST_FROZEN: dict = {}
+
+
+def load_frozen(spec):
+    """Load ``spec`` in eval mode without gradients, reusing the last one loaded."""
+    if isinstance(spec, ModuleBackbone):
+        return spec.load().eval().requires_grad_(False)
+    backbone = _LAST_FROZEN.get(spec)
+    if backbone is None:
+        backbone = spec.load().eval().requires_grad_(False)
+        _LAST_FROZEN.clear()
+        _LAST_FROZEN[spec] = backbone
+    return backbone
 
 
 def _is_flat_numeric(X) -> bool:
@@ -62,7 +82,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
     def _fit_backbone(self, X):
         """Load weights and learn input conventions from ``X``; returns the source."""
         # get_spec validates the backbone parameter (names, specs or modules).
-        backbone = get_spec(self.backbone).load().eval().requires_grad_(False)
+        backbone = load_frozen(get_spec(self.backbone))
         if backbone.preprocessing is None:
             raise ValueError(
                 f"Backbone {backbone.name!r} has no image preprocessing; wrap a "

@@ -24,6 +24,7 @@ __all__ = [
     "CACHE_CONSTRAINT",
     "EmbeddingCache",
     "cached_rows",
+    "frozen_fingerprint",
     "hash_bytes",
     "text_keys",
     "weights_fingerprint",
@@ -55,6 +56,15 @@ def weights_fingerprint(module) -> str:
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def frozen_fingerprint(module) -> str:
+    """:func:`weights_fingerprint` of a module whose weights never change, memoised."""
+    key = getattr(module, "_skltransfer_fingerprint", None)
+    if key is None:
+        key = weights_fingerprint(module)
+        module._skltransfer_fingerprint = key
+    return key
 
 
 def _location(cache) -> str | None:

@@ -166,6 +166,6 @@ def test_no_cache_means_no_hashing(rgb_images, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("hashing without a cache")
 
-    monkeypatch.setattr(image_module, "weights_fingerprint", forbidden)
+    monkeypatch.setattr(image_module, "frozen_fingerprint", forbidden)
     monkeypatch.setattr(caching, "hash_bytes", forbidden)
     assert est.transform(X).shape == (12, 32)

@@ -125,6 +125,23 @@ def test_pipeline_cross_val_score_and_grid_search(rgb_images):
     assert grid.predict(X).shape == (12,)
 
 
+def test_refits_reuse_the_loaded_frozen_backbone(rgb_images):
+    """Folds of a cross-validation share one loaded model; user modules never."""
+    from torch import nn
+
+    X, _ = rgb_images
+    a = PretrainedImageFeatures(TINY).fit(X)
+    b = PretrainedImageFeatures(TINY).fit(X[:3])
+    assert a.backbone_ is b.backbone_
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
+    from skltransfer.backbones import ImagePreprocessing, ModuleBackbone
+
+    spec = ModuleBackbone(module, preprocessing=ImagePreprocessing(16, None))
+    c = PretrainedImageFeatures(spec).fit(X)
+    d = PretrainedImageFeatures(spec).fit(X)
+    assert c.backbone_ is not d.backbone_
+
+
 def test_pickle_and_joblib_round_trip(rgb_images, tmp_path):
     X, _ = rgb_images
     est = PretrainedImageFeatures(TINY, layer="stages.1").fit(X)

@@ -10,7 +10,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, validate_params
-from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, weights_fingerprint
+from ..caching import CACHE_CONSTRAINT, cached_rows, frozen_fingerprint, hash_bytes
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -130,7 +130,7 @@ class PretrainedImageFeatures(
         # The backbone is frozen, so its fingerprint is taken once, in fit.
         self._weights_key = None
         if self.cache is not None:
-            self._weights_key = weights_fingerprint(self.backbone_)
+            self._weights_key = frozen_fingerprint(self.backbone_)
         self.layer_module_ = self._resolve_layer()
         self.n_features_out_ = self._output_size()
         return self
@@ -162,7 +162,7 @@ class PretrainedImageFeatures(
         check_is_fitted(self, "backbone_")
         # Computed here only when the cache was switched on after fit; not
         # stored, since transform must leave the estimator unchanged.
-        weights_key = self._weights_key or weights_fingerprint(self.backbone_)
+        weights_key = self._weights_key or frozen_fingerprint(self.backbone_)
         settings = (self.layer_module_, self.pooling, self.preprocessing_)
         return hash_bytes(
             type(self).__name__,
