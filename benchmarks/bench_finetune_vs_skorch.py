@@ -16,6 +16,10 @@ Each estimator fits ``--epochs`` epochs three times, alternating with the
 other; the figure is the median over the three runs of the fit's wall time
 divided by the number of epochs (setup included). The ratio is ours / skorch
 (below 1: ours is faster). Needs ``pip install skorch``.
+
+On a CPU shared with other work, OpenMP threads that spin while waiting make
+multi-threaded timings erratic; run with ``--threads 1`` or with
+``OMP_WAIT_POLICY=PASSIVE`` in the environment.
 """
 
 from __future__ import annotations
@@ -102,11 +106,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    import skorch
+
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(np.float32)
     print(
-        f"digits {X.shape}, batch 32, {args.epochs} epochs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+        f"digits {X.shape}, batch 32, {args.epochs} epochs, torch "
+        f"{torch.__version__}, skorch {skorch.__version__}, "
+        f"{torch.get_num_threads()} thread(s)"
     )
     for setting in ("matched", "defaults"):
         ours, theirs = [], []

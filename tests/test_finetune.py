@@ -130,7 +130,7 @@ def test_source_model_spec_survives_clone(small_digits):
     target = clone(FineTuneClassifier(spec, unfreeze=1, max_epochs=1))
     target.fit(X[60:120], y[60:120] % 2)
     assert target.layer_groups_ == source.layer_groups_
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match="to_backbone_spec"):
         FineTuneClassifier(clone(source)).fit(X[:10], y[:10])
 
 

@@ -15,6 +15,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
@@ -318,7 +319,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             with), or, for text encoders, the trained encoder with its
             tokenizer.
         """
-        check_is_fitted(self, "module_")
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted, so it cannot serve as a "
+                "source model. Fit it first; for model selection or clone, pass "
+                "source.to_backbone_spec() as the backbone (clone makes unfitted "
+                "copies of estimators)."
+            )
         backbone = copy.deepcopy(self.module_.backbone).cpu().eval()
         backbone.requires_grad_(True)
         if self.input_kind_ == "text":

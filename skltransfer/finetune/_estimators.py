@@ -132,6 +132,9 @@ _ATTRIBUTES = """module_ : FineTuneNetwork
         The backbone's layer groups, stem first.
     n_trainable_groups_ : int
         How many of them trained (``unfreeze`` resolved).
+    cached_groups_ : int
+        How many frozen groups ran once per fit instead of at every epoch
+        (see ``cache_frozen``); 0 when the last fit took the plain path.
     input_kind_ : {"tensor", "image", "text"}
         What ``X`` holds, as decided by the backbone.
     preprocessing_ : ImagePreprocessing

@@ -51,6 +51,8 @@ _IMAGE_SPECS = ("TorchvisionBackbone", "TimmBackbone", "HFImageBackbone")
 def spec_input_kind(backbone) -> str | None:
     """The input kind of a ``backbone`` parameter without loading weights (None:
     not known before loading)."""
+    if hasattr(backbone, "to_backbone_spec"):  # a source estimator: no copy
+        return getattr(backbone, "input_kind_", None)
     try:
         spec = get_spec(backbone)
     except (TypeError, ValueError):
