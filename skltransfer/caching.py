@@ -97,12 +97,6 @@ class EmbeddingCache:
     def __init__(self, root: str, model_key: str):
         self.directory = os.path.join(root, _SUBDIR, model_key)
 
-    @classmethod
-    def from_param(cls, cache, model_key: str) -> EmbeddingCache | None:
-        """The cache for an estimator's ``cache`` parameter, or None when off."""
-        root = _location(cache)
-        return None if root is None else cls(root, model_key)
-
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, key[:2], f"{key}.npy")
 
@@ -168,9 +162,10 @@ def cached_rows(
     ``compute(indices)`` returns the rows of the samples at ``indices``, or of
     all samples for None. The keys are only computed when the cache is on.
     """
-    if _location(cache) is None:
+    root = _location(cache)
+    if root is None:
         return compute(None)
-    store = EmbeddingCache(_location(cache), model_key())
+    store = EmbeddingCache(root, model_key())
     return store.transform(sample_keys(), compute, n_features)
 
 
