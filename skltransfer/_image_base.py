@@ -10,14 +10,14 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 
+from ._batch_size import default_batch_size, plan_batches
+from ._compile import compiled_forward
 from ._device import PRECISIONS, resolve_precision
-from ._inference import batch_slices, run_batched
+from ._inference import run_batched
 from ._validation import Interval, StrOptions, check_is_fitted, validate_data
 from .backbones import ModuleBackbone, get_spec
 from .base import TorchModelMixin
 from .inputs.images import as_image_source
-
-_CPU_BATCH, _GPU_BATCH = 32, 128
 
 # The most recently loaded frozen backbone, reused by the next fit of the same
 # spec: cross-validation and grid search refit a clone per fold, and loading
@@ -77,6 +77,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "verbose": ["verbose"],
+        "compile": ["boolean"],
     }
 
     def _fit_backbone(self, X):
@@ -128,10 +129,9 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         size = self.preprocessing_.crop_size
         return torch.zeros(n, 3, size, size)
 
-    def _batch_size(self, device: torch.device) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
-        return _CPU_BATCH if device.type == "cpu" else _GPU_BATCH
+    def _forward_key(self) -> tuple:
+        """What, besides the backbone, decides the computation of ``forward``."""
+        return ()
 
     def _channels_last(self) -> bool:
         # Convolutions with oneDNN/cuDNN run faster on NHWC tensors; transformers
@@ -152,13 +152,27 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         )
         self.backbone_.to(device=device, memory_format=memory_format)
         pre = self.preprocessing_
+        config = (self._forward_key(), str(device), dtype, channels_last)
+        # The key of a measured batch size; the size of each image is fixed.
+        key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
+        key += (self.preprocessing_.crop_size, *config)
+        # With compile, one fixed size: every new batch shape compiles again.
+        slices, sizer = plan_batches(
+            len(source), self.batch_size, device, key, measure=not self.compile
+        )
+        pad_to = None
+        if self.compile:
+            forward = compiled_forward(self.backbone_, config, forward)
+            pad_to = self.batch_size or default_batch_size(device)
         outputs = run_batched(
             lambda sl: source.load(sl, pre),
             forward,
-            batch_slices(len(source), self._batch_size(device)),
+            slices,
             device=device,
             dtype=dtype,
             channels_last=channels_last,
+            sizer=sizer,
+            pad_to=pad_to,
             verbose=self.verbose,
             desc=desc,
             total=len(source),

@@ -7,23 +7,20 @@ in the forward pass; torch releases the GIL in both, so the two overlap.
 
 from __future__ import annotations
 
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._batch_size import AutoBatchSize, batch_slices
 from ._device import autocast
 from .exceptions import SkltransferWarning
 
 __all__ = ["batch_slices", "run_batched"]
-
-
-def batch_slices(n: int, batch_size: int) -> list[slice]:
-    """Consecutive slices of at most ``batch_size`` covering ``range(n)``."""
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -46,6 +43,7 @@ def _forward_halving(forward, batch, device, dtype, state) -> np.ndarray:
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        state["oom"] = max(n, state["oom"] or 0)
         if not state["warned"]:
             state["warned"] = True
             warnings.warn(
@@ -85,14 +83,31 @@ def _to_device(batch, device: torch.device, channels_last: bool = False):
     return batch.to(device, non_blocking=non_blocking)
 
 
+def _work(batch) -> int:
+    """The size of a batch in elements: samples x pixels, or padded tokens."""
+    if isinstance(batch, dict):
+        return max(v.numel() for v in batch.values())
+    return batch.numel()
+
+
+def _pad(batch, n: int):
+    """Repeat the last row of ``batch`` up to ``n`` rows."""
+    if isinstance(batch, dict):
+        return {k: _pad(v, n) for k, v in batch.items()}
+    extra = n - len(batch)
+    return torch.cat([batch, batch[-1:].expand(extra, *batch.shape[1:])])
+
+
 def run_batched(
     prepare: Callable[[slice], object],
     forward: Callable[[object], torch.Tensor],
-    slices: Sequence[slice],
+    slices: Iterable[slice],
     *,
     device: torch.device,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    sizer: AutoBatchSize | None = None,
+    pad_to: int | None = None,
     verbose: int = 0,
     desc: str = "",
     total: int | None = None,
@@ -101,17 +116,38 @@ def run_batched(
 
     ``prepare`` builds a CPU batch (a tensor or a dict of tensors) for one
     slice of the inputs and is run one batch ahead in a worker thread.
+    ``slices`` may be a generator; with ``sizer`` (whose ``slices`` it then
+    is), every forward pass is timed and reported to it. ``pad_to`` pads
+    shorter batches to that many rows (repeating the last row) and drops the
+    padding from the output, so that a compiled forward sees one shape.
     """
-    state = {"warned": False}
+    state = {"warned": sizer is not None}  # a measuring sizer expects OOMs
     results = []
     bar = tqdm(total=total, desc=desc, unit="sample", disable=not verbose, leave=False)
+    slices = iter(slices)
     with ThreadPoolExecutor(max_workers=1) as pool, bar:
-        pending = pool.submit(prepare, slices[0]) if slices else None
-        for i, sl in enumerate(slices):
+        sl = next(slices, None)
+        pending = pool.submit(prepare, sl) if sl is not None else None
+        while sl is not None:
             batch = pending.result()
-            if i + 1 < len(slices):
-                pending = pool.submit(prepare, slices[i + 1])
+            following = next(slices, None)
+            if following is not None:
+                pending = pool.submit(prepare, following)
+            n = sl.stop - sl.start
+            if pad_to is not None and n < pad_to:
+                batch = _pad(batch, pad_to)
             batch = _to_device(batch, device, channels_last)
-            results.append(_forward_halving(forward, batch, device, dtype, state))
-            bar.update(sl.stop - sl.start)
+            state["oom"] = None
+            start = time.perf_counter() if sizer is None else sizer.clock()
+            out = _forward_halving(forward, batch, device, dtype, state)[:n]
+            if sizer is not None:
+                if state["oom"] is not None:
+                    sizer.out_of_memory(state["oom"])
+                else:
+                    sizer.record(n, _work(batch), sizer.clock() - start)
+                if verbose:
+                    bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
+            results.append(out)
+            bar.update(n)
+            sl = following
     return results

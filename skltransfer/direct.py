@@ -31,6 +31,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
     {batch_size}
     {device}
     {precision}
+    {compile}
     {verbose}
 
     Attributes
@@ -65,6 +66,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         batch_size=None,
         device="auto",
         precision="fp32",
+        compile=False,
         verbose=0,
     ):
         self.backbone = backbone
@@ -74,6 +76,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
+        self.compile = compile
         self.verbose = verbose
 
     def fit(self, X=None, y=None):

@@ -18,13 +18,18 @@ TINY = "test_tiny_cnn"
 def _count_forward_samples(est):
     """Wrap the estimator's forward to count how many images reach the model."""
     seen = {"n": 0}
-    embed = est._embed
+    embedder = est._embedder
 
-    def counting(x):
-        seen["n"] += len(x)
-        return embed(x)
+    def counting_embedder():
+        embed = embedder()
 
-    est._embed = counting
+        def counting(x):
+            seen["n"] += len(x)
+            return embed(x)
+
+        return counting
+
+    est._embedder = counting_embedder
     return seen
 
 

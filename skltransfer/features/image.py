@@ -48,6 +48,7 @@ class PretrainedImageFeatures(
     {batch_size}
     {device}
     {precision}
+    {compile}
     {verbose}
     {cache}
 
@@ -95,6 +96,7 @@ class PretrainedImageFeatures(
         batch_size=None,
         device="auto",
         precision="fp32",
+        compile=False,
         verbose=0,
         cache=None,
     ):
@@ -107,6 +109,7 @@ class PretrainedImageFeatures(
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
+        self.compile = compile
         self.verbose = verbose
         self.cache = cache
 
@@ -152,7 +155,7 @@ class PretrainedImageFeatures(
 
         def embed(indices):
             subset = source if indices is None else source.subset(indices)
-            return self._run_source(subset, self._embed, "Embedding images")
+            return self._run_source(subset, self._embedder(), "Embedding images")
 
         return cached_rows(
             self.cache, self._cache_key, source.sample_keys, embed, self.n_features_out_
@@ -187,10 +190,26 @@ class PretrainedImageFeatures(
         layer = -1 if self.layer is None else self.layer
         return self.backbone_.resolve_layer(layer)
 
+    def _forward_key(self) -> tuple:
+        return (self.layer_module_, self.pooling)
+
+    def _embedder(self):
+        """The forward pass as a function of the backbone alone.
+
+        It holds no reference to the estimator, so that a compiled version
+        can be shared by clones (see ``_compile.py``).
+        """
+        backbone, layer, pooling = self.backbone_, self.layer_module_, self.pooling
+        if layer is None:
+            return backbone.forward_features
+
+        def embed(x: torch.Tensor) -> torch.Tensor:
+            return pool(backbone.forward_layer(x, layer), pooling)
+
+        return embed
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layer_module_ is None:
-            return self.backbone_.forward_features(x)
-        return pool(self.backbone_.forward_layer(x, self.layer_module_), self.pooling)
+        return self._embedder()(x)
 
     @property
     def _n_features_out(self):

@@ -13,9 +13,10 @@ from sklearn.base import (
     TransformerMixin,
 )
 
+from .._batch_size import plan_batches
 from .._device import PRECISIONS, resolve_precision
 from .._docstring import fill_doc
-from .._inference import batch_slices, run_batched
+from .._inference import run_batched
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..backbones._text import (
     TOKEN_POOLINGS,
@@ -41,8 +42,6 @@ from ..inputs.text import (
 )
 
 __all__ = ["PretrainedTextEmbeddings"]
-
-_CPU_BATCH, _GPU_BATCH = 32, 128
 
 
 @fill_doc
@@ -84,7 +83,10 @@ class PretrainedTextEmbeddings(
         end and a single :class:`~skltransfer.exceptions.TruncationWarning`
         per call gives their number.
     batch_size : int or None, default=None
-        Texts per forward pass; None chooses 32 on the CPU and 128 on a GPU.
+        Texts per forward pass. None measures on large inputs (padded tokens
+        per second at doubling sizes, as for images; see
+        :class:`PretrainedImageFeatures`) and uses 32 on the CPU and 128 on a
+        GPU on small ones. Outputs do not depend on the batch size.
     missing : {{"error", "empty"}}, default="error"
         Missing texts (None, NaN): raise an error naming their position, or
         embed them as empty strings.
@@ -273,13 +275,20 @@ class PretrainedTextEmbeddings(
             )
         order = length_order(tokens.lengths)
         device = self._device()
+        dtype = resolve_precision(self.precision, device)
         self.backbone_.to(device)
+        # Measured in padded tokens per second; batches are sorted by length,
+        # so neighbouring batches, which the measurement compares, are alike.
+        key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
+        key += (self.max_length_, str(device), dtype)
+        slices, sizer = plan_batches(len(texts), self.batch_size, device, key)
         outputs = run_batched(
             lambda sl: tokens.batch(order[sl]),
             self._embed,
-            batch_slices(len(texts), self._batch_size(device)),
+            slices,
             device=device,
-            dtype=resolve_precision(self.precision, device),
+            dtype=dtype,
+            sizer=sizer,
             verbose=self.verbose,
             desc="Embedding texts",
             total=len(texts),
@@ -297,11 +306,6 @@ class PretrainedTextEmbeddings(
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled
-
-    def _batch_size(self, device: torch.device) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
-        return _CPU_BATCH if device.type == "cpu" else _GPU_BATCH
 
     @property
     def _n_features_out(self):

@@ -1,0 +1,188 @@
+"""Choosing the inference batch size from measured throughput.
+
+When an estimator's ``batch_size`` is None, the first batches of a large
+enough input are a measurement: sizes double from a small start, each size
+runs twice on real inputs (the first run of a new shape carries one-off
+set-up costs: kernel selection, memory pools, so only later runs are timed),
+and doubling stops when throughput gains less than ``min_gain`` or the device
+runs out of memory. The fastest size measured then serves the rest of the
+input and is remembered, per model and input configuration, for later calls
+in the same process: the folds of a cross-validation tune once.
+
+Nothing is computed twice: every measured batch is part of the output.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+
+__all__ = [
+    "AutoBatchSize",
+    "batch_slices",
+    "chosen_batch_sizes",
+    "default_batch_size",
+    "forget_batch_sizes",
+    "plan_batches",
+]
+
+# Used on inputs too small to measure on: the best of a sweep on a 2-core CPU
+# (benchmarks/bench_image_features.py) and a common choice for GPUs.
+_DEFAULT = {"cpu": 32}
+_GPU_DEFAULT = 128
+# (start, limit) of the measured sizes.
+_SWEEP = {"cpu": (8, 128)}
+_GPU_SWEEP = (32, 1024)
+
+# key -> batch size chosen by a finished measurement.
+_CHOSEN: dict[Hashable, int] = {}
+_LOCK = threading.Lock()
+
+
+def chosen_batch_sizes() -> dict:
+    """The batch sizes chosen so far in this process, by configuration."""
+    with _LOCK:
+        return dict(_CHOSEN)
+
+
+def forget_batch_sizes() -> None:
+    """Forget every chosen batch size, so the next large input measures again."""
+    with _LOCK:
+        _CHOSEN.clear()
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of at most ``batch_size`` covering ``range(n)``."""
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def default_batch_size(device) -> int:
+    """The batch size used when none is given and none is measured."""
+    return _DEFAULT.get(device.type, _GPU_DEFAULT)
+
+
+def plan_batches(n: int, batch_size: int | None, device, key, *, measure=True):
+    """Slices over ``n`` inputs and the sizer that measures them (or None).
+
+    A given ``batch_size`` is used as it is. Otherwise the size is measured
+    (``key`` names the configuration it is remembered under), or, when
+    ``measure`` is False, the device's default is used.
+    """
+    if batch_size is not None:
+        return batch_slices(n, batch_size), None
+    default = default_batch_size(device)
+    if not measure:
+        return batch_slices(n, default), None
+    start, limit = _SWEEP.get(device.type, _GPU_SWEEP)
+    sizer = AutoBatchSize(key, default=default, start=start, limit=limit)
+    return sizer.slices(n), sizer
+
+
+class AutoBatchSize:
+    """Plan batch sizes for one pass over ``n`` inputs, measuring as it goes.
+
+    Parameters
+    ----------
+    key : hashable or None
+        What the choice is remembered under (model, layer, input size, device,
+        precision); None remembers nothing.
+    default : int
+        The size used when ``n`` is too small to measure and nothing is
+        remembered.
+    start, limit : int
+        The first and the largest size tried (powers of two from ``start``).
+    min_gain : float
+        Doubling goes on while throughput improves by more than this fraction.
+    clock : callable
+        Seconds, monotonic; replaceable for tests.
+    """
+
+    def __init__(
+        self,
+        key: Hashable | None,
+        *,
+        default: int,
+        start: int,
+        limit: int,
+        min_gain: float = 0.05,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.key = key
+        self.default = default
+        self.start = start
+        self.limit = limit
+        self.min_gain = min_gain
+        self.clock = clock
+        with _LOCK:
+            self.chosen = _CHOSEN.get(key) if key is not None else None
+        self._size = start
+        self._seen: dict[int, int] = {}  # batches run per size
+        self._rates: dict[int, float] = {}  # best timed work/second per size
+
+    @property
+    def measuring(self) -> bool:
+        """Whether sizes are still being measured."""
+        return self.chosen is None
+
+    def min_samples(self) -> int:
+        """Inputs needed to measure every size twice, with room to use the result."""
+        total, size = 0, self.start
+        while size <= self.limit:
+            total += 2 * size
+            size *= 2
+        return 2 * total
+
+    def slices(self, n: int) -> Iterator[slice]:
+        """Consecutive slices covering ``range(n)``, sized by the plan.
+
+        A generator: each size is decided when the slice is requested, from
+        the batches recorded by then.
+        """
+        if self.chosen is None and n < self.min_samples():
+            self.chosen = self.default  # too little input to measure; not remembered
+        i = 0
+        while i < n:
+            size = self.chosen if self.chosen is not None else self._size
+            yield slice(i, min(i + size, n))
+            i += size
+
+    def record(self, size: int, work: float, seconds: float) -> None:
+        """Note that a batch of ``size`` inputs did ``work`` units in ``seconds``."""
+        if self.chosen is not None or size != self._size:
+            return  # settled, or a partial batch (the last, or an OOM split)
+        runs = self._seen.get(size, 0) + 1
+        self._seen[size] = runs
+        if runs == 1 or seconds <= 0:
+            return  # the first run of a shape pays its set-up costs
+        rate = work / seconds
+        self._rates[size] = max(rate, self._rates.get(size, 0.0))
+        smaller = [r for s, r in self._rates.items() if s < size]
+        no_gain = bool(smaller) and rate <= max(smaller) * (1 + self.min_gain)
+        if no_gain or size * 2 > self.limit:
+            self._settle()
+        else:
+            self._size = size * 2
+
+    def out_of_memory(self, size: int) -> None:
+        """Note that ``size`` inputs did not fit: never plan that many again."""
+        self.limit = min(self.limit, max(1, size // 2))
+        if self.chosen is not None and self.chosen <= self.limit:
+            return
+        fitting = {s: r for s, r in self._rates.items() if s <= self.limit}
+        if fitting:
+            self._settle(fitting)
+        else:
+            current = self.chosen if self.chosen is not None else self._size
+            self.chosen = self._size = max(1, min(current, self.limit))
+            self._remember()
+
+    def _settle(self, rates: dict[int, float] | None = None) -> None:
+        rates = self._rates if rates is None else rates
+        self.chosen = max(rates, key=rates.get) if rates else self._size
+        self._remember()
+
+    def _remember(self) -> None:
+        if self.key is not None:
+            with _LOCK:
+                _CHOSEN[self.key] = self.chosen

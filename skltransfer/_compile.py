@@ -1,0 +1,87 @@
+"""``torch.compile`` for frozen inference, compiled once per model and forward.
+
+Frozen feature extraction is the case where compilation pays best: the weights
+never change, so inductor's *freezing* folds them into the graph as constants
+(convolution + batch-norm fusion, pre-packed weights for oneDNN on the CPU).
+Compilation costs seconds to a minute on the first batch. The compiled forward
+is kept per (model, forward configuration), so the clones that cross-validation
+and grid search fit on the same loaded model (see ``load_frozen``) reuse it
+instead of compiling again.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import torch
+
+from .exceptions import SkltransferWarning
+
+__all__ = ["compiled_forward"]
+
+# (id(model), key) -> (model, CompiledForward); the model is held so that its
+# id cannot be reused while the entry lives. A few entries: each holds
+# compiled code and, with freezing, a copy of the weights.
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 4
+_LOCK = threading.Lock()
+
+
+class CompiledForward:
+    """A forward pass compiled on first use, falling back to eager if that fails.
+
+    A compiler failure (no C++ compiler, an operation inductor cannot lower)
+    is reported once as a warning and the eager forward is used from then on;
+    once a compiled call has succeeded, errors propagate as they are.
+    """
+
+    def __init__(self, forward: Callable):
+        self.eager = forward
+        self.compiled = torch.compile(forward, options={"freezing": True})
+        self.state = "new"  # "new" -> "compiled" | "eager"
+
+    def __call__(self, x):
+        if self.state == "compiled":
+            return self.compiled(x)
+        if self.state == "eager":
+            return self.eager(x)
+        try:
+            out = self.compiled(x)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly
+            if "out of memory" in str(exc):
+                raise
+            self.state = "eager"
+            reason = str(exc).strip().splitlines()
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}: "
+                f"{reason[0] if reason else ''}); running the model uncompiled.",
+                SkltransferWarning,
+                stacklevel=2,
+            )
+            return self.eager(x)
+        self.state = "compiled"
+        return out
+
+
+def compiled_forward(model: torch.nn.Module, key: Hashable, forward: Callable):
+    """The compiled version of ``forward`` (a function of ``model``) for ``key``.
+
+    ``key`` must describe everything ``forward`` computes besides ``model``
+    (layer, pooling, device, precision); ``forward`` must not hold on to an
+    estimator, since the compiled result outlives it.
+    """
+    with _LOCK:
+        entry = _CACHE.get((id(model), key))
+        if entry is not None and entry[0] is model:
+            _CACHE.move_to_end((id(model), key))
+            return entry[1]
+        compiled = CompiledForward(forward)
+        _CACHE[(id(model), key)] = (model, compiled)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return compiled

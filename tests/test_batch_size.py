@@ -1,0 +1,216 @@
+"""Batch size chosen from measured throughput, and compiled forward passes."""
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import skltransfer._compile as compile_module
+from skltransfer import PretrainedImageFeatures
+from skltransfer._batch_size import (
+    AutoBatchSize,
+    chosen_batch_sizes,
+    forget_batch_sizes,
+)
+from skltransfer._compile import compiled_forward
+from skltransfer._inference import run_batched
+from skltransfer.exceptions import SkltransferWarning
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choices():
+    forget_batch_sizes()
+    yield
+    forget_batch_sizes()
+
+
+class FakeDevice:
+    """A forward pass whose duration follows a cost model, on a fake clock.
+
+    ``cost(n)`` is the time of a batch of ``n``; the first batch of each size
+    costs ``setup`` more, as a new shape does on a real device.
+    """
+
+    def __init__(self, cost, setup=10.0, max_batch=None):
+        self.now = 0.0
+        self.cost, self.setup, self.max_batch = cost, setup, max_batch
+        self.sizes = []
+
+    def clock(self):
+        return self.now
+
+    def forward(self, batch):
+        n = len(batch)
+        if self.max_batch is not None and n > self.max_batch:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+        self.now += self.cost(n) + (self.setup if n not in self.sizes else 0.0)
+        self.sizes.append(n)
+        return batch * 2
+
+
+def _run(device, n, key="model", **kwargs):
+    sizer = AutoBatchSize(
+        key, default=32, start=8, limit=128, clock=device.clock, **kwargs
+    )
+    data = torch.arange(n, dtype=torch.float32).reshape(n, 1)
+    out = run_batched(
+        lambda sl: data[sl], device.forward, sizer.slices(n), device=CPU, sizer=sizer
+    )
+    np.testing.assert_array_equal(np.concatenate(out), data.numpy() * 2)
+    return sizer
+
+
+def test_the_fastest_size_is_chosen_and_serves_the_rest():
+    # Per-batch overhead plus a per-sample cost that grows with the batch
+    # (cache misses): throughput peaks at 32.
+    device = FakeDevice(lambda n: 1.0 + 0.1 * n + 0.0015 * n * n)
+    sizer = _run(device, 3000)
+    rates = {s: s / (1.0 + 0.1 * s + 0.0015 * s * s) for s in (8, 16, 32, 64)}
+    assert max(rates, key=rates.get) == 32
+    assert sizer.chosen == 32
+    assert device.sizes[:2] == [8, 8]  # each size runs at least twice
+    measured = [s for s in device.sizes if s != 32]
+    assert set(measured) <= {8, 16, 64}
+    assert len(measured) <= 9  # the measurement is a short prefix
+    assert device.sizes[-2] == 32  # before the partial last batch
+    assert chosen_batch_sizes() == {"model": 32}
+
+
+def test_doubling_stops_at_the_limit_when_larger_keeps_paying():
+    device = FakeDevice(lambda n: 1.0 + 0.01 * n)  # overhead dominates
+    assert _run(device, 3000).chosen == 128
+    assert max(device.sizes) == 128
+
+
+def test_set_up_cost_of_a_new_shape_is_not_measured():
+    # Without discarding each size's first run, the large set-up cost would
+    # make every doubling look slower and stop the search at 8.
+    device = FakeDevice(lambda n: 1.0 + 0.01 * n, setup=100.0)
+    assert _run(device, 3000).chosen == 128
+
+
+def test_a_remembered_choice_is_used_from_the_first_batch():
+    _run(FakeDevice(lambda n: 1.0 + 0.1 * n + 0.0015 * n * n), 3000)
+    device = FakeDevice(lambda n: 1.0)
+    _run(device, 100)
+    assert device.sizes == [32, 32, 32, 4]
+    forget_batch_sizes()
+    device = FakeDevice(lambda n: 1.0)
+    _run(device, 100)  # too small to measure: the default
+    assert device.sizes == [32, 32, 32, 4]
+    assert chosen_batch_sizes() == {}
+
+
+def test_out_of_memory_while_measuring_settles_below_it_quietly():
+    device = FakeDevice(lambda n: 1.0 + 0.01 * n, max_batch=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a measurement expects OOM: no warning
+        sizer = _run(device, 3000)
+    assert sizer.chosen == 32
+    assert max(device.sizes) <= 40
+    assert chosen_batch_sizes() == {"model": 32}
+
+
+def test_out_of_memory_on_a_remembered_size_lowers_it():
+    _run(FakeDevice(lambda n: 1.0 + 0.01 * n), 3000)
+    assert chosen_batch_sizes() == {"model": 128}
+    device = FakeDevice(lambda n: 1.0, max_batch=100)
+    _run(device, 1000)
+    assert chosen_batch_sizes() == {"model": 64}
+    assert device.sizes[-2] == 64
+
+
+def test_padding_keeps_one_batch_shape_and_drops_the_padding():
+    data = torch.arange(10, dtype=torch.float32).reshape(10, 1)
+    shapes = []
+
+    def forward(batch):
+        shapes.append(tuple(batch.shape))
+        return batch + 1
+
+    out = run_batched(
+        lambda sl: data[sl],
+        forward,
+        [slice(0, 4), slice(4, 8), slice(8, 10)],
+        device=CPU,
+        pad_to=4,
+    )
+    assert shapes == [(4, 1)] * 3
+    np.testing.assert_array_equal(np.concatenate(out), data.numpy() + 1)
+
+
+def test_measured_batch_size_gives_the_same_features():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (1000, 8, 8), dtype=np.uint8)
+    fixed = PretrainedImageFeatures("test_tiny_cnn", batch_size=32).fit(X)
+    auto = PretrainedImageFeatures("test_tiny_cnn").fit(X)
+    np.testing.assert_allclose(
+        auto.transform(X), fixed.transform(X), rtol=1e-5, atol=1e-6
+    )
+    (key,) = chosen_batch_sizes()
+    assert key[0] == "PretrainedImageFeatures" and key[1] == "test_tiny_cnn"
+    assert chosen_batch_sizes()[key] in (8, 16, 32, 64, 128)
+
+
+# -- torch.compile ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_compile(monkeypatch):
+    """torch.compile replaced by a counting stand-in that runs eagerly."""
+    calls = []
+
+    def compile_(fn, **kwargs):
+        calls.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(compile_module.torch, "compile", compile_)
+    monkeypatch.setattr(compile_module, "_CACHE", type(compile_module._CACHE)())
+    return calls
+
+
+def test_clones_on_the_same_model_share_one_compiled_forward(fake_compile):
+    X = np.random.default_rng(0).integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
+    est = PretrainedImageFeatures("test_tiny_cnn", compile=True, batch_size=4)
+    first = est.fit(X).transform(X)
+    from sklearn.base import clone
+
+    again = clone(est).fit(X).transform(X)
+    np.testing.assert_array_equal(first, again)
+    assert fake_compile == [{"options": {"freezing": True}}]
+    other_layer = clone(est).set_params(layer=1).fit(X)
+    other_layer.transform(X)
+    assert len(fake_compile) == 2
+
+
+def test_a_compiler_failure_warns_once_and_runs_uncompiled(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(x):
+            raise RuntimeError("InductorError: no working C++ compiler\nmore")
+
+        return run
+
+    monkeypatch.setattr(compile_module.torch, "compile", broken_compile)
+    model = torch.nn.Linear(3, 2)
+    forward = compiled_forward(model, "key", model)
+    x = torch.ones(2, 3)
+    with pytest.warns(SkltransferWarning, match="no working C\\+\\+ compiler"):
+        out = forward(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(forward(x).detach(), out.detach())
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")
+def test_compiled_features_match_eager():
+    X = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    eager = PretrainedImageFeatures("test_tiny_cnn").fit(X).transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkltransferWarning)  # really compiled
+        est = PretrainedImageFeatures("test_tiny_cnn", compile=True, batch_size=4)
+        compiled = est.fit(X).transform(X)  # 4 + 4 + 2 padded to 4
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)
