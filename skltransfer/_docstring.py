@@ -34,7 +34,8 @@ _SHARED = {
         model reuse it. Batches keep one size (shorter ones are padded), so
         ``batch_size`` None means 32 on the CPU and 128 on a GPU. If compiling
         fails (no C++ compiler, for one), a warning says so and the model runs
-        uncompiled. See the performance guide for when it pays.""",
+        uncompiled. An intermediate ``layer`` (read with a hook that ends the
+        pass early) is not compiled either. See the performance guide.""",
     "device": """device : str or torch.device, default="auto"
         Where the model runs; ``"auto"`` picks CUDA, then MPS, then the CPU.""",
     "precision": """precision : {"fp32", "bf16", "fp16", "auto"}, default="fp32"

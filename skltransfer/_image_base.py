@@ -129,6 +129,10 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         size = self.preprocessing_.crop_size
         return torch.zeros(n, 3, size, size)
 
+    def _compilable(self) -> bool:
+        """Whether the forward pass can be compiled as one graph."""
+        return True
+
     def _forward_key(self) -> tuple:
         """What, besides the backbone, decides the computation of ``forward``."""
         return ()
@@ -156,12 +160,13 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         # The key of a measured batch size; the size of each image is fixed.
         key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
         key += (self.preprocessing_.crop_size, *config)
+        compile_ = self.compile and self._compilable()
         # With compile, one fixed size: every new batch shape compiles again.
         slices, sizer = plan_batches(
-            len(source), self.batch_size, device, key, measure=not self.compile
+            len(source), self.batch_size, device, key, measure=not compile_
         )
         pad_to = None
-        if self.compile:
+        if compile_:
             forward = compiled_forward(self.backbone_, config, forward)
             pad_to = self.batch_size or default_batch_size(device)
         outputs = run_batched(

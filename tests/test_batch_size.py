@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 import skltransfer._compile as compile_module
 from skltransfer import PretrainedImageFeatures
@@ -177,14 +178,16 @@ def test_clones_on_the_same_model_share_one_compiled_forward(fake_compile):
     X = np.random.default_rng(0).integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
     est = PretrainedImageFeatures("test_tiny_cnn", compile=True, batch_size=4)
     first = est.fit(X).transform(X)
-    from sklearn.base import clone
-
     again = clone(est).fit(X).transform(X)
     np.testing.assert_array_equal(first, again)
     assert fake_compile == [{"options": {"freezing": True}}]
-    other_layer = clone(est).set_params(layer=1).fit(X)
-    other_layer.transform(X)
-    assert len(fake_compile) == 2
+    other_pooling = clone(est).set_params(compile=True, layer=None).fit(X)
+    assert other_pooling.transform(X).shape == first.shape
+    assert len(fake_compile) == 1
+    with pytest.warns(SkltransferWarning, match="runs uncompiled"):
+        hooked = clone(est).set_params(layer=1).fit(X)
+    hooked.transform(X)
+    assert len(fake_compile) == 1  # a hooked layer is not compiled
 
 
 def test_a_compiler_failure_warns_once_and_runs_uncompiled(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import torch
@@ -11,6 +12,7 @@ from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, validate_params
 from ..caching import CACHE_CONSTRAINT, cached_rows, frozen_fingerprint, hash_bytes
+from ..exceptions import SkltransferWarning
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -135,6 +137,14 @@ class PretrainedImageFeatures(
         if self.cache is not None:
             self._weights_key = frozen_fingerprint(self.backbone_)
         self.layer_module_ = self._resolve_layer()
+        if self.compile and not self._compilable():
+            warnings.warn(
+                f"compile=True applies to the model's last layer; layer="
+                f"{self.layer!r} is read with a forward hook that ends the pass "
+                "early, which does not compile, so this model runs uncompiled.",
+                SkltransferWarning,
+                stacklevel=2,
+            )
         self.n_features_out_ = self._output_size()
         return self
 
@@ -189,6 +199,9 @@ class PretrainedImageFeatures(
             return None
         layer = -1 if self.layer is None else self.layer
         return self.backbone_.resolve_layer(layer)
+
+    def _compilable(self) -> bool:
+        return self.layer_module_ is None
 
     def _forward_key(self) -> tuple:
         return (self.layer_module_, self.pooling)
