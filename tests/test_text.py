@@ -112,6 +112,30 @@ def test_local_folder_matches_registered(tiny, tiny_folder):
     )
 
 
+def test_loading_hides_the_weight_loading_bar_and_restores_the_switch(
+    tiny_folder, monkeypatch
+):
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    seen = []
+    original = transformers.AutoModel.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(hf_logging.is_progress_bar_enabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", spy)
+    hf_logging.enable_progress_bar()
+    load_text_backbone(tiny_folder)
+    assert seen == [False]
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a user's own choice is kept too
+    load_text_backbone(tiny_folder)
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+
+
 def test_sentence_transformers_length_is_the_default(tiny_folder, tmp_path):
     folder = tmp_path / "st"
     folder.mkdir()

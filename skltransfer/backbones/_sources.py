@@ -32,6 +32,26 @@ def seeded(seed: int = 0):
         yield
 
 
+@contextlib.contextmanager
+def quiet_weight_loading():
+    """Hide transformers' per-load "Loading weights" bar (downloads keep theirs).
+
+    Estimators load a model in every ``fit`` of a cross-validation; a bar per
+    load would bury the user's own output. The process-wide switch is put
+    back as it was.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    if enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _close_matches(name: str, options) -> str:
     close = difflib.get_close_matches(name, list(options), n=5, cutoff=0.6)
     return f" Did you mean: {', '.join(close)}?" if close else ""
@@ -250,7 +270,7 @@ class HFImageBackbone(BackboneSpec):
         config = transformers.AutoConfig.from_pretrained(self.path, **kw)
         processor = transformers.AutoImageProcessor.from_pretrained(self.path, **kw)
         archs = getattr(config, "architectures", None) or []
-        with seeded():
+        with seeded(), quiet_weight_loading():
             if any(a.endswith("ForImageClassification") for a in archs):
                 model = transformers.AutoModelForImageClassification.from_pretrained(
                     self.path, **kw

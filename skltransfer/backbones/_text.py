@@ -285,12 +285,12 @@ class HFTextBackbone(BackboneSpec):
             import transformers
         except ImportError:
             raise missing_dependency("transformers", "A text encoder") from None
-        from ._sources import seeded
+        from ._sources import quiet_weight_loading, seeded
 
         path = str(self.path)
         kw = {"trust_remote_code": self.trust_remote_code}
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kw)
-        with seeded():
+        with seeded(), quiet_weight_loading():
             model = transformers.AutoModel.from_pretrained(path, **kw)
         default, largest = _length_limits(path, tokenizer, model.config)
         return TextBackbone(
