@@ -3,8 +3,9 @@
 The hand-written loops get every advantage: ready, preprocessed tensors in
 memory and the best batch size and memory format of a sweep. ``transform``
 starts from uint8 arrays, so it also pays for conversion, cropping and
-normalisation. All figures come from one run, measured side by side (each
-configuration timed ``--repeats`` times, best kept).
+normalisation, and it chooses its batch size by measurement on its first call
+(``batch_size=None``). All figures come from one run, measured side by side
+(each configuration timed ``--repeats`` times, best kept).
 
     python benchmarks/bench_image_features.py [--n 256] [--backbone NAME]
 """
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from skltransfer import PretrainedImageFeatures
+from skltransfer._batch_size import chosen_batch_sizes
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -88,9 +90,10 @@ def main(argv=None) -> None:
         features._channels_last = lambda cl=cl: cl  # noqa: B023 (timing only)
         seconds = _best_time(lambda: features.transform(X), args.repeats)
         print(
-            f"  transform  batch=32  channels_last={cl!s:<5} "
+            f"  transform  batch=None channels_last={cl!s:<5} "
             f"{args.n / seconds:7.1f} img/s (from uint8 arrays)"
         )
+    print(f"  batch sizes chosen by transform: {list(chosen_batch_sizes().values())}")
     del features._channels_last
     seconds = _best_time(lambda: features.transform(X), args.repeats)
     rate = args.n / seconds

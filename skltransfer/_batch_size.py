@@ -7,7 +7,9 @@ set-up costs: kernel selection, memory pools, so only later runs are timed),
 and doubling stops when throughput gains less than ``min_gain`` or the device
 runs out of memory. The fastest size measured then serves the rest of the
 input and is remembered, per model and input configuration, for later calls
-in the same process: the folds of a cross-validation tune once.
+in the same process: the folds of a cross-validation tune once. A much
+larger input (four times the one measured on) measures again: a short input
+gives few batches to measure on.
 
 Nothing is computed twice: every measured batch is part of the output.
 """
@@ -27,23 +29,28 @@ __all__ = [
     "plan_batches",
 ]
 
-# Used on inputs too small to measure on: the best of a sweep on a 2-core CPU
-# (benchmarks/bench_image_features.py) and a common choice for GPUs.
-_DEFAULT = {"cpu": 32}
+# Used on inputs too small to measure on. On a 2-core CPU the best size fell
+# as images grew (EfficientNet-Lite0: 16 at 112 px, 8 at 224 px; see
+# benchmarks/bench_batch_size.py and bench_image_features.py); 16 is within
+# 0.8x of the best at both. 128 is a common choice for GPUs.
+_DEFAULT = {"cpu": 16}
 _GPU_DEFAULT = 128
 # (start, limit) of the measured sizes.
 _SWEEP = {"cpu": (8, 128)}
 _GPU_SWEEP = (32, 1024)
 
-# key -> batch size chosen by a finished measurement.
-_CHOSEN: dict[Hashable, int] = {}
+# key -> (batch size chosen by a finished measurement, inputs it ran over).
+_CHOSEN: dict[Hashable, tuple[int, int]] = {}
+# A remembered choice is measured again on an input this many times larger
+# than the one it came from: a short input measures with few, short batches.
+_REMEASURE_GROWTH = 4
 _LOCK = threading.Lock()
 
 
 def chosen_batch_sizes() -> dict:
     """The batch sizes chosen so far in this process, by configuration."""
     with _LOCK:
-        return dict(_CHOSEN)
+        return {key: size for key, (size, _) in _CHOSEN.items()}
 
 
 def forget_batch_sizes() -> None:
@@ -114,24 +121,19 @@ class AutoBatchSize:
         self.limit = limit
         self.min_gain = min_gain
         self.clock = clock
-        with _LOCK:
-            self.chosen = _CHOSEN.get(key) if key is not None else None
+        self.chosen: int | None = None
+        self._n = 0
         self._size = start
         self._seen: dict[int, int] = {}  # batches run per size
         self._rates: dict[int, float] = {}  # best timed work/second per size
 
-    @property
-    def measuring(self) -> bool:
-        """Whether sizes are still being measured."""
-        return self.chosen is None
-
     def min_samples(self) -> int:
-        """Inputs needed to measure every size twice, with room to use the result."""
-        total, size = 0, self.start
-        while size <= self.limit:
-            total += 2 * size
-            size *= 2
-        return 2 * total
+        """The smallest input worth measuring on: a few batches of each first size.
+
+        A measurement cut short by the end of the input chooses nothing, and
+        the next call measures again.
+        """
+        return 8 * self.start
 
     def slices(self, n: int) -> Iterator[slice]:
         """Consecutive slices covering ``range(n)``, sized by the plan.
@@ -139,8 +141,14 @@ class AutoBatchSize:
         A generator: each size is decided when the slice is requested, from
         the batches recorded by then.
         """
-        if self.chosen is None and n < self.min_samples():
-            self.chosen = self.default  # too little input to measure; not remembered
+        self._n = n
+        with _LOCK:
+            remembered = _CHOSEN.get(self.key) if self.key is not None else None
+        if remembered is not None and n <= _REMEASURE_GROWTH * remembered[1]:
+            self.chosen = remembered[0]
+        elif n < self.min_samples():
+            # Too little input to measure; nothing is remembered.
+            self.chosen = remembered[0] if remembered is not None else self.default
         i = 0
         while i < n:
             size = self.chosen if self.chosen is not None else self._size
@@ -185,4 +193,4 @@ class AutoBatchSize:
     def _remember(self) -> None:
         if self.key is not None:
             with _LOCK:
-                _CHOSEN[self.key] = self.chosen
+                _CHOSEN[self.key] = (self.chosen, self._n)

@@ -101,9 +101,23 @@ def test_a_remembered_choice_is_used_from_the_first_batch():
     assert device.sizes == [32, 32, 32, 4]
     forget_batch_sizes()
     device = FakeDevice(lambda n: 1.0)
-    _run(device, 100)  # too small to measure: the default
-    assert device.sizes == [32, 32, 32, 4]
+    _run(device, 40)  # too small to measure: the default
+    assert device.sizes == [32, 8]
     assert chosen_batch_sizes() == {}
+    device = FakeDevice(lambda n: 1.0)
+    _run(device, 70)  # cut short while measuring: nothing is remembered
+    assert device.sizes[:3] == [8, 8, 8]
+    assert chosen_batch_sizes() == {}
+
+
+def test_a_much_larger_input_measures_again():
+    _run(FakeDevice(lambda n: 1.0 + 0.1 * n + 0.004 * n * n), 200)
+    assert chosen_batch_sizes() == {"model": 16}
+    peak_at_32 = FakeDevice(lambda n: 1.0 + 0.1 * n + 0.0015 * n * n)
+    _run(peak_at_32, 800)  # up to 4x the measured input: remembered
+    assert set(peak_at_32.sizes[:-1]) == {16}
+    _run(peak_at_32, 801)
+    assert chosen_batch_sizes() == {"model": 32}
 
 
 def test_out_of_memory_while_measuring_settles_below_it_quietly():

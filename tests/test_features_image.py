@@ -1,6 +1,7 @@
 """PretrainedImageFeatures: frozen features inside scikit-learn tooling."""
 
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -216,3 +217,14 @@ def test_real_pretrained_features_separate_digits(digits):
     assert Z.shape == (150, 1280)
     score = cross_val_score(LogisticRegression(max_iter=1000), Z, y[:150], cv=3)
     assert score.mean() > 0.75
+
+
+def test_read_only_arrays_are_embedded_without_warnings():
+    X = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
+    frozen = np.frombuffer(X.tobytes(), dtype=np.uint8).reshape(X.shape)
+    assert not frozen.flags.writeable
+    est = PretrainedImageFeatures("test_tiny_cnn").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = est.transform(frozen)
+    np.testing.assert_array_equal(out, est.transform(X))

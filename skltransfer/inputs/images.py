@@ -125,7 +125,12 @@ def fit_value_range(X) -> tuple[float, float]:
 
 def _scale(x: np.ndarray, value_range) -> torch.Tensor:
     """A numeric (..., C, H, W) array as float RGB in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(x))
+    x = np.ascontiguousarray(x)
+    if not x.flags.writeable:
+        # torch cannot share read-only memory (np.frombuffer, memory maps)
+        # without a warning; one batch is cheap to copy.
+        x = x.copy()
+    t = torch.from_numpy(x)
     if t.dtype == torch.uint8 and value_range is None:
         t = t.float().div_(255.0)
     else:
