@@ -4,8 +4,9 @@ The hand-written loops get every advantage: ready, preprocessed tensors in
 memory and the best batch size and memory format of a sweep. ``transform``
 starts from uint8 arrays, so it also pays for conversion, cropping and
 normalisation, and it chooses its batch size by measurement on its first call
-(``batch_size=None``). All figures come from one run, measured side by side
-(each configuration timed ``--repeats`` times, best kept).
+(``batch_size=None``; the warm-up round). All figures come from one run: every
+configuration runs once per round, rounds repeat ``--repeats`` times and the
+best time of each is kept, so that a change of machine load hits all alike.
 
     python benchmarks/bench_image_features.py [--n 256] [--backbone NAME]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import tempfile
 import time
 
@@ -25,26 +27,26 @@ from skltransfer import PretrainedImageFeatures
 from skltransfer._batch_size import chosen_batch_sizes
 
 
-def _best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
-def hand_loop(model, batches, channels_last: bool):
+def hand_loop(model, ready, batch_size: int, channels_last: bool):
+    """A set-up function (memory format) and the timed loop over ready batches."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    batches = [b.contiguous(memory_format=fmt) for b in batches]
+    batches = [b.contiguous(memory_format=fmt) for b in ready.split(batch_size)]
+
+    def setup():
+        model.to(memory_format=fmt)
 
     def run():
         with torch.inference_mode():
             for b in batches:
                 model.forward_features(b)
 
-    return run
+    return setup, run
 
 
 def _write_jpegs(X, folder: str) -> list[str]:
@@ -74,40 +76,50 @@ def main(argv=None) -> None:
     ready = features.preprocessing_(torch.from_numpy(X).permute(0, 3, 1, 2) / 255.0)
     model = features.backbone_
 
-    print(f"{args.backbone}, {args.n} images, fp32, {torch.get_num_threads()} threads")
-    results = {}
-    for bs, cl in itertools.product(map(int, args.batch_sizes.split(",")), (0, 1)):
-        batches = list(ready.split(bs))
-        seconds = _best_time(hand_loop(model, batches, bool(cl)), args.repeats)
-        results[(bs, cl)] = args.n / seconds
-        print(
-            f"  hand loop  batch={bs:<3} channels_last={bool(cl)!s:<5} "
-            f"{results[(bs, cl)]:7.1f} img/s"
-        )
-    best_cfg = max(results, key=results.get)
-    for cl in (False, True):
-        model.to(memory_format=torch.contiguous_format)
-        features._channels_last = lambda cl=cl: cl  # noqa: B023 (timing only)
-        seconds = _best_time(lambda: features.transform(X), args.repeats)
-        print(
-            f"  transform  batch=None channels_last={cl!s:<5} "
-            f"{args.n / seconds:7.1f} img/s (from uint8 arrays)"
-        )
-    print(f"  batch sizes chosen by transform: {list(chosen_batch_sizes().values())}")
-    del features._channels_last
-    seconds = _best_time(lambda: features.transform(X), args.repeats)
-    rate = args.n / seconds
-    with tempfile.TemporaryDirectory() as folder:
-        paths = _write_jpegs(X, folder)
-        path_seconds = _best_time(lambda: features.transform(paths), args.repeats)
     print(
-        f"  transform  from JPEG files (decoded in a worker thread) "
-        f"{args.n / path_seconds:7.1f} img/s"
+        f"{args.backbone}, {args.n} images, fp32, {torch.get_num_threads()} threads, "
+        f"best of {args.repeats} interleaved rounds"
     )
-    print(f"\ntransform (defaults): {rate:.1f} img/s")
-    print(f"files / arrays: {(args.n / path_seconds) / rate:.2f}")
-    print(f"best hand loop {best_cfg}: {results[best_cfg]:.1f} img/s")
-    print(f"ratio transform / best hand loop: {rate / results[best_cfg]:.2f}")
+    configs = {}
+    for bs, cl in itertools.product(map(int, args.batch_sizes.split(",")), (0, 1)):
+        configs[("hand loop", bs, bool(cl))] = hand_loop(model, ready, bs, bool(cl))
+    for cl in (False, True):
+
+        def setup(cl=cl):
+            features._channels_last = lambda: cl  # timing only
+
+        configs[("transform", None, cl)] = (setup, lambda: features.transform(X))
+    folder = tempfile.mkdtemp()
+    paths = _write_jpegs(X, folder)
+
+    def from_files():
+        features.__dict__.pop("_channels_last", None)
+        features.transform(paths)
+
+    configs[("transform, JPEG files", None, True)] = (lambda: None, from_files)
+
+    times = {name: [] for name in configs}
+    for setup, run in configs.values():  # warm-up; transform measures
+        setup()
+        run()
+    for _ in range(args.repeats):
+        for name, (setup, run) in configs.items():
+            setup()
+            times[name].append(_seconds(run))
+    shutil.rmtree(folder)
+    rate = {name: args.n / min(t) for name, t in times.items()}
+    for (kind, bs, cl), r in rate.items():
+        batch = "None" if bs is None else bs
+        print(f"  {kind:<22} batch={batch!s:<5} channels_last={cl!s:<5} {r:7.1f} img/s")
+    print(f"  batch sizes chosen by transform: {list(chosen_batch_sizes().values())}")
+    hand = {k: r for k, r in rate.items() if k[0] == "hand loop"}
+    best = max(hand, key=hand.get)
+    ours = rate[("transform", None, True)]
+    print(f"\ntransform (defaults, from uint8 arrays): {ours:.1f} img/s")
+    print(f"files / arrays: {rate[('transform, JPEG files', None, True)] / ours:.2f}")
+    _, batch, cl = best
+    print(f"best hand loop (batch {batch}, channels_last={cl}): {hand[best]:.1f} img/s")
+    print(f"ratio transform / best hand loop: {ours / hand[best]:.2f} (target >= 0.9)")
 
 
 if __name__ == "__main__":
