@@ -30,6 +30,24 @@ def save(fig, name: str) -> None:
     print(f"wrote {path} ({path.stat().st_size // 1024} kB)")
 
 
+def plot_learning_curve(curves, per_class, *, unit, ylabel, title, name) -> None:
+    """Accuracy (mean ± std per point) against samples per class, log x axis."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in curves.items():
+        mean, std = np.array(points).T
+        ax.errorbar(per_class, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(per_class, [str(n) for n in per_class])
+    ax.set_xlabel(f"training {unit} per class")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, name)
+
+
 def per_class_subset(y, n_per_class: int, seed: int) -> np.ndarray:
     """Indices of ``n_per_class`` random samples of each class."""
     rng = np.random.default_rng(seed)

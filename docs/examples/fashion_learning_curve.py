@@ -28,9 +28,8 @@ import time
 # loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import CACHE, load_fashion_mnist, per_class_subset, save  # noqa: E402
+from _common import CACHE, load_fashion_mnist, per_class_subset, plot_learning_curve  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -99,18 +98,14 @@ def learning_curve(X, y, X_te, y_te):
 
 
 def plot(curves):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        mean, std = np.array(points).T
-        ax.errorbar(PER_CLASS, mean, yerr=std, marker="o", capsize=3, label=name)
-    ax.set_xscale("log")
-    ax.set_xticks(PER_CLASS, [str(n) for n in PER_CLASS])
-    ax.set_xlabel("training images per class")
-    ax.set_ylabel(f"test accuracy ({10 * N_TEST} held-out images)")
-    ax.set_title(f"Fashion-MNIST at {IMAGE_SIZE} px: when does a pretrained model pay?")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "fashion_learning_curve.png")
+    plot_learning_curve(
+        curves,
+        PER_CLASS,
+        unit="images",
+        ylabel=f"test accuracy ({10 * N_TEST} held-out images)",
+        title=f"Fashion-MNIST at {IMAGE_SIZE} px: when does a pretrained model pay?",
+        name="fashion_learning_curve.png",
+    )
 
 
 def main():

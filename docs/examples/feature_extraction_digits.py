@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
-from _common import CACHE, per_class_subset, save
+from _common import CACHE, per_class_subset, plot_learning_curve
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
@@ -89,18 +88,14 @@ def learning_curve(X, Z, y):
 
 
 def plot(curves):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        mean, std = np.array(points).T
-        ax.errorbar(PER_CLASS, mean, yerr=std, marker="o", capsize=3, label=name)
-    ax.set_xscale("log")
-    ax.set_xticks(PER_CLASS, [str(n) for n in PER_CLASS])
-    ax.set_xlabel("training digits per class")
-    ax.set_ylabel("test accuracy (500 held-out digits)")
-    ax.set_title("Digits: when does a pretrained model pay?")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "digits_learning_curve.png")
+    plot_learning_curve(
+        curves,
+        PER_CLASS,
+        unit="digits",
+        ylabel="test accuracy (500 held-out digits)",
+        title="Digits: when does a pretrained model pay?",
+        name="digits_learning_curve.png",
+    )
 
 
 def main():
