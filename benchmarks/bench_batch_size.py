@@ -13,19 +13,13 @@ Target: the measured size within 0.95x of the best fixed size's throughput.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import seconds
 
 from skltransfer import PretrainedImageFeatures
 from skltransfer._batch_size import chosen_batch_sizes, forget_batch_sizes
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> None:
@@ -52,12 +46,13 @@ def main(argv=None) -> None:
     for _ in range(args.repeats):
         for b in sizes:
             est = features(b)
-            fixed[b].append(_seconds(lambda est=est: est.transform(X)))
+            fixed[b].append(seconds(lambda est=est: est.transform(X)))
         forget_batch_sizes()
         est = features(None)
-        measuring.append(_seconds(lambda est=est: est.transform(X)))
-        remembered.append(_seconds(lambda est=est: est.transform(X)))
-    (chosen,) = chosen_batch_sizes().values()
+        measuring.append(seconds(lambda est=est: est.transform(X)))
+        remembered.append(seconds(lambda est=est: est.transform(X)))
+    # None when the input ran out before the measurement settled.
+    chosen = next(iter(chosen_batch_sizes().values()), None)
 
     rate = {b: args.n / min(t) for b, t in fixed.items()}
     best = max(rate, key=rate.get)
@@ -69,7 +64,7 @@ def main(argv=None) -> None:
         print(f"  batch_size={b:<4}             {rate[b]:7.1f} img/s")
     first, later = args.n / min(measuring), args.n / min(remembered)
     print(f"  batch_size=None, measuring    {first:7.1f} img/s")
-    print(f"  batch_size=None, chose {chosen:<6} {later:7.1f} img/s")
+    print(f"  batch_size=None, chose {chosen!s:<6} {later:7.1f} img/s")
     print(f"best fixed: {best}")
     print(f"measuring call / best fixed: {first / rate[best]:.2f}")
     print(f"later calls / best fixed: {later / rate[best]:.2f} (target >= 0.95)")

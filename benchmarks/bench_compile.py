@@ -16,20 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _timing import seconds  # noqa: E402
 
 from skltransfer import PretrainedImageFeatures  # noqa: E402
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> None:
@@ -61,13 +55,13 @@ def main(argv=None) -> None:
 
         eager, compiled = features(False), features(True)
         eager.transform(X[:32])
-        first = _seconds(lambda c=compiled: c.transform(X[:32]))
+        first = seconds(lambda c=compiled: c.transform(X[:32]))
         reference = eager.transform(X[:64])
         difference = np.abs(compiled.transform(X[:64]) - reference).max()
         times = {False: [], True: []}
         for _ in range(args.repeats):
             for compile_, est in ((False, eager), (True, compiled)):
-                times[compile_].append(_seconds(lambda e=est: e.transform(X)))
+                times[compile_].append(seconds(lambda e=est: e.transform(X)))
         rate_e, rate_c = args.n / min(times[False]), args.n / min(times[True])
         print(
             f"{name:<10}{rate_e:>8.1f}/s{rate_c:>8.1f}/s{rate_c / rate_e:>8.2f}"

@@ -18,19 +18,13 @@ import itertools
 import os
 import shutil
 import tempfile
-import time
 
 import numpy as np
 import torch
+from _timing import seconds
 
 from skltransfer import PretrainedImageFeatures
 from skltransfer._batch_size import chosen_batch_sizes
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def hand_loop(model, ready, batch_size: int, channels_last: bool):
@@ -105,7 +99,7 @@ def main(argv=None) -> None:
     for _ in range(args.repeats):
         for name, (setup, run) in configs.items():
             setup()
-            times[name].append(_seconds(run))
+            times[name].append(seconds(run))
     shutil.rmtree(folder)
     rate = {name: args.n / min(t) for name, t in times.items()}
     for (kind, bs, cl), r in rate.items():
