@@ -7,7 +7,6 @@ in the forward pass; torch releases the GIL in both, so the two overlap.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +137,7 @@ def run_batched(
                 batch = _pad(batch, pad_to)
             batch = _to_device(batch, device, channels_last)
             state["oom"] = None
-            start = time.perf_counter() if sizer is None else sizer.clock()
+            start = sizer.clock() if sizer is not None else 0.0
             out = _forward_halving(forward, batch, device, dtype, state)[:n]
             if sizer is not None:
                 if state["oom"] is not None:
