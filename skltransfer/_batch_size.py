@@ -42,7 +42,7 @@ _GPU_SWEEP = (32, 1024)
 # key -> (batch size chosen by a finished measurement, inputs it ran over).
 _CHOSEN: dict[Hashable, tuple[int, int]] = {}
 # A remembered choice is measured again on an input this many times larger
-# than the one it came from: a short input measures with few, short batches.
+# than the one it came from: a short input gives few batches to measure on.
 _REMEASURE_GROWTH = 4
 _LOCK = threading.Lock()
 

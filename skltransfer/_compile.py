@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable
 
 import torch
 
+from ._inference import _is_oom
 from .exceptions import SkltransferWarning
 
 __all__ = ["compiled_forward"]
@@ -50,11 +51,9 @@ class CompiledForward:
             return self.eager(x)
         try:
             out = self.compiled(x)
-        except torch.OutOfMemoryError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any compiler failure: run eagerly
-            if "out of memory" in str(exc):
-                raise
+            if _is_oom(exc):
+                raise  # the inference loop's batch halving handles it
             self.state = "eager"
             reason = str(exc).strip().splitlines()
             warnings.warn(

@@ -159,7 +159,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         config = (self._forward_key(), str(device), dtype, channels_last)
         # The key of a measured batch size; the size of each image is fixed.
         key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
-        key += (self.preprocessing_.crop_size, *config)
+        key += (pre.crop_size, *config)
         compile_ = self.compile and self._compilable()
         # With compile, one fixed size: every new batch shape compiles again.
         slices, sizer = plan_batches(

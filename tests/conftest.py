@@ -21,6 +21,23 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def hide_package(monkeypatch):
+    """``hide_package(name)``: ``importlib.import_module(name)`` raises ImportError."""
+    import importlib
+
+    real = importlib.import_module
+    hidden = set()
+
+    def fake(name, *args):
+        if name in hidden:
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    return hidden.add
+
+
 @pytest.fixture(scope="session")
 def digits():
     from sklearn.datasets import load_digits

