@@ -27,14 +27,19 @@ from ..backbones import ModuleBackbone, get_spec
 from ..base import TorchModelMixin
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
 from ._cache import frozen_prefix
+from ._data import n_steps_per_epoch
 from ._heads import FineTuneNetwork, build_head, check_head
 from ._inputs import InputsMixin, TrainedBackbone
 from ._loop import FitContext, TrainingLoopMixin
+from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
 
 __all__ = ["BaseFineTune"]
 
 # Early stopping is switched on by "auto" from this many training samples.
 AUTO_EARLY_STOPPING = 1000
+# max_epochs="auto": at least this many optimiser steps and this many epochs.
+MIN_STEPS = 300
+MIN_EPOCHS = 10
 
 
 @contextlib.contextmanager
@@ -59,7 +64,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "unfreeze_schedule": [Interval(Integral, 1, None, closed="left"), None],
         "freeze_batchnorm": ["boolean"],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "head_init": [StrOptions({"probe", "random"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -100,6 +106,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         """
         validate_params(self)
         check_head(self.head)
+        if self.max_epochs == 0 and self.head_init != "probe":
+            raise ValueError(
+                "max_epochs=0 trains nothing; it is only meaningful with "
+                "head_init='probe' (the head start alone, a linear probe)."
+            )
         try:
             self._fit(X, y)
         except FloatingPointError:
@@ -124,6 +135,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             if not warm:
                 self._initialize(backbone, inputs, targets, device)
             ctx = self._initialize_fit(inputs, device, seed)
+            ctx.head_start = not warm and self.head_init == "probe"
             train, valid = self._split(inputs, targets, seed)
             self._train(ctx, train, valid)
 
@@ -139,6 +151,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self.criterion_ = self._make_criterion(targets)
         self.history_ = []
         self.n_iter_ = 0
+        self.n_steps_ = 0
 
     def _initialize_module(self, backbone, inputs, targets):
         example = inputs.example()
@@ -180,18 +193,28 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         # fp16 needs loss scaling against underflowing gradients; bf16 does not.
         scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
         n_train = len(inputs) - self._n_validation(len(inputs))
-        steps = self.max_epochs * math.ceil(n_train / self.batch_size)
+        n_epochs = self._n_epochs(n_train)
+        steps = n_epochs * n_steps_per_epoch(n_train, self.batch_size)
         return FitContext(
             device=device,
             dtype=dtype,
             groups=backbone.layer_groups(),
             group_params=group_params,
             n_trainable=self.n_trainable_groups_,
+            n_epochs=n_epochs,
             total_steps=steps,
             warmup_steps=int(self.warmup_fraction * steps),
             scaler=scaler,
             rng=np.random.default_rng(seed),
         )
+
+    def _n_epochs(self, n_train: int) -> int:
+        """Epochs of this fit: ``max_epochs``, or with "auto" enough epochs for
+        ``MIN_STEPS`` optimiser steps and at least ``MIN_EPOCHS``."""
+        if self.max_epochs != "auto":
+            return int(self.max_epochs)
+        per_epoch = n_steps_per_epoch(n_train, self.batch_size)
+        return max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch))
 
     def _to_device(self, device) -> None:
         """Network, loss and optimiser state on ``device`` (a warm start may
@@ -249,7 +272,30 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 valid[1].to(ctx.device),
             )
         with frozen_prefix(self, ctx, inputs, valid) as (inputs, valid):
+            if ctx.head_start:
+                self._head_start(ctx, inputs, y)
             self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
+        self.n_steps_ += ctx.step
+
+    def _head_start(self, ctx, inputs, y) -> None:
+        """Set the head's output layer from a convex probe on the frozen
+        features of the training split (see :mod:`._probe`)."""
+        self._unfreeze_for_epoch(ctx)  # the modes of the first epoch
+        adapt_batchnorm(self.module_, inputs, ctx, self.batch_size)
+        F = head_features(self.module_, inputs, ctx, self.batch_size)
+        W, b, info = fit_probe(
+            F,
+            y.cpu().numpy(),
+            task=self._probe_task(),
+            n_outputs=self._n_outputs(None),
+            class_weight=self._probe_class_weight(y.cpu()),
+            seed=int(ctx.rng.integers(2**31 - 1)),
+        )
+        set_output_layer(self.module_.head, W, b)
+        self.head_start_ = info
+
+    def _probe_class_weight(self, targets):
+        return None
 
     def _augmentation(self, inputs):
         size = getattr(getattr(self, "preprocessing_", None), "crop_size", None)

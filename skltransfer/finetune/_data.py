@@ -23,7 +23,13 @@ import torch
 from ..inputs.images import ImageSource
 from ..inputs.text import length_order
 
-__all__ = ["ImageInputs", "TensorInputs", "TextInputs", "iterate_batches"]
+__all__ = [
+    "ImageInputs",
+    "TensorInputs",
+    "TextInputs",
+    "iterate_batches",
+    "n_steps_per_epoch",
+]
 
 # Resized training images are kept in memory when they take at most this much.
 MATERIALIZE_BYTES = 1 << 30
@@ -167,6 +173,11 @@ def _chunks(order, batch_size: int, training: bool) -> list:
         starts.pop()
     ends = [*starts[1:], len(order)]
     return [order[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def n_steps_per_epoch(n: int, batch_size: int) -> int:
+    """Training batches in an epoch of ``n`` samples (see :func:`_chunks`)."""
+    return len(_chunks(range(n), batch_size, training=True))
 
 
 def iterate_batches(inputs, order, batch_size: int, *, training: bool = False):

@@ -53,8 +53,20 @@ default="efficientnet_lite0"
         Frozen groups run in inference mode, so their BatchNorm running
         statistics stay as pretrained. False lets them adapt to the new data
         (their weights stay frozen).
-    max_epochs : int, default=10
+    head_init : {"probe", "random"}, default="probe"
+        How the head's output layer starts. ``"probe"`` fits it first as a
+        convex linear model on the frozen features of the training split
+        (multinomial logistic regression for classes, one logistic regression
+        per label for multi-label targets, ridge for regression), with the
+        regularisation chosen by cross-validation, then fine-tunes from there
+        (LP-FT). An MLP head's output layer is probed on its last hidden layer
+        at initialisation. ``"random"`` starts from PyTorch's random
+        initialisation.
+    max_epochs : int or "auto", default="auto"
         Number of passes over the training data (fewer with early stopping).
+        ``"auto"`` trains for at least 300 optimiser steps and at least 10
+        epochs: many epochs on small data, 10 on large data. 0 (with
+        ``head_init="probe"``) keeps the head start alone, a linear probe.
     batch_size : int, default=32
         Samples per training step and per prediction batch.
     lr_schedule : {"cosine", "constant"}, default="cosine"
@@ -126,8 +138,14 @@ _ATTRIBUTES = """module_ : FineTuneNetwork
         of the epoch), ``n_unfrozen`` and ``seconds``.
     n_iter_ : int
         Epochs trained (over all calls to ``fit`` with ``warm_start``).
+    n_steps_ : int
+        Optimiser steps taken (over all calls to ``fit`` with ``warm_start``).
+    head_start_ : dict
+        With ``head_init="probe"``: the regularisation the probe chose
+        (``{"C": ...}`` for classifiers, ``{"alpha": ...}`` for regressors).
     best_epoch_ : int
-        The epoch whose weights were kept.
+        The epoch whose weights were kept (0: the head start, when training
+        did not improve the validation loss).
     layer_groups_ : list of str
         The backbone's layer groups, stem first.
     n_trainable_groups_ : int
@@ -239,12 +257,13 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         unfreeze=1,
         head="linear",
         head_dropout=0.0,
+        head_init="probe",
         lr=1e-3,
         lr_decay=0.5,
         weight_decay=0.01,
         unfreeze_schedule=None,
         freeze_batchnorm=True,
-        max_epochs=10,
+        max_epochs="auto",
         batch_size=32,
         lr_schedule="cosine",
         warmup_fraction=0.1,
@@ -269,6 +288,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         self.unfreeze = unfreeze
         self.head = head
         self.head_dropout = head_dropout
+        self.head_init = head_init
         self.lr = lr
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
@@ -341,6 +361,13 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         else:
             weights = [self.class_weight.get(c, 1.0) for c in self.classes_.tolist()]
         return torch.as_tensor(np.asarray(weights, dtype=np.float32))
+
+    def _probe_task(self) -> str:
+        return "multilabel" if self._multilabel else "multiclass"
+
+    def _probe_class_weight(self, targets):
+        weights = self._class_weights(targets)
+        return None if weights is None else dict(enumerate(weights.tolist()))
 
     def _make_criterion(self, targets) -> torch.nn.Module:
         if self._multilabel and self.class_weight is not None:
@@ -460,12 +487,13 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         unfreeze=1,
         head="linear",
         head_dropout=0.0,
+        head_init="probe",
         lr=1e-3,
         lr_decay=0.5,
         weight_decay=0.01,
         unfreeze_schedule=None,
         freeze_batchnorm=True,
-        max_epochs=10,
+        max_epochs="auto",
         batch_size=32,
         lr_schedule="cosine",
         warmup_fraction=0.1,
@@ -489,6 +517,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         self.unfreeze = unfreeze
         self.head = head
         self.head_dropout = head_dropout
+        self.head_init = head_init
         self.lr = lr
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
@@ -534,6 +563,9 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
 
     def _n_outputs(self, targets) -> int:
         return self.n_outputs_
+
+    def _probe_task(self) -> str:
+        return "regression"
 
     def _make_criterion(self, targets) -> torch.nn.Module:
         return torch.nn.MSELoss()

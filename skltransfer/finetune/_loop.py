@@ -49,6 +49,8 @@ class FitContext:
     n_trainable: int
     total_steps: int
     warmup_steps: int
+    n_epochs: int = 0
+    head_start: bool = False
     augment: object = None
     scaler: object = None
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
@@ -88,7 +90,10 @@ class TrainingLoopMixin:
     def _fit_loop(self, ctx: FitContext, train, y_train, valid=None, y_valid=None):
         """Train for ``max_epochs`` epochs or until early stopping."""
         best = _Best(self._changing_state_keys())
-        bar = tqdm(range(self.max_epochs), disable=not self.verbose, unit="epoch")
+        if valid is not None and ctx.head_start:
+            # The probed head is a candidate too: training must improve on it.
+            best.update(self._evaluate(ctx, valid, y_valid)[0], self.n_iter_, self.module_)
+        bar = tqdm(range(ctx.n_epochs), disable=not self.verbose, unit="epoch")
         for _ in bar:
             record = self._one_epoch(ctx, train, y_train, valid, y_valid)
             if record is None:

@@ -1,0 +1,256 @@
+"""The head start: a convex probe on the frozen features sets the new head.
+
+Linear probing, then fine-tuning (LP-FT; Kumar et al., ICLR 2022): the last
+linear layer of the new head starts from the solution of a convex problem on
+the features it sees at initialisation, instead of from random weights. A
+randomly initialised head sends large, meaningless gradients into the
+pretrained layers during the first steps and distorts them; a probed head
+starts where a linear model on the frozen features ends, so fine-tuning can
+only refine it.
+
+- classifiers: multinomial logistic regression (one binary logistic
+  regression per label for multi-label targets), with the estimator's class
+  weights;
+- regressors: ridge regression on the standardised targets.
+
+The features are centred and divided by one common scale for the fit, and
+that is folded back into the layer's weights, so the regularisation strength
+means the same thing for every backbone. It is chosen by stratified cross-validation of the log loss
+(classifiers; over ``C`` in ``PROBE_CS``) or by efficient leave-one-out
+(ridge; over ``RIDGE_ALPHAS``). Above ``PROBE_CV_SAMPLES`` samples the choice
+is made on a stratified subsample and the final fit uses every sample.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from torch import nn
+
+from .._device import autocast
+from ._data import iterate_batches
+
+__all__ = ["PROBE_CS", "fit_probe", "head_features", "last_linear"]
+
+PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+RIDGE_ALPHAS = tuple(np.logspace(-2, 4, 13))
+PROBE_CV_SAMPLES = 2000
+_MAX_ITER = 300
+
+
+def last_linear(head: nn.Module) -> nn.Linear:
+    """The output layer of a head built by :func:`._heads.build_head`."""
+    return head if isinstance(head, nn.Linear) else head[-1]
+
+
+def head_features(module, inputs, ctx, batch_size: int) -> np.ndarray:
+    """What the head's output layer sees for every sample, in eval mode.
+
+    For a linear head these are the backbone's features; for an MLP head, the
+    last hidden layer at its current (initial) weights.
+    """
+    captured = []
+    hook = last_linear(module.head).register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0].float().cpu())
+    )
+    module.eval()
+    try:
+        with torch.no_grad(), autocast(ctx.device, ctx.dtype):
+            for _, raw in iterate_batches(inputs, np.arange(len(inputs)), batch_size):
+                module(inputs.to_model(raw, ctx.device))
+    finally:
+        hook.remove()
+    return torch.cat(captured).numpy().astype(np.float64)
+
+
+def adapt_batchnorm(module, inputs, ctx, batch_size: int) -> int:
+    """Re-estimate the statistics of the BatchNorm layers that will train.
+
+    Training normalises with batch statistics and moves the running ones
+    towards the new data within a few steps, so a head fitted on features
+    computed with the pretrained statistics would be wrong from the first
+    epoch. The layers in training mode (as set for the first epoch) get the
+    exact statistics of the training inputs instead (AdaBN; Li et al., 2016),
+    and the probe sees the features that training starts from. Returns how
+    many layers were adapted.
+    """
+    layers = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.training
+        and m.track_running_stats
+    ]
+    if not layers:
+        return 0
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the whole pass
+    try:
+        with torch.no_grad(), autocast(ctx.device, ctx.dtype):
+            order = np.arange(len(inputs))
+            for _, raw in iterate_batches(inputs, order, batch_size, training=True):
+                module(inputs.to_model(raw, ctx.device))
+    finally:
+        for m, momentum in zip(layers, momenta, strict=True):
+            m.momentum = momentum
+    return len(layers)
+
+
+def _standardise(F: np.ndarray):
+    """Centre each feature and divide all by one scale (their RMS).
+
+    One scale, not one per feature: per-feature scaling would give
+    near-constant features large weights once folded back, and fine-tuning
+    changes exactly those features, so the logits would swing.
+    """
+    mean = F.mean(axis=0)
+    scale = float(np.sqrt(np.mean((F - mean) ** 2)))
+    scale = scale if scale > 1e-12 else 1.0
+    return (F - mean) / scale, mean, scale
+
+
+def _subsample(Z, y, seed: int):
+    if len(Z) <= PROBE_CV_SAMPLES:
+        return Z, y
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    Z, _, y, _ = train_test_split(
+        Z, y, train_size=PROBE_CV_SAMPLES, stratify=stratify, random_state=seed
+    )
+    return Z, y
+
+
+def _cv_folds(y) -> int:
+    counts = np.bincount(y)
+    return int(min(5, counts[counts > 0].min()))
+
+
+def _logistic(C: float, class_weight, seed: int) -> LogisticRegression:
+    return LogisticRegression(
+        C=C, class_weight=class_weight, max_iter=_MAX_ITER, random_state=seed
+    )
+
+
+def choose_C(Z, y, class_weight, seed: int) -> float:
+    """The C of ``PROBE_CS`` with the best cross-validated (weighted) log loss.
+
+    With fewer than two samples in some class there is nothing to
+    cross-validate and C=1 is used.
+    """
+    Z, y = _subsample(Z, y, seed)
+    n_folds = _cv_folds(y)
+    if n_folds < 2:
+        return 1.0
+    folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(Z, y)
+    losses = np.zeros(len(PROBE_CS))
+    for train, test in folds:
+        for i, C in enumerate(PROBE_CS):
+            model = _logistic(C, class_weight, seed).fit(Z[train], y[train])
+            proba = np.clip(model.predict_proba(Z[test]), 1e-12, 1.0)
+            # Classes missing from this training fold get the floor probability.
+            columns = np.searchsorted(model.classes_, y[test])
+            known = np.isin(y[test], model.classes_)
+            picked = np.where(known, proba[np.arange(len(test)), columns * known], 1e-12)
+            weights = _row_weights(y[test], class_weight)
+            losses[i] -= np.sum(weights * np.log(picked)) / weights.sum()
+    return float(PROBE_CS[int(np.argmin(losses))])
+
+
+def _row_weights(y, class_weight) -> np.ndarray:
+    if class_weight is None:
+        return np.ones(len(y))
+    return np.array([class_weight.get(int(c), 1.0) for c in y])
+
+
+def _classifier_probe(Z, y, n_outputs: int, class_weight, seed: int):
+    C = choose_C(Z, y, class_weight, seed)
+    model = _logistic(C, class_weight, seed).fit(Z, y)
+    coef = np.zeros((n_outputs, Z.shape[1]))
+    intercept = np.full(n_outputs, -10.0)  # classes absent from y: never predicted
+    if len(model.classes_) == 2:
+        # Binary: sklearn returns one logit; split it symmetrically.
+        coef[model.classes_] = np.stack([-model.coef_[0], model.coef_[0]]) / 2
+        intercept[model.classes_] = np.array([-1, 1]) * model.intercept_[0] / 2
+    else:
+        coef[model.classes_] = model.coef_
+        intercept[model.classes_] = model.intercept_
+    return coef, intercept, {"C": C}
+
+
+def _multilabel_probe(Z, Y, seed: int):
+    coef = np.zeros((Y.shape[1], Z.shape[1]))
+    intercept = np.zeros(Y.shape[1])
+    Cs = []
+    for j in range(Y.shape[1]):
+        y = Y[:, j].astype(int)
+        rate = y.mean()
+        if rate in (0.0, 1.0):  # a constant label: its prior
+            intercept[j] = 10.0 if rate else -10.0
+            continue
+        C = choose_C(Z, y, None, seed)
+        model = _logistic(C, None, seed).fit(Z, y)
+        coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+        Cs.append(C)
+    return coef, intercept, {"C": Cs}
+
+
+def _ridge_probe(Z, Y):
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, Y)
+    coef = np.atleast_2d(model.coef_)
+    return coef, np.atleast_1d(model.intercept_), {"alpha": float(model.alpha_)}
+
+
+def fit_probe(F, targets, *, task: str, n_outputs: int, class_weight=None, seed=0):
+    """Weights ``(W, b)`` of the output layer from a convex fit on ``F``.
+
+    Parameters
+    ----------
+    F : ndarray of shape (n_samples, n_features)
+        The features the output layer sees.
+    targets : ndarray
+        Encoded class indices (``"multiclass"``), a 0/1 indicator matrix
+        (``"multilabel"``) or standardised targets (``"regression"``).
+    task : {"multiclass", "multilabel", "regression"}
+    n_outputs : int
+        Rows of ``W``.
+    class_weight : dict or None
+        Weight of each class index in the loss.
+
+    Returns
+    -------
+    W, b : ndarray
+        In the units of ``F`` (the standardisation is folded in).
+    info : dict
+        The regularisation chosen (``"C"`` or ``"alpha"``).
+    """
+    Z, mean, scale = _standardise(F)
+    with warnings.catch_warnings():
+        # A few lbfgs iterations short of full convergence do not matter for
+        # an initialisation that training refines.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if task == "multiclass":
+            coef, intercept, info = _classifier_probe(
+                Z, targets, n_outputs, class_weight, seed
+            )
+        elif task == "multilabel":
+            coef, intercept, info = _multilabel_probe(Z, targets, seed)
+        else:
+            coef, intercept, info = _ridge_probe(Z, targets)
+    W = coef / scale
+    b = intercept - W @ mean
+    return W, b, info
+
+
+def set_output_layer(head: nn.Module, W: np.ndarray, b: np.ndarray) -> None:
+    """Copy ``(W, b)`` into the head's output layer."""
+    layer = last_linear(head)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(W, dtype=layer.weight.dtype))
+        layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
