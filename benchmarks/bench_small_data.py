@@ -1,6 +1,6 @@
 """Fine-tuning at its defaults on small data, against strong simple baselines.
 
-    python benchmarks/bench_small_data.py [--seeds N] [--tasks digits,fashion,mnist,text]
+    python benchmarks/bench_small_data.py [--seeds N] [--tasks digits,fashion,...]
 
 Every fine-tuning column is ``FineTuneClassifier(backbone)`` with nothing else
 set (the image tasks pass ``image_size=112``, a size that fits two CPU cores;
@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="digits,fashion,mnist,text")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     seeds = range(args.seeds)
     runners = {
         "digits": digits_task,

@@ -64,7 +64,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "unfreeze_schedule": [Interval(Integral, 1, None, closed="left"), None],
         "freeze_batchnorm": ["boolean"],
-        "max_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "max_epochs": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "head_init": [StrOptions({"probe", "random"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
@@ -368,9 +371,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         if not hasattr(self, "module_"):
             raise NotFittedError(
                 f"This {type(self).__name__} is not fitted, so it cannot serve as a "
-                "source model. Fit it first; for model selection or clone, pass "
-                "source.to_backbone_spec() as the backbone (clone makes unfitted "
-                "copies of estimators)."
+                "source model. Fit it first, then pass it as the backbone wrapped "
+                "in sklearn.frozen.FrozenEstimator(source), or as "
+                "source.to_backbone_spec(): clone (in GridSearchCV, "
+                "cross_val_score, ...) makes unfitted copies of a bare estimator."
             )
         backbone = copy.deepcopy(self.module_.backbone).cpu().eval()
         backbone.requires_grad_(True)

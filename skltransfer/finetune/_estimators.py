@@ -22,10 +22,11 @@ default="efficientnet_lite0"
         ``"timm:NAME"``, ``"hf:HUB_ID"``, a spec such as
         :class:`~skltransfer.backbones.HFTextBackbone`, a ``torch.nn.Module``
         taking numeric arrays (e.g. an MLP for tabular data), or a fitted
-        FineTuneClassifier/FineTuneRegressor (a *source model*; inside model
-        selection pass ``source.to_backbone_spec()`` instead, since ``clone``
-        makes unfitted copies of estimators). What ``X`` holds follows from
-        it: images, strings or numeric arrays.
+        FineTuneClassifier/FineTuneRegressor (a *source model*), best wrapped
+        as ``sklearn.frozen.FrozenEstimator(source)`` so that it survives
+        ``clone`` in ``GridSearchCV`` and ``cross_val_score``
+        (``source.to_backbone_spec()`` does too). What ``X`` holds follows
+        from it: images, strings or numeric arrays.
     unfreeze : int or "all", default=1
         How many of the backbone's last layer groups train along with the new
         head: 0 trains the head alone on a frozen body, ``"all"`` fine-tunes

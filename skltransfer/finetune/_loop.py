@@ -92,7 +92,9 @@ class TrainingLoopMixin:
         best = _Best(self._changing_state_keys())
         if valid is not None and ctx.head_start:
             # The probed head is a candidate too: training must improve on it.
-            best.update(self._evaluate(ctx, valid, y_valid)[0], self.n_iter_, self.module_)
+            best.update(
+                self._evaluate(ctx, valid, y_valid)[0], self.n_iter_, self.module_
+            )
         bar = tqdm(range(ctx.n_epochs), disable=not self.verbose, unit="epoch")
         for _ in bar:
             record = self._one_epoch(ctx, train, y_train, valid, y_valid)

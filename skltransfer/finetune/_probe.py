@@ -15,10 +15,11 @@ only refine it.
 
 The features are centred and divided by one common scale for the fit, and
 that is folded back into the layer's weights, so the regularisation strength
-means the same thing for every backbone. It is chosen by stratified cross-validation of the log loss
-(classifiers; over ``C`` in ``PROBE_CS``) or by efficient leave-one-out
-(ridge; over ``RIDGE_ALPHAS``). Above ``PROBE_CV_SAMPLES`` samples the choice
-is made on a stratified subsample and the final fit uses every sample.
+means the same thing for every backbone. It is chosen by stratified
+cross-validation of the log loss (classifiers; over ``C`` in ``PROBE_CS``) or
+by efficient leave-one-out (ridge; over ``RIDGE_ALPHAS``). Above
+``PROBE_CV_SAMPLES`` samples the choice is made on a stratified subsample and
+the final fit uses every sample.
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def choose_C(Z, y, class_weight, seed: int) -> float:
             # Classes missing from this training fold get the floor probability.
             columns = np.searchsorted(model.classes_, y[test])
             known = np.isin(y[test], model.classes_)
-            picked = np.where(known, proba[np.arange(len(test)), columns * known], 1e-12)
+            picked = np.where(
+                known, proba[np.arange(len(test)), columns * known], 1e-12
+            )
             weights = _row_weights(y[test], class_weight)
             losses[i] -= np.sum(weights * np.log(picked)) / weights.sum()
     return float(PROBE_CS[int(np.argmin(losses))])

@@ -1,0 +1,296 @@
+"""The probe head start (LP-FT) and the training length of max_epochs="auto"."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import GridSearchCV
+from torch import nn
+
+from skltransfer import FineTuneClassifier, FineTuneRegressor
+from skltransfer.finetune._base import MIN_EPOCHS, MIN_STEPS
+from skltransfer.finetune._probe import RIDGE_ALPHAS
+
+
+def mlp(n_in=64, width=32, seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def source(digits):
+    X, y = digits
+    return FineTuneClassifier(mlp(), unfreeze="all", random_state=0).fit(
+        X[y < 5][:300], y[y < 5][:300]
+    )
+
+
+def _features(backbone, X):
+    body = backbone.to_backbone_spec().load() if hasattr(backbone, "fit") else backbone
+    with torch.no_grad():
+        return body.forward_features(torch.as_tensor(X)).double().numpy()
+
+
+def _scaled(F):
+    """The probe's scaling: centred features over one common scale."""
+    centred = F - F.mean(axis=0)
+    return centred / np.sqrt(np.mean(centred**2))
+
+
+def test_probe_alone_equals_logistic_regression(digits, source):
+    X, y = digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    assert clf.n_steps_ == 0 and clf.n_iter_ == 0 and clf.best_epoch_ == 0
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    mean = F_tr.mean(axis=0)
+    scale = np.sqrt(np.mean((F_tr - mean) ** 2))
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit((F_tr - mean) / scale, y_tr)
+    expected = lr.predict_proba((F_te - mean) / scale)
+    np.testing.assert_allclose(clf.predict_proba(X_te), expected, atol=1e-4)
+    np.testing.assert_array_equal(clf.predict(X_te), lr.predict((F_te - mean) / scale))
+
+
+def test_probe_chooses_C_by_cross_validation(digits, source):
+    X, y = digits
+    X_tr, y_tr = X[y >= 5][:100], y[y >= 5][:100]
+    clean = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    # Labels that are noise: the CV must pick a stronger regularisation.
+    noisy = np.random.default_rng(0).permutation(y_tr)
+    shuffled = FineTuneClassifier(source, max_epochs=0, random_state=0)
+    shuffled.fit(X_tr, noisy)
+    assert shuffled.head_start_["C"] < clean.head_start_["C"]
+
+
+def test_head_start_honours_class_weight(digits, source):
+    X, y = digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:400]
+    weights = {5: 50.0}
+    clf = FineTuneClassifier(
+        source, max_epochs=0, class_weight=weights, random_state=0
+    ).fit(X_tr, y_tr)
+    plain = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    # More predictions of the up-weighted class, as a weighted logistic regression.
+    assert (clf.predict(X_te) == 5).sum() > (plain.predict(X_te) == 5).sum()
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    mean = F_tr.mean(axis=0)
+    scale = np.sqrt(np.mean((F_tr - mean) ** 2))
+    lr = LogisticRegression(
+        C=clf.head_start_["C"], class_weight=weights, max_iter=300, random_state=0
+    ).fit((F_tr - mean) / scale, y_tr)
+    np.testing.assert_allclose(
+        clf.predict_proba(X_te), lr.predict_proba((F_te - mean) / scale), atol=1e-4
+    )
+
+
+def test_binary_head_start_matches_the_binary_probe(digits, source):
+    X, y = digits
+    X_tr, y_tr = X[:120], (y[:120] % 2).astype(bool)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    Z = _scaled(_features(source, X_tr))
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(Z, y_tr)
+    np.testing.assert_allclose(clf.predict_proba(X_tr), lr.predict_proba(Z), atol=1e-4)
+    assert clf.predict(X_tr).dtype == bool
+
+
+def test_multilabel_head_start(digits, source):
+    X, y = digits
+    Y = np.stack([y[:150] % 2, (y[:150] > 4), np.ones(150)], axis=1).astype(int)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X[:150], Y)
+    assert len(clf.head_start_["C"]) == 2  # the constant label keeps its prior
+    proba = clf.predict_proba(X[:150])
+    assert np.all(proba[:, 2] > 0.99)
+    assert (clf.predict(X[:150])[:, :2] == Y[:, :2]).mean() > 0.8
+
+
+def test_regressor_head_start_equals_ridge(digits, source):
+    X, y = digits
+    target = X[:150] @ np.linspace(-1, 1, 64) + 0.1 * y[:150]
+    reg = FineTuneRegressor(source, max_epochs=0, random_state=0)
+    reg.fit(X[:150], target)
+    Z = _scaled(_features(source, X[:150]))
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, (target - target.mean()) / target.std())
+    assert reg.head_start_["alpha"] == pytest.approx(ridge.alpha_)
+    expected = ridge.predict(Z) * target.std() + target.mean()
+    np.testing.assert_allclose(reg.predict(X[:150]), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_mlp_head_output_layer_is_probed(digits, source):
+    X, y = digits
+    clf = FineTuneClassifier(source, head=(16,), max_epochs=0, random_state=0)
+    clf.fit(X[y >= 5][:100], y[y >= 5][:100])
+    # The hidden layer keeps its initialisation; the output layer is a probe
+    # on it, so it already separates the training classes well.
+    assert clf.score(X[y >= 5][:100], y[y >= 5][:100]) > 0.6
+    random = FineTuneClassifier(
+        source, head=(16,), head_init="random", max_epochs=1, lr=1e-6, random_state=0
+    ).fit(X[y >= 5][:100], y[y >= 5][:100])
+    assert random.score(X[y >= 5][:100], y[y >= 5][:100]) < 0.5
+
+
+def test_validation_keeps_the_probe_when_training_does_not_help(digits, source):
+    X, y = digits
+    X_tr, y_tr = X[y >= 5][:200], y[y >= 5][:200]
+    # A learning rate this high wrecks the head: the validation loss never
+    # beats the head start's, whose weights are then restored.
+    clf = FineTuneClassifier(
+        source, unfreeze=0, lr=5.0, max_epochs=3, early_stopping=True, random_state=0
+    )
+    clf.fit(X_tr, y_tr)
+    assert clf.best_epoch_ == 0 and clf.n_iter_ == 3
+    # The same split and probe without training: the same weights.
+    probe = FineTuneClassifier(
+        source, unfreeze=0, max_epochs=0, early_stopping=True, random_state=0
+    ).fit(X_tr, y_tr)
+    np.testing.assert_allclose(clf.predict_proba(X), probe.predict_proba(X), atol=1e-6)
+    clf.set_params(early_stopping=False).fit(X_tr, y_tr)  # the wrecked weights
+    assert clf.best_epoch_ == 3
+    assert np.abs(clf.predict_proba(X) - probe.predict_proba(X)).max() > 0.1
+
+
+def test_never_worse_than_the_probe_with_a_frozen_body(digits, source):
+    X, y = digits
+    X_tr, y_tr, X_te, y_te = (
+        X[y >= 5][:60],
+        y[y >= 5][:60],
+        X[y >= 5][60:],
+        y[y >= 5][60:],
+    )
+    probe = FineTuneClassifier(source, unfreeze=0, max_epochs=0, random_state=0)
+    trained = FineTuneClassifier(source, unfreeze=0, random_state=0)
+    probe_score = probe.fit(X_tr, y_tr).score(X_te, y_te)
+    assert trained.fit(X_tr, y_tr).score(X_te, y_te) >= probe_score - 0.01
+
+
+def test_random_head_init_is_still_available(digits, source):
+    X, y = digits
+    clf = FineTuneClassifier(source, head_init="random", max_epochs=2, random_state=0)
+    clf.fit(X[:60], y[:60])
+    assert not hasattr(clf, "head_start_")
+    with pytest.raises(ValueError, match="head_init='probe'"):
+        FineTuneClassifier(source, head_init="random", max_epochs=0).fit(X[:60], y[:60])
+
+
+def test_batchnorm_of_trainable_groups_is_re_estimated_before_the_probe(digits):
+    X, y = digits
+    clf = FineTuneClassifier(
+        "test_tiny_cnn", image_shape=(8, 8), unfreeze=1, max_epochs=0, random_state=0
+    ).fit(X[:64], y[:64])
+    body = clf.module_.backbone.body
+    top = body.get_submodule(clf.layer_groups_[-1])
+    bn = next(m for m in top.modules() if isinstance(m, nn.BatchNorm2d))
+    # Running statistics equal to the statistics of the training inputs at
+    # that layer (a cumulative average over the training batches).
+    captured = []
+    hook = bn.register_forward_pre_hook(lambda _m, a: captured.append(a[0]))
+    clf.predict(X[:64])
+    hook.remove()
+    acts = torch.cat(captured)
+    np.testing.assert_allclose(
+        bn.running_mean.numpy(), acts.mean(dim=(0, 2, 3)).numpy(), atol=1e-4
+    )
+    frozen = body.get_submodule(clf.layer_groups_[0])
+    pretrained = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8))
+    pretrained_bn = next(
+        m
+        for m in pretrained._load_backbone()
+        .body.get_submodule(clf.layer_groups_[0])
+        .modules()
+        if isinstance(m, nn.BatchNorm2d)
+    )
+    frozen_bn = next(m for m in frozen.modules() if isinstance(m, nn.BatchNorm2d))
+    torch.testing.assert_close(frozen_bn.running_mean, pretrained_bn.running_mean)
+
+
+# -- training length -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n, batch_size, epochs",
+    [(10, 32, MIN_STEPS), (50, 32, MIN_STEPS // 2), (64, 32, MIN_STEPS // 2),
+     (1000, 32, MIN_EPOCHS), (100_000, 32, MIN_EPOCHS), (33, 32, MIN_STEPS)],
+)  # fmt: skip
+def test_auto_epochs_rule(n, batch_size, epochs):
+    clf = FineTuneClassifier(batch_size=batch_size)
+    assert clf._n_epochs(n) == epochs
+    assert FineTuneClassifier(max_epochs=7)._n_epochs(n) == 7
+
+
+def test_tiny_data_trains_the_minimum_steps_on_every_sample(digits, source):
+    X, y = digits
+    X_tr, y_tr = X[y >= 5][:10], y[y >= 5][:10]
+    seen = []
+    clf = FineTuneClassifier(source, unfreeze=0, random_state=0)
+    clf.fit(X_tr, y_tr)
+    assert clf.n_steps_ == MIN_STEPS and clf.n_iter_ == MIN_STEPS
+    # Every sample is in every epoch's single batch: none is dropped.
+
+    def count(module, args):
+        if module.training:  # training batches, not the cache's probes
+            seen.append(len(args[0]))
+
+    hook = clf.module_.head.register_forward_pre_hook(count)
+    clf.set_params(warm_start=True, max_epochs=1).fit(X_tr, y_tr)
+    hook.remove()
+    assert seen == [10] and clf.n_steps_ == MIN_STEPS + 1
+
+
+def test_steps_follow_the_epochs(digits, source):
+    X, y = digits
+    clf = FineTuneClassifier(source, batch_size=16, max_epochs=3, random_state=0)
+    clf.fit(X[:100], y[:100])
+    assert clf.n_steps_ == 3 * 7
+
+
+# -- source models the scikit-learn way ----------------------------------------
+
+
+def test_frozen_estimator_source_in_grid_search(digits, source):
+    X, y = digits
+    before = {k: v.clone() for k, v in source.module_.state_dict().items()}
+    target = FineTuneClassifier(FrozenEstimator(source), max_epochs=5, random_state=0)
+    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
+    search.fit(X[y >= 5][:80], y[y >= 5][:80])
+    assert search.best_estimator_.layer_groups_ == source.layer_groups_
+    assert search.best_score_ > 0.7
+    # The source itself is never modified by the searches.
+    for key, value in source.module_.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+def test_unfitted_source_names_both_ways(digits):
+    X, y = digits
+    unfitted = FineTuneClassifier(mlp())
+    with pytest.raises(Exception, match=r"FrozenEstimator\(source\).*to_backbone_spec"):
+        FineTuneClassifier(unfitted).fit(X[:20], y[:20])
+
+
+def test_seeded_default_fits_are_identical(digits, source):
+    X, y = digits
+    a = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
+    b = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
+    np.testing.assert_array_equal(
+        a.predict_proba(X[60:200]), b.predict_proba(X[60:200])
+    )
