@@ -207,6 +207,26 @@ def test_cache_gives_the_plain_results(small_digits):
     np.testing.assert_allclose(probas[0], probas[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_frozen_body_features_are_computed_once(small_digits, kind):
+    if kind == "image":
+        X, y = small_digits[0][:60], small_digits[1][:60]
+        kw = {**IMAGE, "unfreeze": 0, "head": (8,), "max_epochs": 3}
+    else:
+        X, y = TEXTS, LABELS
+        kw = {"backbone": "test_tiny_bert", "unfreeze": 0, "max_epochs": 3}
+    fits = [
+        FineTuneClassifier(**kw, cache_frozen=c, random_state=0).fit(X, y)
+        for c in (False, "auto")
+    ]
+    assert [f.cached_groups_ for f in fits] == [0, len(fits[0].layer_groups_)]
+    np.testing.assert_allclose(
+        fits[0].predict_proba(X), fits[1].predict_proba(X), atol=1e-5
+    )
+    # The backbone answers with its own features again after the fit.
+    assert "forward_features" not in vars(fits[1].module_.backbone)
+
+
 def test_gradual_unfreezing_and_layerwise_rates(small_digits):
     X, y = small_digits
     clf = FineTuneClassifier(
@@ -356,6 +376,9 @@ def test_regressor(small_digits, n_outputs):
     reg.fit(X[:300], target)
     assert reg.predict(X[:5]).shape == target[:5].shape
     assert reg.score(X[:300], target) > 0.8
+    # One sample at a time or all at once: equal up to float32 rounding.
+    one_by_one = np.concatenate([reg.predict(X[i : i + 1]) for i in range(20)])
+    np.testing.assert_allclose(one_by_one, reg.predict(X[:20]), rtol=1e-4, atol=1e-5)
 
 
 # -- bad input -------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
 __all__ = ["BaseFineTune"]
 
 # Early stopping is switched on by "auto" from this many training samples.
-AUTO_EARLY_STOPPING = 1000
+AUTO_EARLY_STOPPING = 10_000
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
 MIN_EPOCHS = 10

@@ -8,6 +8,10 @@ groups is replaced by a stub; the last one returns the cached activations of
 the batch, the others return (broadcast) zeros of their usual shape, so that
 the code between groups runs unchanged and cheaply.
 
+When every group stays frozen (``unfreeze=0``), the backbone's features
+themselves are computed once, for any input kind (texts included), and only
+the head trains.
+
 The split is checked on a probe batch before use: when the network's output
 through the stubs differs from its plain output (a skip connection across
 the boundary, work on the raw input before the first group, ...), the cache
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -194,14 +199,61 @@ def _plan(estimator, ctx, inputs, valid):
     return names, probed[1]
 
 
+def _whole_body_frozen(estimator, ctx, inputs) -> bool:
+    """Whether every group stays frozen, so the features themselves can be cached.
+
+    This holds for any input kind (texts included): the backbone's
+    ``forward_features`` is computed once and only the head trains.
+    """
+    if estimator.cache_frozen is False or ctx.n_trainable != 0 or not ctx.groups:
+        return False
+    if ctx.augment is not None or not estimator.freeze_batchnorm:
+        return False
+    return not _free_stochastic(estimator.module_.backbone.body, ctx)
+
+
+def _features(module, inputs, ctx, batch_size: int) -> TensorInputs:
+    """``forward_features`` of every sample, in inference mode."""
+    parts = []
+    module.eval()
+    with torch.no_grad(), autocast(ctx.device, ctx.dtype):
+        for _, raw in iterate_batches(inputs, np.arange(len(inputs)), batch_size):
+            x = inputs.to_model(raw, ctx.device)
+            parts.append(module.backbone.forward_features(x).float())
+    return TensorInputs(torch.cat(parts))
+
+
+def _identity(x):
+    return x
+
+
+@contextlib.contextmanager
+def _cached_features(estimator, ctx, inputs, valid):
+    module = estimator.module_
+    inputs = _features(module, inputs, ctx, estimator.batch_size)
+    if valid is not None:
+        valid = (_features(module, valid[0], ctx, estimator.batch_size), valid[1])
+    # The backbone answers with the features it is given, for this fit only.
+    module.backbone.forward_features = _identity
+    estimator.cached_groups_ = len(ctx.groups)
+    try:
+        yield inputs, valid
+    finally:
+        vars(module.backbone).pop("forward_features", None)
+
+
 @contextlib.contextmanager
 def frozen_prefix(estimator, ctx, inputs, valid):
     """Yield ``(inputs, valid)``, replaced by cached activations when possible.
 
     Sets ``estimator.cached_groups_`` to the number of layer groups cached.
     """
-    plan = _plan(estimator, ctx, inputs, valid)
     estimator.cached_groups_ = 0
+    if _whole_body_frozen(estimator, ctx, inputs):
+        with _cached_features(estimator, ctx, inputs, valid) as cached:
+            yield cached
+        return
+    plan = _plan(estimator, ctx, inputs, valid)
     if plan is None:
         yield inputs, valid
         return

@@ -105,8 +105,9 @@ default=None
     cache_frozen : bool or "auto", default="auto"
         When the first layer groups stay frozen for the whole fit, there is no
         augmentation and ``freeze_batchnorm`` is True, compute their outputs
-        once per fit and train the rest on them; the results equal those of
-        the plain path. ``"auto"`` does so when the cached activations take at
+        once per fit and train the rest on them (with ``unfreeze=0``, the
+        backbone's features, for texts too); the results equal those of the
+        plain path. ``"auto"`` does so when the cached activations take at
         most 1 GiB; False never does.
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation, the validation split, shuffling,
@@ -236,7 +237,9 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
 
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
+    >>> import torch
     >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
     >>> mlp = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32))
     >>> clf = FineTuneClassifier(
     ...     mlp, unfreeze="all", head=(16,), lr=1e-2, lr_decay=1.0, random_state=0

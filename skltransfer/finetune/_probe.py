@@ -130,7 +130,7 @@ def _subsample(Z, y, seed: int):
 
 def _cv_folds(y) -> int:
     counts = np.bincount(y)
-    return int(min(5, counts[counts > 0].min()))
+    return int(min(3, counts[counts > 0].min()))
 
 
 def _logistic(C: float, class_weight, seed: int) -> LogisticRegression:
