@@ -294,3 +294,15 @@ def test_seeded_default_fits_are_identical(digits, source):
     np.testing.assert_array_equal(
         a.predict_proba(X[60:200]), b.predict_proba(X[60:200])
     )
+
+
+def test_auto_unfreeze_trains_the_top_group_except_for_text(digits):
+    X, y = digits
+    image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
+    assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 1
+    texts = ["a good film", "great movie", "bad film", "awful movie"] * 3
+    text = FineTuneClassifier("test_tiny_bert", max_epochs=1)
+    text.fit(texts, [1, 1, 0, 0] * 3)
+    assert text.n_trainable_groups_ == 0
+    assert text.cached_groups_ == len(text.layer_groups_)  # features run once
+    assert text.set_params(unfreeze=1).fit(texts, [1, 1, 0, 0] * 3).cached_groups_ == 0

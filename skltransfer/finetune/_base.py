@@ -56,7 +56,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     _parameter_constraints: dict = {
         "backbone": "no_validation",  # resolved by get_spec in fit
-        "unfreeze": [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
+        "unfreeze": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"all", "auto"}),
+        ],
         "head": [StrOptions({"linear"}), tuple, list],
         "head_dropout": [Interval(Real, 0, 1, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -162,9 +165,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             n_features = backbone.forward_features(example).shape[1]
         groups = backbone.layer_groups(example)
         self.layer_groups_ = [g.name for g in groups]
-        self.n_trainable_groups_ = resolve_unfreeze(
-            self.unfreeze, len(groups), name=f"backbone {backbone.name!r}"
-        )
+        self.n_trainable_groups_ = self._resolve_unfreeze(len(groups), backbone)
         head = build_head(
             self.head, n_features, self._n_outputs(targets), self.head_dropout
         )
@@ -226,10 +227,16 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self.criterion_.to(device)
         _optimizer_to(self.optimizer_, device)
 
+    def _resolve_unfreeze(self, n_groups: int, backbone) -> int:
+        """``unfreeze`` as a number of groups; "auto" is 0 for text encoders
+        and 1 otherwise (see the class docstring)."""
+        unfreeze = self.unfreeze
+        if unfreeze == "auto":
+            unfreeze = 0 if self.input_kind_ == "text" else min(1, n_groups)
+        return resolve_unfreeze(unfreeze, n_groups, name=f"backbone {backbone.name!r}")
+
     def _check_warm_start_unfreeze(self, backbone) -> None:
-        n = resolve_unfreeze(
-            self.unfreeze, len(self.layer_groups_), name=f"backbone {backbone.name!r}"
-        )
+        n = self._resolve_unfreeze(len(self.layer_groups_), backbone)
         if n != self.n_trainable_groups_:
             # More (or fewer) groups train than the optimiser was built for.
             self.n_trainable_groups_ = n

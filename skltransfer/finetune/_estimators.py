@@ -27,11 +27,15 @@ default="efficientnet_lite0"
         ``clone`` in ``GridSearchCV`` and ``cross_val_score``
         (``source.to_backbone_spec()`` does too). What ``X`` holds follows
         from it: images, strings or numeric arrays.
-    unfreeze : int or "all", default=1
+    unfreeze : int, "all" or "auto", default="auto"
         How many of the backbone's last layer groups train along with the new
         head: 0 trains the head alone on a frozen body, ``"all"`` fine-tunes
         everything. Values above the number of groups raise a ValueError
-        naming the maximum.
+        naming the maximum. ``"auto"`` is 1 for image and other backbones and
+        0 for text encoders: on a few hundred to a few thousand texts,
+        training the top layer of a sentence encoder lost to its frozen
+        embedding out of domain (VADER movie reviews tested on tweets), at
+        about 50 times the cost; see ``benchmarks/bench_small_data.py``.
     head : "linear" or tuple of int, default="linear"
         The new head: one linear layer, or an MLP with these hidden sizes
         (ReLU between layers). With ``unfreeze=0`` an MLP head trained on a
@@ -151,7 +155,7 @@ _ATTRIBUTES = """module_ : FineTuneNetwork
     layer_groups_ : list of str
         The backbone's layer groups, stem first.
     n_trainable_groups_ : int
-        How many of them trained (``unfreeze`` resolved).
+        How many of them trained (``unfreeze`` resolved, "auto" included).
     cached_groups_ : int
         How many frozen groups ran once per fit instead of at every epoch
         (see ``cache_frozen``); 0 when the last fit took the plain path.
@@ -258,7 +262,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         self,
         backbone="efficientnet_lite0",
         *,
-        unfreeze=1,
+        unfreeze="auto",
         head="linear",
         head_dropout=0.0,
         head_init="probe",
@@ -488,7 +492,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         self,
         backbone="efficientnet_lite0",
         *,
-        unfreeze=1,
+        unfreeze="auto",
         head="linear",
         head_dropout=0.0,
         head_init="probe",
