@@ -296,8 +296,10 @@ def test_seeded_default_fits_are_identical(digits, source):
     )
 
 
-def test_auto_unfreeze_trains_the_top_group_except_for_text(digits):
+def test_auto_unfreeze_depends_on_the_input_kind(digits, source):
     X, y = digits
+    module = FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40])
+    assert module.n_trainable_groups_ == len(module.layer_groups_) == 2
     image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
     assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 1
     texts = ["a good film", "great movie", "bad film", "awful movie"] * 3

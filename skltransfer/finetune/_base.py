@@ -37,6 +37,11 @@ __all__ = ["BaseFineTune"]
 
 # Early stopping is switched on by "auto" from this many training samples.
 AUTO_EARLY_STOPPING = 10_000
+# unfreeze="auto", by input kind: text encoders keep their embedding (training
+# their top layer lost out of domain on a few thousand texts); image backbones
+# train their top stage; a user's own module on numeric arrays, typically a
+# small source network, trains every layer (discriminative learning rates).
+AUTO_UNFREEZE = {"text": 0, "image": 1, "tensor": "all"}
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
 MIN_EPOCHS = 10
@@ -228,11 +233,12 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         _optimizer_to(self.optimizer_, device)
 
     def _resolve_unfreeze(self, n_groups: int, backbone) -> int:
-        """``unfreeze`` as a number of groups; "auto" is 0 for text encoders
-        and 1 otherwise (see the class docstring)."""
+        """``unfreeze`` as a number of groups; "auto" depends on the input kind
+        (see the class docstring)."""
         unfreeze = self.unfreeze
         if unfreeze == "auto":
-            unfreeze = 0 if self.input_kind_ == "text" else min(1, n_groups)
+            unfreeze = AUTO_UNFREEZE[self.input_kind_]
+            unfreeze = n_groups if unfreeze == "all" else min(unfreeze, n_groups)
         return resolve_unfreeze(unfreeze, n_groups, name=f"backbone {backbone.name!r}")
 
     def _check_warm_start_unfreeze(self, backbone) -> None:

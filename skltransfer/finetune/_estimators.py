@@ -31,11 +31,13 @@ default="efficientnet_lite0"
         How many of the backbone's last layer groups train along with the new
         head: 0 trains the head alone on a frozen body, ``"all"`` fine-tunes
         everything. Values above the number of groups raise a ValueError
-        naming the maximum. ``"auto"`` is 1 for image and other backbones and
-        0 for text encoders: on a few hundred to a few thousand texts,
-        training the top layer of a sentence encoder lost to its frozen
-        embedding out of domain (VADER movie reviews tested on tweets), at
-        about 50 times the cost; see ``benchmarks/bench_small_data.py``.
+        naming the maximum. ``"auto"`` depends on what ``X`` holds: 1 for
+        image backbones; 0 for text encoders (on a few hundred to a few
+        thousand texts, training the top layer of a sentence encoder lost to
+        its frozen embedding out of domain, at about 50 times the cost);
+        ``"all"`` for a module on numeric arrays (typically a small source
+        network, whose layers all adapt at layer-wise rates). See
+        ``benchmarks/bench_small_data.py``.
     head : "linear" or tuple of int, default="linear"
         The new head: one linear layer, or an MLP with these hidden sizes
         (ReLU between layers). With ``unfreeze=0`` an MLP head trained on a
