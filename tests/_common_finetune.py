@@ -54,13 +54,23 @@ INSTANCES = [
     FineTuneClassifier("test_tiny_bert", max_epochs=2),
 ]
 
+_WEIGHTS_VS_REPEATS = (
+    "minibatch training: a sample of weight 2 and the same sample twice give "
+    "different batches and a different number of steps per epoch, so the fits "
+    "differ; weights of ones and zeros are tested in test_head_start.py"
+)
 EXPECTED_FAILURES = {
+    "FineTuneClassifier": {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_VS_REPEATS,
+    },
     "FineTuneRegressor": {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_VS_REPEATS,
         "check_methods_subset_invariance": (
             "float32 matrix products round differently for a batch of one and "
             "a batch of twenty (relative differences near 1e-5, seen after the "
             "probe head start); the check's tolerance is an absolute 1e-7. "
-            "Predictions of equal batches are tested equal in test_finetune.py"
-        )
-    }
+            "test_finetune.py::test_regressor checks one-by-one predictions "
+            "against batched ones at float32 tolerance"
+        ),
+    },
 }

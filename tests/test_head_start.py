@@ -308,3 +308,57 @@ def test_auto_unfreeze_depends_on_the_input_kind(digits, source):
     assert text.n_trainable_groups_ == 0
     assert text.cached_groups_ == len(text.layer_groups_)  # features run once
     assert text.set_params(unfreeze=1).fit(texts, [1, 1, 0, 0] * 3).cached_groups_ == 0
+
+
+# -- sample weights ------------------------------------------------------------
+
+
+def test_head_start_honours_sample_weight(digits, source):
+    X, y = digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
+    w = np.where(y_tr == 7, 20.0, 1.0)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0)
+    clf.fit(X_tr, y_tr, sample_weight=w)
+    Z = _scaled(_features(source, X_tr))
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    mean = F_tr.mean(axis=0)
+    scale = np.sqrt(np.mean((F_tr - mean) ** 2))
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(Z, y_tr, sample_weight=w / w.mean())  # only the ratios count
+    np.testing.assert_allclose(
+        clf.predict_proba(X_te), lr.predict_proba((F_te - mean) / scale), atol=1e-4
+    )
+
+
+def test_sample_weight_in_training(digits, source):
+    X, y = digits
+    X_tr, y_tr = X[y >= 5][:80], y[y >= 5][:80]
+    kw = {"head_init": "random", "max_epochs": 20, "random_state": 0}
+    plain = FineTuneClassifier(source, **kw).fit(X_tr, y_tr)
+    ones = FineTuneClassifier(source, **kw).fit(X_tr, y_tr, np.ones(len(y_tr)))
+    np.testing.assert_allclose(
+        plain.predict_proba(X), ones.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    heavy = np.where(y_tr == 7, 50.0, 1.0)
+    weighted = FineTuneClassifier(source, **kw).fit(X_tr, y_tr, heavy)
+    assert (weighted.predict(X) == 7).sum() > (plain.predict(X) == 7).sum()
+    # Zero weights: those samples do not count at all.
+    keep = y_tr != 9
+    zeroed = FineTuneClassifier(source, **kw).fit(X_tr, y_tr, keep.astype(float))
+    assert zeroed.predict_proba(X)[:, -1].mean() < plain.predict_proba(X)[:, -1].mean()
+
+
+def test_regressor_sample_weight_and_validation(digits, source):
+    X, y = digits
+    target = y[:200].astype(float)
+    w = np.linspace(0.5, 2.0, 200)
+    reg = FineTuneRegressor(source, max_epochs=2, early_stopping=True, random_state=0)
+    reg.fit(X[:200], target, sample_weight=w)
+    assert np.isfinite(reg.history_[-1]["valid_loss"])
+
+
+@pytest.mark.parametrize("w", [[-1.0] * 40, [0.0] * 40, [np.nan] * 40, [1.0] * 39])
+def test_bad_sample_weight(digits, source, w):
+    X, y = digits
+    with pytest.raises(ValueError):
+        FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40], sample_weight=w)

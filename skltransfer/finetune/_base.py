@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight
 
 from .._device import PRECISIONS, resolve_precision
 from .._inference import batch_slices, run_batched
@@ -99,7 +100,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     # -- fit -------------------------------------------------------------------
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fine-tune the backbone and a new head on ``(X, y)``.
 
         Parameters
@@ -109,6 +110,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             images for an image backbone, strings for a text encoder.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the training and validation losses and
+            in the probe head start (multiplying ``class_weight``). Only their
+            ratios count: they are rescaled to a mean of 1. None weighs every
+            sample 1.
 
         Returns
         -------
@@ -123,13 +129,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 "head_init='probe' (the head start alone, a linear probe)."
             )
         try:
-            self._fit(X, y)
+            self._fit(X, y, sample_weight)
         except FloatingPointError:
             self._clear_fitted()
             raise
         return self
 
-    def _fit(self, X, y):
+    def _fit(self, X, y, sample_weight=None):
         warm = bool(self.warm_start) and hasattr(self, "module_")
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         device = self._device()
@@ -143,11 +149,12 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                     f"{type(self).__name__} needs at least 2 training samples; got "
                     f"n_samples = {len(targets)}."
                 )
+            weights = _check_weights(sample_weight, len(targets))
             if not warm:
                 self._initialize(backbone, inputs, targets, device)
             ctx = self._initialize_fit(inputs, device, seed)
             ctx.head_start = not warm and self.head_init == "probe"
-            train, valid = self._split(inputs, targets, seed)
+            train, valid = self._split(inputs, targets, weights, seed)
             self._train(ctx, train, valid)
 
     def _load_backbone(self):
@@ -260,20 +267,24 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             return 0
         return min(n - 2, max(1, math.ceil(self.validation_fraction * n)))
 
-    def _split(self, inputs, targets, seed):
-        """(inputs, targets) for training and validation (None without early
-        stopping)."""
+    def _split(self, inputs, targets, weights, seed):
+        """(inputs, targets, weights) for training and validation (None
+        without early stopping); ``weights`` may be None."""
         n = len(inputs)
         n_valid = self._n_validation(n)
         if n_valid == 0:
-            return (inputs, targets), None
+            return (inputs, targets, weights), None
         stratify = self._stratify(targets, n_valid)
         train_idx, valid_idx = train_test_split(
             np.arange(n), test_size=n_valid, random_state=seed, stratify=stratify
         )
-        train = (inputs.subset(train_idx), targets[torch.from_numpy(train_idx)])
-        valid = (inputs.subset(valid_idx), targets[torch.from_numpy(valid_idx)])
-        return train, valid
+
+        def part(idx):
+            rows = torch.from_numpy(idx)
+            w = None if weights is None else weights[rows]
+            return inputs.subset(idx), targets[rows], w
+
+        return part(train_idx), part(valid_idx)
 
     def _stratify(self, targets, n_valid):
         return None
@@ -281,8 +292,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _train(self, ctx: FitContext, train, valid):
         inputs = self._prepare_for_training(train[0], ctx.device)
         y = train[1].to(ctx.device)
+        ctx.weights = _to_device(train[2], ctx.device)
         ctx.augment = self._augmentation(inputs)
         if valid is not None:
+            ctx.valid_weights = _to_device(valid[2], ctx.device)
             valid = (
                 self._prepare_for_training(valid[0], ctx.device),
                 valid[1].to(ctx.device),
@@ -305,6 +318,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             task=self._probe_task(),
             n_outputs=self._n_outputs(None),
             class_weight=self._probe_class_weight(y.cpu()),
+            sample_weight=None if ctx.weights is None else ctx.weights.cpu().numpy(),
             seed=int(ctx.rng.integers(2**31 - 1)),
         )
         set_output_layer(self.module_.head, W, b)
@@ -410,6 +424,22 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             _optimizer_to(optimizer, torch.device("cpu"))
             state["module_"], state["optimizer_"] = module, optimizer
         return state
+
+
+def _check_weights(sample_weight, n: int):
+    """Sample weights as a float tensor with mean 1 (None stays None)."""
+    if sample_weight is None:
+        return None
+    w = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64)
+    if not np.all(np.isfinite(w)) or w.sum() <= 0:
+        raise ValueError(
+            "sample_weight must be finite and non-negative, with a positive sum."
+        )
+    return torch.as_tensor(w / w.mean(), dtype=torch.float32)
+
+
+def _to_device(weights, device):
+    return None if weights is None else weights.to(device)
 
 
 def _on_accelerator(module) -> bool:

@@ -51,6 +51,8 @@ class FitContext:
     warmup_steps: int
     n_epochs: int = 0
     head_start: bool = False
+    weights: torch.Tensor | None = None
+    valid_weights: torch.Tensor | None = None
     augment: object = None
     scaler: object = None
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
@@ -184,8 +186,10 @@ class TrainingLoopMixin:
         batches = iterate_batches(inputs, order, self._batch_size(), training=True)
         for idx, raw in batches:
             xb = inputs.to_model(raw, ctx.device, ctx.augment)
-            yb = y[idx if isinstance(idx, torch.Tensor) else torch.as_tensor(idx)]
-            total += self._train_step(ctx, xb, yb) * len(yb)
+            rows = idx if isinstance(idx, torch.Tensor) else torch.as_tensor(idx)
+            yb = y[rows]
+            wb = None if ctx.weights is None else ctx.weights[rows.to(y.device)]
+            total += self._train_step(ctx, xb, yb, wb) * len(yb)
         return float(total) / len(inputs)
 
     def _epoch_order(self, ctx: FitContext, n: int, inputs):
@@ -194,11 +198,11 @@ class TrainingLoopMixin:
             return torch.from_numpy(order).to(ctx.device)
         return order
 
-    def _train_step(self, ctx: FitContext, xb, yb) -> torch.Tensor:
+    def _train_step(self, ctx: FitContext, xb, yb, wb=None) -> torch.Tensor:
         """Forward, backward and one optimiser step; returns the detached loss."""
         self._set_lr(ctx)
         with autocast(ctx.device, ctx.dtype):
-            loss = self._get_loss(self._forward(xb), yb)
+            loss = self._get_loss(self._forward(xb), yb, wb)
         self.optimizer_.zero_grad(set_to_none=True)
         if ctx.scaler is not None:
             ctx.scaler.scale(loss).backward()
@@ -216,8 +220,20 @@ class TrainingLoopMixin:
     def _forward(self, xb) -> torch.Tensor:
         return self.module_(xb)
 
-    def _get_loss(self, output: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return self.criterion_(output.float(), yb)
+    def _get_loss(self, output: torch.Tensor, yb: torch.Tensor, wb=None):
+        """The batch loss; with sample weights ``wb`` (mean 1 over the training
+        set), the weighted mean of the per-sample losses."""
+        if wb is None:
+            return self.criterion_(output.float(), yb)
+        reduction = self.criterion_.reduction
+        self.criterion_.reduction = "none"
+        try:
+            per_sample = self.criterion_(output.float(), yb)
+        finally:
+            self.criterion_.reduction = reduction
+        if per_sample.ndim > 1:  # one loss per output: average them
+            per_sample = per_sample.mean(dim=1)
+        return (per_sample * wb).mean()
 
     def _clip(self, ctx: FitContext) -> None:
         if self.max_grad_norm is not None and ctx.params:
@@ -247,5 +263,5 @@ class TrainingLoopMixin:
             for _, raw in iterate_batches(inputs, order, self._batch_size()):
                 outputs.append(self._forward(inputs.to_model(raw, ctx.device)).float())
             out = torch.cat(outputs)
-            loss = float(self._get_loss(out, y))
+            loss = float(self._get_loss(out, y, ctx.valid_weights))
         return loss, float(self._score_outputs(out, y))

@@ -117,15 +117,18 @@ def _standardise(F: np.ndarray):
     return (F - mean) / scale, mean, scale
 
 
-def _subsample(Z, y, seed: int):
+def _subsample(Z, y, seed: int, sample_weight=None):
     if len(Z) <= PROBE_CV_SAMPLES:
-        return Z, y
+        return Z, y, sample_weight
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
-    Z, _, y, _ = train_test_split(
-        Z, y, train_size=PROBE_CV_SAMPLES, stratify=stratify, random_state=seed
+    idx, _ = train_test_split(
+        np.arange(len(y)),
+        train_size=PROBE_CV_SAMPLES,
+        stratify=stratify,
+        random_state=seed,
     )
-    return Z, y
+    return Z[idx], y[idx], _rows(sample_weight, idx)
 
 
 def _cv_folds(y) -> int:
@@ -139,13 +142,13 @@ def _logistic(C: float, class_weight, seed: int) -> LogisticRegression:
     )
 
 
-def choose_C(Z, y, class_weight, seed: int) -> float:
+def choose_C(Z, y, class_weight, seed: int, sample_weight=None) -> float:
     """The C of ``PROBE_CS`` with the best cross-validated (weighted) log loss.
 
     With fewer than two samples in some class there is nothing to
     cross-validate and C=1 is used.
     """
-    Z, y = _subsample(Z, y, seed)
+    Z, y, sample_weight = _subsample(Z, y, seed, sample_weight)
     n_folds = _cv_folds(y)
     if n_folds < 2:
         return 1.0
@@ -153,7 +156,9 @@ def choose_C(Z, y, class_weight, seed: int) -> float:
     losses = np.zeros(len(PROBE_CS))
     for train, test in folds:
         for i, C in enumerate(PROBE_CS):
-            model = _logistic(C, class_weight, seed).fit(Z[train], y[train])
+            model = _logistic(C, class_weight, seed).fit(
+                Z[train], y[train], sample_weight=_rows(sample_weight, train)
+            )
             proba = np.clip(model.predict_proba(Z[test]), 1e-12, 1.0)
             # Classes missing from this training fold get the floor probability.
             columns = np.searchsorted(model.classes_, y[test])
@@ -162,8 +167,14 @@ def choose_C(Z, y, class_weight, seed: int) -> float:
                 known, proba[np.arange(len(test)), columns * known], 1e-12
             )
             weights = _row_weights(y[test], class_weight)
+            if sample_weight is not None:
+                weights = weights * sample_weight[test]
             losses[i] -= np.sum(weights * np.log(picked)) / weights.sum()
     return float(PROBE_CS[int(np.argmin(losses))])
+
+
+def _rows(sample_weight, idx):
+    return None if sample_weight is None else sample_weight[idx]
 
 
 def _row_weights(y, class_weight) -> np.ndarray:
@@ -172,9 +183,9 @@ def _row_weights(y, class_weight) -> np.ndarray:
     return np.array([class_weight.get(int(c), 1.0) for c in y])
 
 
-def _classifier_probe(Z, y, n_outputs: int, class_weight, seed: int):
-    C = choose_C(Z, y, class_weight, seed)
-    model = _logistic(C, class_weight, seed).fit(Z, y)
+def _classifier_probe(Z, y, n_outputs: int, class_weight, seed: int, weight):
+    C = choose_C(Z, y, class_weight, seed, weight)
+    model = _logistic(C, class_weight, seed).fit(Z, y, sample_weight=weight)
     coef = np.zeros((n_outputs, Z.shape[1]))
     intercept = np.full(n_outputs, -10.0)  # classes absent from y: never predicted
     if len(model.classes_) == 2:
@@ -187,7 +198,7 @@ def _classifier_probe(Z, y, n_outputs: int, class_weight, seed: int):
     return coef, intercept, {"C": C}
 
 
-def _multilabel_probe(Z, Y, seed: int):
+def _multilabel_probe(Z, Y, seed: int, weight):
     coef = np.zeros((Y.shape[1], Z.shape[1]))
     intercept = np.zeros(Y.shape[1])
     Cs = []
@@ -197,20 +208,29 @@ def _multilabel_probe(Z, Y, seed: int):
         if rate in (0.0, 1.0):  # a constant label: its prior
             intercept[j] = 10.0 if rate else -10.0
             continue
-        C = choose_C(Z, y, None, seed)
-        model = _logistic(C, None, seed).fit(Z, y)
+        C = choose_C(Z, y, None, seed, weight)
+        model = _logistic(C, None, seed).fit(Z, y, sample_weight=weight)
         coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
         Cs.append(C)
     return coef, intercept, {"C": Cs}
 
 
-def _ridge_probe(Z, Y):
-    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, Y)
+def _ridge_probe(Z, Y, weight):
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, Y, sample_weight=weight)
     coef = np.atleast_2d(model.coef_)
     return coef, np.atleast_1d(model.intercept_), {"alpha": float(model.alpha_)}
 
 
-def fit_probe(F, targets, *, task: str, n_outputs: int, class_weight=None, seed=0):
+def fit_probe(
+    F,
+    targets,
+    *,
+    task: str,
+    n_outputs: int,
+    class_weight=None,
+    sample_weight=None,
+    seed=0,
+):
     """Weights ``(W, b)`` of the output layer from a convex fit on ``F``.
 
     Parameters
@@ -225,6 +245,8 @@ def fit_probe(F, targets, *, task: str, n_outputs: int, class_weight=None, seed=
         Rows of ``W``.
     class_weight : dict or None
         Weight of each class index in the loss.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Weight of each sample in the loss (and in the choice of C).
 
     Returns
     -------
@@ -240,12 +262,12 @@ def fit_probe(F, targets, *, task: str, n_outputs: int, class_weight=None, seed=
         warnings.simplefilter("ignore", ConvergenceWarning)
         if task == "multiclass":
             coef, intercept, info = _classifier_probe(
-                Z, targets, n_outputs, class_weight, seed
+                Z, targets, n_outputs, class_weight, seed, sample_weight
             )
         elif task == "multilabel":
-            coef, intercept, info = _multilabel_probe(Z, targets, seed)
+            coef, intercept, info = _multilabel_probe(Z, targets, seed, sample_weight)
         else:
-            coef, intercept, info = _ridge_probe(Z, targets)
+            coef, intercept, info = _ridge_probe(Z, targets, sample_weight)
     W = coef / scale
     b = intercept - W @ mean
     return W, b, info
