@@ -10,10 +10,20 @@ passed as ``backbone`` is left untouched).
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from skltransfer import FineTuneClassifier, FineTuneRegressor
 from skltransfer.backbones import BackboneSpec, ModuleBackbone
+
+
+def mlp(n_in=64, width=32, seed=0):
+    """A two-layer ReLU MLP, initialised from ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
 
 
 class TinyMLP(nn.Sequential):

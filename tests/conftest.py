@@ -53,3 +53,19 @@ def rgb_images():
     y = np.array([0, 1] * 6)
     X[y == 1, :, :12] = 255  # class 1: bright left half
     return X, y
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks train fastest on one thread, more so on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits):
+    """The 8x8 digits scaled to [0, 1], float32."""
+    X, y = digits
+    return (X / 16.0).astype(np.float32), y

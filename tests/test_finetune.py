@@ -5,6 +5,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _common_finetune import mlp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -21,29 +22,7 @@ IMAGE = {"backbone": "test_tiny_cnn", "image_shape": (8, 8), "max_epochs": 2}
 SCRATCH = {"unfreeze": "all", "lr": 1e-2, "lr_decay": 1.0, "max_epochs": 10}
 
 
-def mlp(n_in=64, width=32, seed=0):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
-        )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks train fastest on one thread, more so on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    return (X / 16.0).astype(np.float32), y
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _common_finetune import mlp
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import GridSearchCV
@@ -12,34 +13,12 @@ from skltransfer import FineTuneClassifier, FineTuneRegressor
 from skltransfer.finetune._base import MIN_EPOCHS, MIN_STEPS
 from skltransfer.finetune._probe import RIDGE_ALPHAS
 
-
-def mlp(n_in=64, width=32, seed=0):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
-        )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    return (X / 16.0).astype(np.float32), y
-
-
-@pytest.fixture(scope="module")
-def source(digits):
-    X, y = digits
+def source(small_digits):
+    X, y = small_digits
     return FineTuneClassifier(mlp(), unfreeze="all", random_state=0).fit(
         X[y < 5][:300], y[y < 5][:300]
     )
@@ -57,8 +36,8 @@ def _scaled(F):
     return centred / np.sqrt(np.mean(centred**2))
 
 
-def test_probe_alone_equals_logistic_regression(digits, source):
-    X, y = digits
+def test_probe_alone_equals_logistic_regression(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
     clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
     assert clf.n_steps_ == 0 and clf.n_iter_ == 0 and clf.best_epoch_ == 0
@@ -72,8 +51,8 @@ def test_probe_alone_equals_logistic_regression(digits, source):
     np.testing.assert_array_equal(clf.predict(X_te), lr.predict((F_te - mean) / scale))
 
 
-def test_probe_chooses_C_by_cross_validation(digits, source):
-    X, y = digits
+def test_probe_chooses_C_by_cross_validation(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr = X[y >= 5][:100], y[y >= 5][:100]
     clean = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
     # Labels that are noise: the CV must pick a stronger regularisation.
@@ -83,8 +62,8 @@ def test_probe_chooses_C_by_cross_validation(digits, source):
     assert shuffled.head_start_["C"] < clean.head_start_["C"]
 
 
-def test_head_start_honours_class_weight(digits, source):
-    X, y = digits
+def test_head_start_honours_class_weight(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:400]
     weights = {5: 50.0}
     clf = FineTuneClassifier(
@@ -104,8 +83,8 @@ def test_head_start_honours_class_weight(digits, source):
     )
 
 
-def test_binary_head_start_matches_the_binary_probe(digits, source):
-    X, y = digits
+def test_binary_head_start_matches_the_binary_probe(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr = X[:120], (y[:120] % 2).astype(bool)
     clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
     Z = _scaled(_features(source, X_tr))
@@ -115,8 +94,8 @@ def test_binary_head_start_matches_the_binary_probe(digits, source):
     assert clf.predict(X_tr).dtype == bool
 
 
-def test_multilabel_head_start(digits, source):
-    X, y = digits
+def test_multilabel_head_start(small_digits, source):
+    X, y = small_digits
     Y = np.stack([y[:150] % 2, (y[:150] > 4), np.ones(150)], axis=1).astype(int)
     clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X[:150], Y)
     assert len(clf.head_start_["C"]) == 2  # the constant label keeps its prior
@@ -125,8 +104,8 @@ def test_multilabel_head_start(digits, source):
     assert (clf.predict(X[:150])[:, :2] == Y[:, :2]).mean() > 0.8
 
 
-def test_regressor_head_start_equals_ridge(digits, source):
-    X, y = digits
+def test_regressor_head_start_equals_ridge(small_digits, source):
+    X, y = small_digits
     target = X[:150] @ np.linspace(-1, 1, 64) + 0.1 * y[:150]
     reg = FineTuneRegressor(source, max_epochs=0, random_state=0)
     reg.fit(X[:150], target)
@@ -137,8 +116,8 @@ def test_regressor_head_start_equals_ridge(digits, source):
     np.testing.assert_allclose(reg.predict(X[:150]), expected, rtol=1e-4, atol=1e-3)
 
 
-def test_mlp_head_output_layer_is_probed(digits, source):
-    X, y = digits
+def test_mlp_head_output_layer_is_probed(small_digits, source):
+    X, y = small_digits
     clf = FineTuneClassifier(source, head=(16,), max_epochs=0, random_state=0)
     clf.fit(X[y >= 5][:100], y[y >= 5][:100])
     # The hidden layer keeps its initialisation; the output layer is a probe
@@ -150,8 +129,8 @@ def test_mlp_head_output_layer_is_probed(digits, source):
     assert random.score(X[y >= 5][:100], y[y >= 5][:100]) < 0.5
 
 
-def test_validation_keeps_the_probe_when_training_does_not_help(digits, source):
-    X, y = digits
+def test_validation_keeps_the_probe_when_training_does_not_help(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr = X[y >= 5][:200], y[y >= 5][:200]
     # A learning rate this high wrecks the head: the validation loss never
     # beats the head start's, whose weights are then restored.
@@ -170,8 +149,8 @@ def test_validation_keeps_the_probe_when_training_does_not_help(digits, source):
     assert np.abs(clf.predict_proba(X) - probe.predict_proba(X)).max() > 0.1
 
 
-def test_never_worse_than_the_probe_with_a_frozen_body(digits, source):
-    X, y = digits
+def test_never_worse_than_the_probe_with_a_frozen_body(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr, X_te, y_te = (
         X[y >= 5][:60],
         y[y >= 5][:60],
@@ -184,8 +163,8 @@ def test_never_worse_than_the_probe_with_a_frozen_body(digits, source):
     assert trained.fit(X_tr, y_tr).score(X_te, y_te) >= probe_score - 0.01
 
 
-def test_random_head_init_is_still_available(digits, source):
-    X, y = digits
+def test_random_head_init_is_still_available(small_digits, source):
+    X, y = small_digits
     clf = FineTuneClassifier(source, head_init="random", max_epochs=2, random_state=0)
     clf.fit(X[:60], y[:60])
     assert not hasattr(clf, "head_start_")
@@ -193,8 +172,8 @@ def test_random_head_init_is_still_available(digits, source):
         FineTuneClassifier(source, head_init="random", max_epochs=0).fit(X[:60], y[:60])
 
 
-def test_batchnorm_of_trainable_groups_is_re_estimated_before_the_probe(digits):
-    X, y = digits
+def test_batchnorm_of_trainable_groups_is_re_estimated_before_the_probe(small_digits):
+    X, y = small_digits
     clf = FineTuneClassifier(
         "test_tiny_cnn", image_shape=(8, 8), unfreeze=1, max_epochs=0, random_state=0
     ).fit(X[:64], y[:64])
@@ -238,8 +217,8 @@ def test_auto_epochs_rule(n, batch_size, epochs):
     assert FineTuneClassifier(max_epochs=7)._n_epochs(n) == 7
 
 
-def test_tiny_data_trains_the_minimum_steps_on_every_sample(digits, source):
-    X, y = digits
+def test_tiny_data_trains_the_minimum_steps_on_every_sample(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr = X[y >= 5][:10], y[y >= 5][:10]
     seen = []
     clf = FineTuneClassifier(source, unfreeze=0, random_state=0)
@@ -257,8 +236,8 @@ def test_tiny_data_trains_the_minimum_steps_on_every_sample(digits, source):
     assert seen == [10] and clf.n_steps_ == MIN_STEPS + 1
 
 
-def test_steps_follow_the_epochs(digits, source):
-    X, y = digits
+def test_steps_follow_the_epochs(small_digits, source):
+    X, y = small_digits
     clf = FineTuneClassifier(source, batch_size=16, max_epochs=3, random_state=0)
     clf.fit(X[:100], y[:100])
     assert clf.n_steps_ == 3 * 7
@@ -267,8 +246,8 @@ def test_steps_follow_the_epochs(digits, source):
 # -- source models the scikit-learn way ----------------------------------------
 
 
-def test_frozen_estimator_source_in_grid_search(digits, source):
-    X, y = digits
+def test_frozen_estimator_source_in_grid_search(small_digits, source):
+    X, y = small_digits
     before = {k: v.clone() for k, v in source.module_.state_dict().items()}
     target = FineTuneClassifier(FrozenEstimator(source), max_epochs=5, random_state=0)
     search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
@@ -280,15 +259,15 @@ def test_frozen_estimator_source_in_grid_search(digits, source):
         torch.testing.assert_close(value, before[key])
 
 
-def test_unfitted_source_names_both_ways(digits):
-    X, y = digits
+def test_unfitted_source_names_both_ways(small_digits):
+    X, y = small_digits
     unfitted = FineTuneClassifier(mlp())
     with pytest.raises(Exception, match=r"FrozenEstimator\(source\).*to_backbone_spec"):
         FineTuneClassifier(unfitted).fit(X[:20], y[:20])
 
 
-def test_seeded_default_fits_are_identical(digits, source):
-    X, y = digits
+def test_seeded_default_fits_are_identical(small_digits, source):
+    X, y = small_digits
     a = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
     b = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
     np.testing.assert_array_equal(
@@ -296,8 +275,8 @@ def test_seeded_default_fits_are_identical(digits, source):
     )
 
 
-def test_auto_unfreeze_depends_on_the_input_kind(digits, source):
-    X, y = digits
+def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source):
+    X, y = small_digits
     module = FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40])
     assert module.n_trainable_groups_ == len(module.layer_groups_) == 2
     image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
@@ -313,8 +292,8 @@ def test_auto_unfreeze_depends_on_the_input_kind(digits, source):
 # -- sample weights ------------------------------------------------------------
 
 
-def test_head_start_honours_sample_weight(digits, source):
-    X, y = digits
+def test_head_start_honours_sample_weight(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
     w = np.where(y_tr == 7, 20.0, 1.0)
     clf = FineTuneClassifier(source, max_epochs=0, random_state=0)
@@ -330,8 +309,8 @@ def test_head_start_honours_sample_weight(digits, source):
     )
 
 
-def test_sample_weight_in_training(digits, source):
-    X, y = digits
+def test_sample_weight_in_training(small_digits, source):
+    X, y = small_digits
     X_tr, y_tr = X[y >= 5][:80], y[y >= 5][:80]
     kw = {"head_init": "random", "max_epochs": 20, "random_state": 0}
     plain = FineTuneClassifier(source, **kw).fit(X_tr, y_tr)
@@ -348,8 +327,8 @@ def test_sample_weight_in_training(digits, source):
     assert zeroed.predict_proba(X)[:, -1].mean() < plain.predict_proba(X)[:, -1].mean()
 
 
-def test_regressor_sample_weight_and_validation(digits, source):
-    X, y = digits
+def test_regressor_sample_weight_and_validation(small_digits, source):
+    X, y = small_digits
     target = y[:200].astype(float)
     w = np.linspace(0.5, 2.0, 200)
     reg = FineTuneRegressor(source, max_epochs=2, early_stopping=True, random_state=0)
@@ -358,7 +337,7 @@ def test_regressor_sample_weight_and_validation(digits, source):
 
 
 @pytest.mark.parametrize("w", [[-1.0] * 40, [0.0] * 40, [np.nan] * 40, [1.0] * 39])
-def test_bad_sample_weight(digits, source, w):
-    X, y = digits
+def test_bad_sample_weight(small_digits, source, w):
+    X, y = small_digits
     with pytest.raises(ValueError):
         FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40], sample_weight=w)
