@@ -61,12 +61,12 @@ def linear():
 
 
 def strategies(X, y, X_te, y_te):
-    common = dict(image_size=IMAGE_SIZE, max_epochs=8, random_state=0)
+    common = dict(image_size=IMAGE_SIZE, random_state=0)  # otherwise the defaults
     features = PretrainedImageFeatures(image_size=IMAGE_SIZE, cache=CACHE)
     models = {
         "raw pixels + logistic regression": linear(),
         "2. fixed features + logistic regression": make_pipeline(features, linear()),
-        "3. fine-tuning (unfreeze=1)": FineTuneClassifier(unfreeze=1, **common),
+        "3. fine-tuning (defaults)": FineTuneClassifier(**common),
         "4. frozen body + MLP head": FineTuneClassifier(
             unfreeze=0, head=(256,), **common
         ),
