@@ -6,10 +6,11 @@ Every fine-tuning column is ``FineTuneClassifier(backbone)`` with nothing else
 set (the image tasks pass ``image_size=112``, a size that fits two CPU cores;
 that is the only parameter). Columns:
 
-- ``default``: ``FineTuneClassifier()`` (``unfreeze="auto"``: 1 for images
-  and the MLP, 0 for the text encoder; probe head start; ``max_epochs="auto"``);
+- ``default``: ``FineTuneClassifier()`` (``unfreeze="auto"``: 1 for images,
+  0 for the text encoder, every layer of the MLP; probe head start;
+  ``max_epochs="auto"``);
 - ``unfreeze=0``: the head alone on the frozen body (images, MLP);
-- ``unfreeze=1``: the top transformer layer trains too (text);
+- ``unfreeze=1``: the top layer group trains too (text, MLP);
 - ``probe``: the linear-probe baseline, ``LogisticRegressionCV`` (C by 3-fold
   CV) on the standardised frozen features of the same backbone;
 - ``raw``: ``LogisticRegressionCV`` on the raw input (pixels, or TF-IDF for
@@ -130,6 +131,7 @@ def digits_task(seeds) -> list[Task]:
         for column, backbone, params in [
             ("default", source, {}),
             ("unfreeze=0", source, {"unfreeze": 0}),
+            ("unfreeze=1", source, {"unfreeze": 1}),
             ("scratch", _mlp(seed + 100), {"unfreeze": "all"}),
         ]:
             model = FineTuneClassifier(backbone, random_state=seed, **params)
@@ -234,16 +236,17 @@ def report(tasks) -> None:
         "\nAccuracy, mean ± std over draws; fit seconds in brackets "
         "(FineTuneClassifier at its defaults unless named)"
     )
-    print(f"{'task':<34}" + "".join(f"{c:>21}" for c in COLUMNS))
+    print(f"{'task':<34}" + "".join(f"{c:>22}" for c in COLUMNS))
     for task in tasks:
         for name, cells in task.rows():
             line = f"{name:<34}"
             for c in COLUMNS:
                 if c in cells:
                     m, s, t = cells[c]
-                    line += f"{f'{m:.3f} ± {s:.3f} ({t:.0f}s)':>21}"
+                    secs = f"{t:.1f}" if t < 10 else f"{t:.0f}"
+                    line += f"{f'{m:.3f} ± {s:.3f} ({secs}s)':>22}"
                 else:
-                    line += f"{'—':>21}"
+                    line += f"{'—':>22}"
             gap = cells["default"][0] - cells["probe"][0]
             print(f"{line}   default - probe: {100 * gap:+.1f} pt")
 
