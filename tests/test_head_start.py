@@ -30,10 +30,15 @@ def _features(backbone, X):
         return body.forward_features(torch.as_tensor(X)).double().numpy()
 
 
+def _probe_space(F_train):
+    """The probe's scaling fitted on ``F_train``: centred, over one common scale."""
+    mean = F_train.mean(axis=0)
+    scale = np.sqrt(np.mean((F_train - mean) ** 2))
+    return lambda F: (F - mean) / scale
+
+
 def _scaled(F):
-    """The probe's scaling: centred features over one common scale."""
-    centred = F - F.mean(axis=0)
-    return centred / np.sqrt(np.mean(centred**2))
+    return _probe_space(F)(F)
 
 
 def test_probe_alone_equals_logistic_regression(small_digits, source):
@@ -42,13 +47,12 @@ def test_probe_alone_equals_logistic_regression(small_digits, source):
     clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
     assert clf.n_steps_ == 0 and clf.n_iter_ == 0 and clf.best_epoch_ == 0
     F_tr, F_te = _features(source, X_tr), _features(source, X_te)
-    mean = F_tr.mean(axis=0)
-    scale = np.sqrt(np.mean((F_tr - mean) ** 2))
+    to_probe = _probe_space(F_tr)
     lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
-    lr.fit((F_tr - mean) / scale, y_tr)
-    expected = lr.predict_proba((F_te - mean) / scale)
+    lr.fit(to_probe(F_tr), y_tr)
+    expected = lr.predict_proba(to_probe(F_te))
     np.testing.assert_allclose(clf.predict_proba(X_te), expected, atol=1e-4)
-    np.testing.assert_array_equal(clf.predict(X_te), lr.predict((F_te - mean) / scale))
+    np.testing.assert_array_equal(clf.predict(X_te), lr.predict(to_probe(F_te)))
 
 
 def test_probe_chooses_C_by_cross_validation(small_digits, source):
@@ -73,13 +77,12 @@ def test_head_start_honours_class_weight(small_digits, source):
     # More predictions of the up-weighted class, as a weighted logistic regression.
     assert (clf.predict(X_te) == 5).sum() > (plain.predict(X_te) == 5).sum()
     F_tr, F_te = _features(source, X_tr), _features(source, X_te)
-    mean = F_tr.mean(axis=0)
-    scale = np.sqrt(np.mean((F_tr - mean) ** 2))
+    to_probe = _probe_space(F_tr)
     lr = LogisticRegression(
         C=clf.head_start_["C"], class_weight=weights, max_iter=300, random_state=0
-    ).fit((F_tr - mean) / scale, y_tr)
+    ).fit(to_probe(F_tr), y_tr)
     np.testing.assert_allclose(
-        clf.predict_proba(X_te), lr.predict_proba((F_te - mean) / scale), atol=1e-4
+        clf.predict_proba(X_te), lr.predict_proba(to_probe(F_te)), atol=1e-4
     )
 
 
@@ -300,12 +303,11 @@ def test_head_start_honours_sample_weight(small_digits, source):
     clf.fit(X_tr, y_tr, sample_weight=w)
     Z = _scaled(_features(source, X_tr))
     F_tr, F_te = _features(source, X_tr), _features(source, X_te)
-    mean = F_tr.mean(axis=0)
-    scale = np.sqrt(np.mean((F_tr - mean) ** 2))
+    to_probe = _probe_space(F_tr)
     lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
     lr.fit(Z, y_tr, sample_weight=w / w.mean())  # only the ratios count
     np.testing.assert_allclose(
-        clf.predict_proba(X_te), lr.predict_proba((F_te - mean) / scale), atol=1e-4
+        clf.predict_proba(X_te), lr.predict_proba(to_probe(F_te)), atol=1e-4
     )
 
 

@@ -317,15 +317,17 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             y.cpu().numpy(),
             task=self._probe_task(),
             n_outputs=self._n_outputs(None),
-            class_weight=self._probe_class_weight(y.cpu()),
+            class_weight=self._probe_class_weight(),
             sample_weight=None if ctx.weights is None else ctx.weights.cpu().numpy(),
             seed=int(ctx.rng.integers(2**31 - 1)),
         )
         set_output_layer(self.module_.head, W, b)
         self.head_start_ = info
 
-    def _probe_class_weight(self, targets):
-        return None
+    def _probe_class_weight(self):
+        """The class weights of the training loss, by class index, for the probe."""
+        weight = getattr(self.criterion_, "weight", None)
+        return None if weight is None else dict(enumerate(weight.tolist()))
 
     def _augmentation(self, inputs):
         size = getattr(getattr(self, "preprocessing_", None), "crop_size", None)
@@ -430,11 +432,12 @@ def _check_weights(sample_weight, n: int):
     """Sample weights as a float tensor with mean 1 (None stays None)."""
     if sample_weight is None:
         return None
-    w = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64)
-    if not np.all(np.isfinite(w)) or w.sum() <= 0:
-        raise ValueError(
-            "sample_weight must be finite and non-negative, with a positive sum."
-        )
+    # Finite, non-negative and of length n: checked by scikit-learn's helper.
+    w = _check_sample_weight(
+        sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True
+    )
+    if w.sum() <= 0:
+        raise ValueError("sample_weight must have a positive sum.")
     return torch.as_tensor(w / w.mean(), dtype=torch.float32)
 
 

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import torch
 from torch import nn
 
-from .._device import autocast
-from ._data import TensorInputs, iterate_batches
+from ._data import TensorInputs, map_batches
 
 __all__ = ["frozen_prefix"]
 
@@ -167,13 +165,10 @@ def _split_reproduces(module, names, plain, examples) -> bool:
 
 def _compute(module, inputs, last: str, ctx, batch_size: int) -> TensorInputs:
     """The output of module ``last`` of the body for every sample of ``inputs``."""
-    parts = []
-    order = torch.arange(len(inputs), device=inputs.X.device)
     module.eval()
-    with torch.no_grad(), autocast(ctx.device, ctx.dtype):
-        for _, raw in iterate_batches(inputs, order, batch_size):
-            x = inputs.to_model(raw, ctx.device)
-            parts.append(module.backbone.forward_layer(x, last))
+    parts = map_batches(
+        inputs, lambda x: module.backbone.forward_layer(x, last), ctx, batch_size
+    )
     return TensorInputs(torch.cat(parts))
 
 
@@ -199,7 +194,7 @@ def _plan(estimator, ctx, inputs, valid):
     return names, probed[1]
 
 
-def _whole_body_frozen(estimator, ctx, inputs) -> bool:
+def _whole_body_frozen(estimator, ctx) -> bool:
     """Whether every group stays frozen, so the features themselves can be cached.
 
     This holds for any input kind (texts included): the backbone's
@@ -214,12 +209,10 @@ def _whole_body_frozen(estimator, ctx, inputs) -> bool:
 
 def _features(module, inputs, ctx, batch_size: int) -> TensorInputs:
     """``forward_features`` of every sample, in inference mode."""
-    parts = []
     module.eval()
-    with torch.no_grad(), autocast(ctx.device, ctx.dtype):
-        for _, raw in iterate_batches(inputs, np.arange(len(inputs)), batch_size):
-            x = inputs.to_model(raw, ctx.device)
-            parts.append(module.backbone.forward_features(x).float())
+    parts = map_batches(
+        inputs, lambda x: module.backbone.forward_features(x).float(), ctx, batch_size
+    )
     return TensorInputs(torch.cat(parts))
 
 
@@ -249,7 +242,7 @@ def frozen_prefix(estimator, ctx, inputs, valid):
     Sets ``estimator.cached_groups_`` to the number of layer groups cached.
     """
     estimator.cached_groups_ = 0
-    if _whole_body_frozen(estimator, ctx, inputs):
+    if _whole_body_frozen(estimator, ctx):
         with _cached_features(estimator, ctx, inputs, valid) as cached:
             yield cached
         return

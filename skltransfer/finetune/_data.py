@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .._device import autocast
 from ..inputs.images import ImageSource
 from ..inputs.text import length_order
 
@@ -28,6 +29,7 @@ __all__ = [
     "TensorInputs",
     "TextInputs",
     "iterate_batches",
+    "map_batches",
     "n_steps_per_epoch",
 ]
 
@@ -199,3 +201,22 @@ def iterate_batches(inputs, order, batch_size: int, *, training: bool = False):
             if i + 1 < len(chunks):
                 pending = pool.submit(inputs.load, chunks[i + 1])
             yield idx, raw
+
+
+def map_batches(inputs, fn, ctx, batch_size: int, *, training: bool = False) -> list:
+    """``fn(batch)`` for every batch of ``inputs`` in order, without gradients.
+
+    The one inference pass over a fit's inputs (cached activations, frozen
+    features, the probe's features, BatchNorm re-estimation): batches go to
+    ``ctx.device`` un-augmented, under the fit's autocast precision.
+    ``training`` follows :func:`iterate_batches` (no last batch of one).
+    """
+    if isinstance(inputs, TensorInputs):
+        order = torch.arange(len(inputs), device=inputs.X.device)
+    else:
+        order = np.arange(len(inputs))
+    with torch.no_grad(), autocast(ctx.device, ctx.dtype):
+        return [
+            fn(inputs.to_model(raw, ctx.device))
+            for _, raw in iterate_batches(inputs, order, batch_size, training=training)
+        ]

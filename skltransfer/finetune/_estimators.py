@@ -375,10 +375,6 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
     def _probe_task(self) -> str:
         return "multilabel" if self._multilabel else "multiclass"
 
-    def _probe_class_weight(self, targets):
-        weights = self._class_weights(targets)
-        return None if weights is None else dict(enumerate(weights.tolist()))
-
     def _make_criterion(self, targets) -> torch.nn.Module:
         if self._multilabel and self.class_weight is not None:
             raise ValueError("class_weight is not supported with multi-label y.")

@@ -33,8 +33,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import nn
 
-from .._device import autocast
-from ._data import iterate_batches
+from ._data import map_batches
 
 __all__ = ["PROBE_CS", "fit_probe", "head_features", "last_linear"]
 
@@ -61,9 +60,7 @@ def head_features(module, inputs, ctx, batch_size: int) -> np.ndarray:
     )
     module.eval()
     try:
-        with torch.no_grad(), autocast(ctx.device, ctx.dtype):
-            for _, raw in iterate_batches(inputs, np.arange(len(inputs)), batch_size):
-                module(inputs.to_model(raw, ctx.device))
+        map_batches(inputs, module, ctx, batch_size)
     finally:
         hook.remove()
     return torch.cat(captured).numpy().astype(np.float64)
@@ -94,10 +91,7 @@ def adapt_batchnorm(module, inputs, ctx, batch_size: int) -> int:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the whole pass
     try:
-        with torch.no_grad(), autocast(ctx.device, ctx.dtype):
-            order = np.arange(len(inputs))
-            for _, raw in iterate_batches(inputs, order, batch_size, training=True):
-                module(inputs.to_model(raw, ctx.device))
+        map_batches(inputs, module, ctx, batch_size, training=True)
     finally:
         for m, momentum in zip(layers, momenta, strict=True):
             m.momentum = momentum
