@@ -11,7 +11,7 @@ from torch import nn
 
 from skltransfer import FineTuneClassifier, FineTuneRegressor
 from skltransfer.finetune._base import MIN_EPOCHS, MIN_STEPS
-from skltransfer.finetune._probe import RIDGE_ALPHAS
+from skltransfer.finetune._probe import PROBE_CS, RIDGE_ALPHAS, _weighted_mean_se
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,6 +64,18 @@ def test_probe_chooses_C_by_cross_validation(small_digits, source):
     shuffled = FineTuneClassifier(source, max_epochs=0, random_state=0)
     shuffled.fit(X_tr, noisy)
     assert shuffled.head_start_["C"] < clean.head_start_["C"]
+    # Every C predicts noise alike: the rule takes the strongest regularisation.
+    assert shuffled.head_start_["C"] == PROBE_CS[0]
+
+
+def test_one_standard_error_statistics():
+    losses = np.array([[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 4.0]])
+    weights = np.array([1.0, 1.0, 2.0, 0.0])
+    mean, se = _weighted_mean_se(losses, weights)
+    np.testing.assert_allclose(mean, [9 / 4, 2.0])
+    var = np.average((losses[0] - 9 / 4) ** 2, weights=weights)
+    n_eff = 4**2 / 6
+    np.testing.assert_allclose(se[0], np.sqrt(var / n_eff))
 
 
 def test_head_start_honours_class_weight(small_digits, source):
