@@ -28,7 +28,7 @@ from ..backbones import ModuleBackbone, get_spec
 from ..base import TorchModelMixin
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
 from ._cache import frozen_prefix
-from ._data import n_steps_per_epoch
+from ._data import TensorInputs, n_steps_per_epoch
 from ._heads import FineTuneNetwork, build_head, check_head
 from ._inputs import InputsMixin, TrainedBackbone
 from ._loop import FitContext, TrainingLoopMixin
@@ -290,17 +290,19 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         return None
 
     def _train(self, ctx: FitContext, train, valid):
-        inputs = self._prepare_for_training(train[0], ctx.device)
+        inputs = _tensors_to(train[0], ctx.device)
         y = train[1].to(ctx.device)
         ctx.weights = _to_device(train[2], ctx.device)
         ctx.augment = self._augmentation(inputs)
         if valid is not None:
             ctx.valid_weights = _to_device(valid[2], ctx.device)
-            valid = (
-                self._prepare_for_training(valid[0], ctx.device),
-                valid[1].to(ctx.device),
-            )
+            valid = (_tensors_to(valid[0], ctx.device), valid[1].to(ctx.device))
+        # The cache reads images once, so they are decoded into memory for
+        # the whole fit only when it does not apply.
         with frozen_prefix(self, ctx, inputs, valid) as (inputs, valid):
+            inputs = self._prepare_for_training(inputs, ctx.device)
+            if valid is not None:
+                valid = (self._prepare_for_training(valid[0], ctx.device), valid[1])
             if ctx.head_start:
                 self._head_start(ctx, inputs, y)
             self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
@@ -439,6 +441,11 @@ def _check_weights(sample_weight, n: int):
     if w.sum() <= 0:
         raise ValueError("sample_weight must have a positive sum.")
     return torch.as_tensor(w / w.mean(), dtype=torch.float32)
+
+
+def _tensors_to(inputs, device):
+    """Inputs held in a tensor, moved to ``device`` once; others as they are."""
+    return inputs.to(device) if isinstance(inputs, TensorInputs) else inputs
 
 
 def _to_device(weights, device):

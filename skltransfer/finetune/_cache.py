@@ -16,19 +16,33 @@ The split is checked on a probe batch before use: when the network's output
 through the stubs differs from its plain output (a skip connection across
 the boundary, work on the raw input before the first group, ...), the cache
 is not used and training takes the plain path.
+
+Where the activations go is decided on what is stored (the activations at
+the freeze boundary, not the inputs): in memory up to :func:`memory_budget`,
+else in a memory-mapped file in a temporary folder that lives as long as the
+fit. Every fit records the outcome in ``cache_status_``; with
+``cache_frozen="auto"`` a fit that has frozen groups but takes the plain path
+warns with the reason, and ``cache_frozen=True`` raises it instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._data import TensorInputs, map_batches
+from ..exceptions import FrozenCacheWarning, warn_at_caller
+from ._data import ImageInputs, MappedInputs, TensorInputs, map_batches
 
-__all__ = ["frozen_prefix"]
+__all__ = ["frozen_prefix", "memory_budget"]
 
+# Cached activations are kept in memory up to a quarter of the available
+# memory, and at least this much.
 CACHE_BYTES = 1 << 30
 _STOCHASTIC = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
@@ -74,17 +88,42 @@ def _frozen_names(groups, n_frozen: int) -> list[str]:
     return [name for g in groups[:n_frozen] for name in g.modules]
 
 
-def _applicable(estimator, ctx, inputs, n_frozen: int) -> bool:
-    if estimator.cache_frozen is False or n_frozen == 0:
-        return False
-    if not isinstance(inputs, TensorInputs) or ctx.augment is not None:
-        return False
+class _NotCached(Exception):
+    """Why the frozen groups cannot be cached in this fit."""
+
+
+def memory_budget() -> int:
+    """Bytes of cached activations kept in memory; more go to a file.
+
+    A quarter of the memory available now (``MemAvailable`` on Linux), and
+    at least ``CACHE_BYTES``.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return CACHE_BYTES
+    return max(CACHE_BYTES, available // 4)
+
+
+def _check_applicable(estimator, ctx, inputs) -> None:
+    """Raise :class:`_NotCached` with the reason the split cannot be cached."""
+    if not isinstance(inputs, TensorInputs | ImageInputs):
+        raise _NotCached(
+            f"only a whole frozen body is cached for {inputs.kind} inputs "
+            "(unfreeze=0)"
+        )
+    if ctx.augment is not None:
+        raise _NotCached("augmentation changes the inputs at every epoch")
     if not estimator.freeze_batchnorm:
-        return False
-    names = _frozen_names(ctx.groups, n_frozen)
-    return "" not in names and not _free_stochastic(
-        estimator.module_.backbone.body, ctx
-    )
+        raise _NotCached(
+            "freeze_batchnorm=False lets the frozen BatchNorm statistics change"
+        )
+    if "" in _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable):
+        raise _NotCached("a frozen group is the whole body")
+    if _free_stochastic(estimator.module_.backbone.body, ctx):
+        raise _NotCached("dropout or BatchNorm outside the layer groups would train")
 
 
 def _free_stochastic(body: nn.Module, ctx) -> bool:
@@ -163,35 +202,66 @@ def _split_reproduces(module, names, plain, examples) -> bool:
         swap.restore()
 
 
-def _compute(module, inputs, last: str, ctx, batch_size: int) -> TensorInputs:
-    """The output of module ``last`` of the body for every sample of ``inputs``."""
-    module.eval()
-    parts = map_batches(
-        inputs, lambda x: module.backbone.forward_layer(x, last), ctx, batch_size
+def _store(n: int, example: torch.Tensor, folder: str | None):
+    """An empty (n, *example.shape[1:]) store: a tensor, or a file-backed array."""
+    shape = (n, *example.shape[1:])
+    if folder is None:
+        return torch.empty(shape, dtype=example.dtype)
+    dtype = torch.empty(0, dtype=example.dtype).numpy().dtype
+    path = os.path.join(folder, f"activations-{len(os.listdir(folder))}.npy")
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _compute(fn, inputs, ctx, batch_size: int, example, folder):
+    """``fn`` of every sample of ``inputs``, in memory or in a file under ``folder``.
+
+    Batches are written into the store as they come, so that a store on disk
+    never has the whole result in memory.
+    """
+    out = _store(len(inputs), example, folder)
+    filled = [0]
+
+    def write(batch):
+        part = fn(batch).detach().to("cpu", example.dtype)
+        start, filled[0] = filled[0], filled[0] + len(part)
+        out[start : filled[0]] = part if folder is None else part.numpy()
+
+    map_batches(inputs, write, ctx, batch_size)
+    return TensorInputs(out) if folder is None else MappedInputs(out)
+
+
+def _where(n_bytes: int) -> str:
+    """"memory" or "disk" for ``n_bytes`` of activations; raises if neither fits."""
+    if n_bytes <= memory_budget():
+        return "memory"
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if n_bytes * 1.1 + (64 << 20) <= free:
+        return "disk"
+    raise _NotCached(
+        f"the activations ({n_bytes / 2**30:.1f} GiB) fit neither in the memory "
+        f"budget ({memory_budget() / 2**30:.1f} GiB) nor on the disk of "
+        f"{tempfile.gettempdir()} ({free / 2**30:.1f} GiB free)"
     )
-    return TensorInputs(torch.cat(parts))
-
-
-def _fits_budget(estimator, n: int, example: torch.Tensor) -> bool:
-    if estimator.cache_frozen is True:
-        return True
-    return n * example[0].numel() * example.element_size() <= CACHE_BYTES
 
 
 def _plan(estimator, ctx, inputs, valid):
-    """The frozen module names and probe outputs, when the cache can be used."""
-    n_frozen = len(ctx.groups) - ctx.n_trainable
-    if not _applicable(estimator, ctx, inputs, n_frozen):
-        return None
-    names = _frozen_names(ctx.groups, n_frozen)
+    """The frozen module names and probe outputs; raises :class:`_NotCached`."""
+    _check_applicable(estimator, ctx, inputs)
+    names = _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable)
     probe = inputs.to_model(inputs.load(slice(0, 2)), ctx.device)
     probed = _probe(estimator.module_, names, probe)
-    if probed is None or not _split_reproduces(estimator.module_, names, *probed):
-        return None
-    n = len(inputs) + (len(valid[0]) if valid is not None else 0)
-    if not _fits_budget(estimator, n, probed[1][names[-1]]):
-        return None
+    if probed is None:
+        raise _NotCached("a frozen group does not return a tensor")
+    if not _split_reproduces(estimator.module_, names, *probed):
+        raise _NotCached(
+            "the network does not reproduce its output from the activations at "
+            "the freeze boundary (a skip connection across it?)"
+        )
     return names, probed[1]
+
+
+def _n_samples(inputs, valid) -> int:
+    return len(inputs) + (len(valid[0]) if valid is not None else 0)
 
 
 def _whole_body_frozen(estimator, ctx) -> bool:
@@ -200,68 +270,112 @@ def _whole_body_frozen(estimator, ctx) -> bool:
     This holds for any input kind (texts included): the backbone's
     ``forward_features`` is computed once and only the head trains.
     """
-    if estimator.cache_frozen is False or ctx.n_trainable != 0 or not ctx.groups:
-        return False
-    if ctx.augment is not None or not estimator.freeze_batchnorm:
-        return False
-    return not _free_stochastic(estimator.module_.backbone.body, ctx)
+    return ctx.n_trainable == 0 and bool(ctx.groups)
 
 
-def _features(module, inputs, ctx, batch_size: int) -> TensorInputs:
-    """``forward_features`` of every sample, in inference mode."""
-    module.eval()
-    parts = map_batches(
-        inputs, lambda x: module.backbone.forward_features(x).float(), ctx, batch_size
-    )
-    return TensorInputs(torch.cat(parts))
+def _check_whole_body(estimator, ctx) -> None:
+    if ctx.augment is not None:
+        raise _NotCached("augmentation changes the inputs at every epoch")
+    if not estimator.freeze_batchnorm:
+        raise _NotCached(
+            "freeze_batchnorm=False lets the frozen BatchNorm statistics change"
+        )
+    if _free_stochastic(estimator.module_.backbone.body, ctx):
+        raise _NotCached("dropout or BatchNorm outside the layer groups would train")
 
 
 def _identity(x):
     return x
 
 
-@contextlib.contextmanager
-def _cached_features(estimator, ctx, inputs, valid):
+def _features_plan(estimator, ctx, inputs):
+    """``forward_features`` as the cached function, and its output on a probe."""
+    _check_whole_body(estimator, ctx)
     module = estimator.module_
-    inputs = _features(module, inputs, ctx, estimator.batch_size)
-    if valid is not None:
-        valid = (_features(module, valid[0], ctx, estimator.batch_size), valid[1])
-    # The backbone answers with the features it is given, for this fit only.
-    module.backbone.forward_features = _identity
-    estimator.cached_groups_ = len(ctx.groups)
-    try:
-        yield inputs, valid
-    finally:
-        vars(module.backbone).pop("forward_features", None)
+    module.eval()
+
+    def features(x):
+        return module.backbone.forward_features(x).float()
+
+    with torch.no_grad():
+        example = features(inputs.to_model(inputs.load(slice(0, 2)), ctx.device))
+    return features, example
+
+
+def _prefix_plan(estimator, ctx, inputs, valid):
+    names, examples = _plan(estimator, ctx, inputs, valid)
+    module = estimator.module_
+    module.eval()
+
+    def prefix(x):
+        return module.backbone.forward_layer(x, names[-1])
+
+    return prefix, names, examples
+
+
+def _fail(estimator, ctx, reason: str) -> None:
+    estimator.cache_status_ = f"plain: {reason}"
+    if estimator.cache_frozen is True:
+        raise ValueError(
+            f"cache_frozen=True cannot be honoured: {reason}. Use "
+            "cache_frozen='auto' to train on the plain path."
+        )
+    warn_at_caller(
+        f"The {len(ctx.groups) - ctx.n_trainable} frozen layer groups run at "
+        f"every epoch, because {reason}. Pass cache_frozen=False to silence "
+        "this warning.",
+        FrozenCacheWarning,
+    )
 
 
 @contextlib.contextmanager
 def frozen_prefix(estimator, ctx, inputs, valid):
     """Yield ``(inputs, valid)``, replaced by cached activations when possible.
 
-    Sets ``estimator.cached_groups_`` to the number of layer groups cached.
+    Sets ``estimator.cached_groups_`` (the number of layer groups cached) and
+    ``estimator.cache_status_`` ("memory", "disk", "off", "nothing frozen",
+    or "plain: " and the reason the frozen groups run at every epoch).
     """
     estimator.cached_groups_ = 0
-    if _whole_body_frozen(estimator, ctx):
-        with _cached_features(estimator, ctx, inputs, valid) as cached:
-            yield cached
-        return
-    plan = _plan(estimator, ctx, inputs, valid)
-    if plan is None:
+    n_frozen = len(ctx.groups) - ctx.n_trainable
+    if estimator.cache_frozen is False or n_frozen == 0:
+        estimator.cache_status_ = "off" if n_frozen else "nothing frozen"
         yield inputs, valid
         return
-    names, examples = plan
-    module = estimator.module_
-
-    def compute(part):
-        return _compute(module, part, names[-1], ctx, estimator.batch_size)
-
-    inputs = compute(inputs)
-    if valid is not None:
-        valid = (compute(valid[0]), valid[1])
-    swap = _Swap(module.backbone.body, names, examples)
-    estimator.cached_groups_ = len(ctx.groups) - ctx.n_trainable
+    whole = _whole_body_frozen(estimator, ctx)
     try:
+        if whole:
+            fn, example = _features_plan(estimator, ctx, inputs)
+        else:
+            fn, names, examples = _prefix_plan(estimator, ctx, inputs, valid)
+            example = examples[names[-1]]
+        n_bytes = _n_samples(inputs, valid) * example[0].nbytes
+        where = _where(n_bytes)
+    except _NotCached as exc:
+        _fail(estimator, ctx, str(exc))
         yield inputs, valid
-    finally:
-        swap.restore()
+        return
+    with contextlib.ExitStack() as stack:
+        folder = None
+        if where == "disk":
+            folder = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="skltransfer-activations-")
+            )
+
+        def compute(part):
+            return _compute(fn, part, ctx, estimator.batch_size, example, folder)
+
+        inputs = compute(inputs)
+        if valid is not None:
+            valid = (compute(valid[0]), valid[1])
+        module = estimator.module_
+        if whole:
+            # The backbone answers with the features it is given, for this fit only.
+            module.backbone.forward_features = _identity
+            stack.callback(vars(module.backbone).pop, "forward_features", None)
+        else:
+            swap = _Swap(module.backbone.body, names, examples)
+            stack.callback(swap.restore)
+        estimator.cached_groups_ = n_frozen
+        estimator.cache_status_ = where
+        yield inputs, valid

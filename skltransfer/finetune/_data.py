@@ -26,6 +26,7 @@ from ..inputs.text import length_order
 
 __all__ = [
     "ImageInputs",
+    "MappedInputs",
     "TensorInputs",
     "TextInputs",
     "iterate_batches",
@@ -81,6 +82,34 @@ class TensorInputs:
 
     def example(self, n: int = 2):
         return self.to_model(self.load(slice(0, n)), self.X.device)
+
+
+@dataclass
+class MappedInputs:
+    """Samples in a memory-mapped array on disk: cached activations too large
+    for memory. Batches are read (one ahead, in a worker thread) as needed."""
+
+    array: np.ndarray
+    kind: str = "tensor"
+    prefetch: bool = True
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def load(self, idx):
+        rows = self.array[idx if isinstance(idx, slice) else np.asarray(idx)]
+        return torch.from_numpy(np.ascontiguousarray(rows))
+
+    def to_model(self, raw, device, augment=None):
+        batch = _to(raw, device)
+        return batch if augment is None else augment(batch)
+
+    def subset(self, idx) -> TensorInputs:
+        """The rows ``idx``, read into memory."""
+        return TensorInputs(self.load(idx))
+
+    def example(self, n: int = 2):
+        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
 
 
 def _subset_source(source: ImageSource, idx) -> ImageSource:

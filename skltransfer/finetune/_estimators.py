@@ -113,8 +113,12 @@ default=None
         augmentation and ``freeze_batchnorm`` is True, compute their outputs
         once per fit and train the rest on them (with ``unfreeze=0``, the
         backbone's features, for texts too); the results equal those of the
-        plain path. ``"auto"`` does so when the cached activations take at
-        most 1 GiB; False never does.
+        plain path. The activations stay in memory up to a quarter of the
+        available memory and go to a memory-mapped temporary file beyond.
+        ``"auto"`` caches whenever it can and warns
+        (:class:`~skltransfer.exceptions.FrozenCacheWarning`) with the reason
+        when frozen groups must run at every epoch; True raises instead;
+        False never caches.
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation, the validation split, shuffling,
         dropout and augmentation. The same seed gives the same predictions on
@@ -161,6 +165,11 @@ _ATTRIBUTES = """module_ : FineTuneNetwork
     cached_groups_ : int
         How many frozen groups ran once per fit instead of at every epoch
         (see ``cache_frozen``); 0 when the last fit took the plain path.
+    cache_status_ : str
+        Where the last fit kept the frozen groups' outputs: ``"memory"``,
+        ``"disk"`` (a memory-mapped file), ``"off"`` (``cache_frozen=False``),
+        ``"nothing frozen"``, or ``"plain: "`` followed by the reason the
+        frozen groups ran at every epoch.
     input_kind_ : {"tensor", "image", "text"}
         What ``X`` holds, as decided by the backbone.
     preprocessing_ : ImagePreprocessing

@@ -1,0 +1,124 @@
+"""The frozen-prefix cache: where the activations go, and what a fit says when
+it cannot use them."""
+
+import os
+import tempfile
+import warnings
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+from skltransfer import FineTuneClassifier
+from skltransfer.exceptions import FrozenCacheWarning
+from skltransfer.finetune import _cache, _data
+
+IMAGE = {"backbone": "test_tiny_cnn", "image_shape": (8, 8), "max_epochs": 2}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _fit(X, y, **kw):
+    return FineTuneClassifier(**{**IMAGE, "unfreeze": 1, "random_state": 0, **kw}).fit(
+        X, y
+    )
+
+
+@pytest.fixture
+def data(small_digits):
+    X, y = small_digits
+    return X[:90], y[:90], X[90:130]
+
+
+@pytest.fixture
+def plain(data):
+    X, y, X_test = data
+    return _fit(X, y, cache_frozen=False).predict_proba(X_test)
+
+
+def test_statuses(data, plain):
+    X, y, X_test = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of these warns
+        off = _fit(X, y, cache_frozen=False)
+        cached = _fit(X, y)
+        nothing = _fit(X, y, unfreeze="all")
+    assert (off.cache_status_, off.cached_groups_) == ("off", 0)
+    assert (cached.cache_status_, cached.cached_groups_) == ("memory", 3)
+    assert (nothing.cache_status_, nothing.cached_groups_) == ("nothing frozen", 0)
+    np.testing.assert_allclose(cached.predict_proba(X_test), plain, atol=1e-6)
+
+
+def test_images_decoded_lazily_are_cached_too(data, plain, monkeypatch):
+    """Images too large to keep in memory no longer lose the cache (a cliff)."""
+    X, y, X_test = data
+    monkeypatch.setattr(_data, "MATERIALIZE_BYTES", 0)
+    clf = _fit(X, y)
+    assert clf.cache_status_ == "memory" and clf.cached_groups_ == 3
+    np.testing.assert_allclose(clf.predict_proba(X_test), plain, atol=1e-6)
+
+
+@pytest.mark.parametrize("unfreeze", [0, 1])
+def test_activations_beyond_memory_go_to_a_mapped_file(data, monkeypatch, unfreeze):
+    X, y, X_test = data
+    folders = []
+    real_folder = tempfile.TemporaryDirectory
+
+    def recording_folder(**kw):
+        folder = real_folder(**kw)
+        folders.append(folder.name)
+        return folder
+
+    monkeypatch.setattr(_cache, "memory_budget", lambda: 0)
+    monkeypatch.setattr(_cache.tempfile, "TemporaryDirectory", recording_folder)
+    clf = _fit(X, y, unfreeze=unfreeze, early_stopping=True)
+    assert clf.cache_status_ == "disk" and clf.cached_groups_ > 0
+    assert len(folders) == 1 and not os.path.exists(folders[0])  # removed after fit
+    # Early stopping changes the split, so compare with the same settings.
+    same = _fit(X, y, unfreeze=unfreeze, early_stopping=True, cache_frozen=False)
+    np.testing.assert_allclose(clf.predict_proba(X_test), same.predict_proba(X_test))
+
+
+def _no_room(monkeypatch):
+    monkeypatch.setattr(_cache, "memory_budget", lambda: 0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(_cache.shutil, "disk_usage", lambda _p: usage(1, 1, 0))
+
+
+def test_no_room_anywhere_warns_at_the_users_line(data, plain, monkeypatch):
+    X, y, X_test = data
+    _no_room(monkeypatch)
+    with pytest.warns(FrozenCacheWarning, match="fit neither in the memory") as rec:
+        clf = _fit(X, y)
+    assert rec[0].filename == __file__
+    assert clf.cache_status_.startswith("plain: the activations")
+    assert clf.cached_groups_ == 0
+    np.testing.assert_allclose(clf.predict_proba(X_test), plain, atol=1e-6)
+
+
+def test_explicit_true_that_cannot_be_honoured_raises(data, monkeypatch):
+    X, y, _ = data
+    with pytest.raises(ValueError, match="cache_frozen=True.*augmentation"):
+        _fit(X, y, cache_frozen=True, augmentation="noise")
+    _no_room(monkeypatch)
+    with pytest.raises(ValueError, match="cache_frozen=True.*disk"):
+        _fit(X, y, cache_frozen=True)
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"augmentation": "noise"}, "augmentation changes the inputs"),
+        ({"freeze_batchnorm": False}, "freeze_batchnorm=False"),
+    ],
+)
+def test_every_plain_path_says_why(data, params, reason):
+    X, y, _ = data
+    with pytest.warns(FrozenCacheWarning, match=reason):
+        clf = _fit(X, y, **params)
+    assert clf.cache_status_.startswith("plain: ") and reason in clf.cache_status_
+    assert clf.cached_groups_ == 0
+
+
+def test_memory_budget_is_at_least_the_floor():
+    assert _cache.memory_budget() >= _cache.CACHE_BYTES
