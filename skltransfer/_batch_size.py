@@ -30,14 +30,18 @@ __all__ = [
 ]
 
 # Used on inputs too small to measure on. On a 2-core CPU the best size fell
-# as images grew (EfficientNet-Lite0: 16 at 112 px, 8 at 224 px; see
-# benchmarks/bench_batch_size.py and bench_image_features.py); 16 is within
-# 0.8x of the best at both. 128 is a common choice for GPUs.
-_DEFAULT = {"cpu": 16}
+# as images grew (EfficientNet-Lite0 at fp32: 16 at 112 px, 4 to 8 at 224
+# px; see benchmarks/bench_batch_size.py and bench_image_features.py); 8 is
+# within 0.9x of the best at both. 128 is a common choice for GPUs.
+_DEFAULT = {"cpu": 8}
 _GPU_DEFAULT = 128
-# (start, limit) of the measured sizes.
-_SWEEP = {"cpu": (8, 128)}
+# (start, limit) of the measured sizes. On the CPU the sweep starts at 2: a
+# convolution network at 224 px peaked at 4 on two cores, and a batch of 1
+# only adds per-call overhead.
+_SWEEP = {"cpu": (2, 128)}
 _GPU_SWEEP = (32, 1024)
+# Inputs shorter than this are not measured on (the default serves them).
+_MIN_MEASURED = 32
 
 # key -> (batch size chosen by a finished measurement, inputs it ran over).
 _CHOSEN: dict[Hashable, tuple[int, int]] = {}
@@ -133,7 +137,7 @@ class AutoBatchSize:
         A measurement cut short by the end of the input chooses nothing, and
         the next call measures again.
         """
-        return 8 * self.start
+        return max(8 * self.start, _MIN_MEASURED)
 
     def slices(self, n: int) -> Iterator[slice]:
         """Consecutive slices covering ``range(n)``, sized by the plan.

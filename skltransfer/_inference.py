@@ -19,7 +19,24 @@ from ._batch_size import AutoBatchSize, batch_slices
 from ._device import autocast
 from .exceptions import SkltransferWarning
 
-__all__ = ["batch_slices", "run_batched"]
+__all__ = ["batch_slices", "prefetch_pool", "run_batched"]
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # per thread: the caller's thread keeps its own
+
+
+def prefetch_pool(device: torch.device) -> ThreadPoolExecutor:
+    """The worker thread that prepares the next batch (decode, resize, tokenise).
+
+    When the model runs on the CPU, the worker's torch operations use one
+    thread: with the default (every core), resizing the next batch competed
+    with the forward pass for the cores it needs. On an accelerator the
+    worker keeps every core, since preparing batches is then the CPU's only
+    work.
+    """
+    initializer = _one_thread if device.type == "cpu" else None
+    return ThreadPoolExecutor(max_workers=1, initializer=initializer)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -124,7 +141,7 @@ def run_batched(
     results = []
     bar = tqdm(total=total, desc=desc, unit="sample", disable=not verbose, leave=False)
     slices = iter(slices)
-    with ThreadPoolExecutor(max_workers=1) as pool, bar:
+    with prefetch_pool(device) as pool, bar:
         sl = next(slices, None)
         pending = pool.submit(prepare, sl) if sl is not None else None
         while sl is not None:

@@ -53,10 +53,15 @@ def test_default_is_the_embedding_the_head_sees(rgb_images):
     est = PretrainedImageFeatures(TINY).fit(X)
     Z = est.transform(X[:2])
     pre = est.preprocessing_
-    x = pre(torch.from_numpy(X[:2]).permute(0, 3, 1, 2).float() / 255)
+    # uint8 images are resampled as 8-bit data, as a PIL pipeline does.
+    x = pre.normalize(pre.resize_crop_uint8(torch.from_numpy(X[:2]).permute(0, 3, 1, 2)))
     with torch.no_grad():
         expected = est.backbone_.forward_features(x).numpy()
+        floats = pre(torch.from_numpy(X[:2]).permute(0, 3, 1, 2).float() / 255)
+        from_floats = est.backbone_.forward_features(floats).numpy()
     np.testing.assert_allclose(Z, expected, rtol=1e-5, atol=1e-6)
+    # ... within rounding of the float pipeline
+    np.testing.assert_allclose(Z, from_floats, atol=0.02 * np.abs(from_floats).max())
     # explicit average pooling of the last group gives the same for a CNN
     avg = PretrainedImageFeatures(TINY, pooling="avg").fit(X).transform(X[:2])
     np.testing.assert_allclose(avg, Z, rtol=1e-5, atol=1e-6)

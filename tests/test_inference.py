@@ -1,6 +1,7 @@
 """The batched inference loop: order, dtype, prefetching and out-of-memory retries."""
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -82,3 +83,21 @@ def test_dict_batches_are_split_too():
             prepare, forward, batch_slices(10, 5), device=torch.device("cpu")
         )
     np.testing.assert_array_equal(np.concatenate(out), DATA.numpy() * 11)
+
+
+def test_batch_preparation_leaves_the_cores_to_a_cpu_model():
+    from skltransfer._inference import prefetch_pool
+
+    seen = []
+
+    def prepare(sl):
+        seen.append(torch.get_num_threads())
+        return torch.zeros(sl.stop - sl.start, 2)
+
+    main_threads = torch.get_num_threads()
+    run_batched(prepare, lambda x: x, batch_slices(6, 2), device=torch.device("cpu"))
+    assert seen == [1, 1, 1] and torch.get_num_threads() == main_threads
+    with ThreadPoolExecutor(max_workers=1) as plain:
+        default = plain.submit(torch.get_num_threads).result()
+    with prefetch_pool(torch.device("cuda")) as pool:  # no model on the CPU
+        assert pool.submit(torch.get_num_threads).result() == default

@@ -146,3 +146,60 @@ def test_exif_orientation_is_applied(tmp_path):
     )
     assert out[0, 0, :4].mean() > 0.9  # displayed upright: white half on top
     assert out[0, 0, -4:].mean() < 0.1
+
+
+# -- large photos: decoded at the size the model needs --------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory):
+    """Two real photos (scikit-learn's samples) enlarged to 3840x2562 (10
+    megapixels), as JPEG and as PNG, with their full decodes."""
+    from sklearn.datasets import load_sample_images
+
+    folder = tmp_path_factory.mktemp("photos")
+    out = {"jpg": [], "png": [], "full jpg": [], "full png": []}
+    for i, photo in enumerate(load_sample_images().images):
+        big = Image.fromarray(photo).resize((3840, 2562), Image.BICUBIC)
+        for ext in ("jpg", "png"):
+            path = folder / f"photo{i}.{ext}"
+            big.save(path, quality=92) if ext == "jpg" else big.save(path)
+            out[ext].append(str(path))
+            out[f"full {ext}"].append(np.asarray(Image.open(path).convert("RGB")))
+    return out
+
+
+def test_large_files_decode_reduced_but_never_below_the_model_size(large_photos):
+    from skltransfer.inputs.images import _open
+
+    for ext in ("jpg", "png"):
+        reduced = _open(large_photos[ext][0], 256)
+        assert min(reduced.shape[:2]) >= 256
+        assert reduced.shape[0] * 3 <= 2562  # JPEG draft: 1/4; PNG: reduce(3)
+    assert _open(large_photos["jpg"][0]).shape == (2562, 3840, 3)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_reduced_decode_stays_close_to_the_full_decode(large_photos, ext):
+    pre = ImagePreprocessing()  # 256 then 224, bilinear
+    reduced = as_image_source(large_photos[ext]).load_resized(slice(0, 2), pre)
+    full = as_image_source(large_photos[f"full {ext}"]).load_resized(slice(0, 2), pre)
+    assert reduced.shape == full.shape == (2, 3, 224, 224)
+    difference = (reduced - full).abs()
+    # In grey levels: about 1 on average, about 10 at the sharpest edges.
+    assert difference.mean() < 2 / 255 and np.percentile(difference, 99) < 16 / 255
+
+
+def test_uint8_resampling_is_within_rounding_of_the_float_pipeline():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (3, 300, 280, 3), dtype=np.uint8)
+    pre = ImagePreprocessing(crop_size=64, resize_size=72)
+    as_uint8 = as_image_source(X).load_resized(slice(0, 3), pre)
+    as_float = pre.resize_crop(torch.from_numpy(X).permute(0, 3, 1, 2) / 255.0)
+    assert as_uint8.dtype == torch.float32
+    assert (as_uint8 - as_float).abs().max() <= 1 / 255 + 1e-6
+    # An image already at the resize size is cropped, not resampled.
+    at_size = rng.integers(0, 256, (2, 72, 72, 3), dtype=np.uint8)
+    cropped = as_image_source(at_size).load_resized(slice(0, 2), pre)
+    expected = torch.from_numpy(at_size[:, 4:68, 4:68]).permute(0, 3, 1, 2) / 255.0
+    assert torch.equal(cropped, expected)

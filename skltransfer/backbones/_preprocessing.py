@@ -60,19 +60,47 @@ class ImagePreprocessing:
             self, crop_size=crop_size, resize_size=math.floor(crop_size * ratio)
         )
 
+    @property
+    def decode_side(self) -> int:
+        """The smallest side an image needs before resizing: larger images may
+        be decoded reduced (JPEG draft mode) down to it, and not below."""
+        return self.resize_size if self.resize_size is not None else self.crop_size
+
+    def resize_crop_uint8(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize and crop uint8 images (N, C, H, W); float RGB in [0, 1] out.
+
+        Resampling runs on the 8-bit data, as a PIL-based pipeline does, and
+        only the crop is converted to float: less memory and time than
+        converting the whole decoded image first. An image whose shorter side
+        is already the resize target skips the resampling (the crop is a
+        view). Grey images become RGB and an alpha channel is dropped after
+        the crop.
+        """
+        channels = images.shape[1]
+        if channels == 4:
+            images = images[:, :3]
+        mode = _INTERPOLATIONS[self.interpolation]
+        if mode is InterpolationMode.NEAREST or images.device.type == "cpu":
+            out = self._resample(images, mode)
+        else:  # native uint8 resampling is a CPU kernel
+            out = self._resample(images.float(), mode).round_().clamp_(0, 255)
+        out = out.float().div_(255.0)
+        return out.expand(-1, 3, -1, -1) if channels == 1 else out
+
+    def _resample(self, images: torch.Tensor, mode) -> torch.Tensor:
+        if self.resize_size is None:
+            size = [self.crop_size, self.crop_size]
+            return TF.resize(images, size, interpolation=mode, antialias=True)
+        out = TF.resize(images, [self.resize_size], interpolation=mode, antialias=True)
+        return TF.center_crop(out, [self.crop_size, self.crop_size])
+
     def resize_crop(self, images: torch.Tensor) -> torch.Tensor:
         """Resize and crop float images (N, 3, H, W) in [0, 1]."""
         mode = _INTERPOLATIONS[self.interpolation]
-        if self.resize_size is None:
-            size = [self.crop_size, self.crop_size]
-            out = TF.resize(images, size, interpolation=mode, antialias=True)
-        else:
-            out = TF.resize(
-                images, [self.resize_size], interpolation=mode, antialias=True
-            )
-            out = TF.center_crop(out, [self.crop_size, self.crop_size])
-        # Bicubic overshoots; keep values in the range the weights were trained on.
-        return out.clamp_(0.0, 1.0) if mode is InterpolationMode.BICUBIC else out
+        out = self._resample(images, mode)
+        # Bicubic overshoots; keep values in the range the weights were trained
+        # on (out of place: without resampling, ``out`` views ``images``).
+        return out.clamp(0.0, 1.0) if mode is InterpolationMode.BICUBIC else out
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Normalise resized float images (N, 3, H, W) in [0, 1]."""

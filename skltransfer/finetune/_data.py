@@ -14,13 +14,13 @@ what it is reading:
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from .._device import autocast
+from .._inference import prefetch_pool
 from ..inputs.images import ImageSource
 from ..inputs.text import length_order
 
@@ -33,6 +33,8 @@ __all__ = [
     "map_batches",
     "n_steps_per_epoch",
 ]
+
+_CPU = torch.device("cpu")
 
 # Resized training images are kept in memory when they take at most this much.
 MATERIALIZE_BYTES = 1 << 30
@@ -211,19 +213,23 @@ def n_steps_per_epoch(n: int, batch_size: int) -> int:
     return len(_chunks(range(n), batch_size, training=True))
 
 
-def iterate_batches(inputs, order, batch_size: int, *, training: bool = False):
+def iterate_batches(
+    inputs, order, batch_size: int, *, training: bool = False, device=_CPU
+):
     """Yield ``(idx, raw_batch)`` over ``order`` in chunks of ``batch_size``.
 
     In training, a last chunk of a single sample joins the one before it.
-    Inputs that decode lazily are loaded one batch ahead in a worker thread,
-    overlapping decoding with the forward and backward passes.
+    Inputs that decode lazily are loaded one batch ahead in a worker thread
+    (see :func:`~skltransfer._inference.prefetch_pool`; ``device`` is where
+    the model runs), overlapping decoding with the forward and backward
+    passes.
     """
     chunks = _chunks(order, batch_size, training)
     if not inputs.prefetch:
         for idx in chunks:
             yield idx, inputs.load(idx)
         return
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with prefetch_pool(device) as pool:
         pending = pool.submit(inputs.load, chunks[0]) if chunks else None
         for i, idx in enumerate(chunks):
             raw = pending.result()
@@ -247,5 +253,7 @@ def map_batches(inputs, fn, ctx, batch_size: int, *, training: bool = False) -> 
     with torch.no_grad(), autocast(ctx.device, ctx.dtype):
         return [
             fn(inputs.to_model(raw, ctx.device))
-            for _, raw in iterate_batches(inputs, order, batch_size, training=training)
+            for _, raw in iterate_batches(
+                inputs, order, batch_size, training=training, device=ctx.device
+            )
         ]

@@ -183,7 +183,9 @@ class TrainingLoopMixin:
         """One pass over shuffled training batches; returns the mean loss."""
         order = self._epoch_order(ctx, len(inputs), inputs)
         total = torch.zeros((), device=ctx.device)
-        batches = iterate_batches(inputs, order, self._batch_size(), training=True)
+        batches = iterate_batches(
+            inputs, order, self._batch_size(), training=True, device=ctx.device
+        )
         for idx, raw in batches:
             xb = inputs.to_model(raw, ctx.device, ctx.augment)
             rows = idx if isinstance(idx, torch.Tensor) else torch.as_tensor(idx)
@@ -260,7 +262,10 @@ class TrainingLoopMixin:
         order = np.arange(len(inputs))
         outputs = []
         with torch.inference_mode(), autocast(ctx.device, ctx.dtype):
-            for _, raw in iterate_batches(inputs, order, self._batch_size()):
+            batches = iterate_batches(
+                inputs, order, self._batch_size(), device=ctx.device
+            )
+            for _, raw in batches:
                 outputs.append(self._forward(inputs.to_model(raw, ctx.device)).float())
             out = torch.cat(outputs)
             loss = float(self._get_loss(out, y, ctx.valid_weights))

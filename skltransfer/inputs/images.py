@@ -123,14 +123,21 @@ def fit_value_range(X) -> tuple[float, float]:
     return (lo, hi if hi > lo else lo + 1.0)
 
 
-def _scale(x: np.ndarray, value_range) -> torch.Tensor:
-    """A numeric (..., C, H, W) array as float RGB in [0, 1]."""
-    x = np.ascontiguousarray(x)
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    """``x`` as a tensor sharing its memory (and strides) where torch can."""
     if not x.flags.writeable:
         # torch cannot share read-only memory (np.frombuffer, memory maps)
         # without a warning; one batch is cheap to copy.
         x = x.copy()
-    t = torch.from_numpy(x)
+    try:
+        return torch.from_numpy(x)
+    except ValueError:  # negative strides
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _scale(x: np.ndarray, value_range) -> torch.Tensor:
+    """A numeric (..., C, H, W) array as float RGB in [0, 1]."""
+    t = _tensor(np.ascontiguousarray(x))
     if t.dtype == torch.uint8 and value_range is None:
         t = t.float().div_(255.0)
     else:
@@ -142,27 +149,64 @@ def _scale(x: np.ndarray, value_range) -> torch.Tensor:
     return t[..., :3, :, :]
 
 
-def _open(path) -> np.ndarray:
+def _draft(img, side: int | None):
+    """Decode ``img`` reduced, keeping its shorter side well above ``side``.
+
+    The margins follow Pillow's "reducing gap" (``Image.thumbnail``): closer
+    to ``side``, the reduction's own filter shows through the final resize.
+
+    - JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT domain (``draft``),
+      several times faster than a full decode of a multi-megapixel photo,
+      down to twice ``side`` (at 1/8 scale, chroma subsampling smeared
+      colour edges by tens of grey levels);
+    - other formats are decoded in full, then reduced by an integer box
+      filter down to three times ``side``.
+
+    After the resize, both stay within a few grey levels of the full decode
+    (tested).
+    """
+    if side is None:
+        return img
+    if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        img.draft(img.mode, (2 * side, 2 * side))
+        return img
+    factor = min(img.size) // (3 * side)
+    if factor >= 2 and img.mode in ("RGB", "RGBA", "L", "LA"):
+        return img.reduce(factor)
+    return img
+
+
+def _open(path, side: int | None = None) -> np.ndarray:
+    """The image file at ``path`` as uint8 (H, W, 3), upright (EXIF)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
+            img = ImageOps.exif_transpose(_draft(img, side))
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"Cannot read image file {os.fspath(path)!r}: {exc}") from exc
 
 
-def _single_to_chw(item, value_range) -> torch.Tensor:
-    """One path, PIL image or array as a float (3, H, W) tensor in [0, 1]."""
+def _single_to_chw(item, value_range, side: int | None = None) -> torch.Tensor:
+    """One path, PIL image or array as a (C, H, W) tensor: uint8 (0-255) for
+    files, PIL images and uint8 arrays, else float RGB in [0, 1]."""
     if _is_path(item):
-        return _scale(_open(item).transpose(2, 0, 1), None)
+        return _tensor(_open(item, side).transpose(2, 0, 1))
     if _is_pil(item):
-        return _scale(np.asarray(item.convert("RGB")).transpose(2, 0, 1), None)
+        return _tensor(np.asarray(item.convert("RGB")).transpose(2, 0, 1))
     arr = _check_numeric(np.asarray(item))
     chw = _to_nchw(arr[None])[0]
-    vr = value_range if arr.dtype != np.uint8 else None
-    return _scale(chw, vr)
+    if arr.dtype == np.uint8:
+        return _tensor(chw)
+    return _scale(chw, value_range)
+
+
+def _resize_crop(images: torch.Tensor, preprocessing) -> torch.Tensor:
+    """Float (N, 3, S, S) in [0, 1] from uint8 or float (N, C, H, W) images."""
+    if images.dtype == torch.uint8:
+        return preprocessing.resize_crop_uint8(images)
+    return preprocessing.resize_crop(images)
 
 
 def _item_key(item) -> str:
@@ -237,10 +281,13 @@ class ImageSource:
         Augmentations apply here, between cropping and normalisation.
         """
         if self.array is not None:
-            vr = None if self.array.dtype == np.uint8 else self.value_range
-            return preprocessing.resize_crop(_scale(self.array[sl], vr))
-        images = [_single_to_chw(x, self.value_range) for x in self.items[sl]]
-        return torch.cat([preprocessing.resize_crop(im[None]) for im in images])
+            batch = self.array[sl]
+            if batch.dtype == np.uint8:
+                return _resize_crop(_tensor(batch), preprocessing)
+            return preprocessing.resize_crop(_scale(batch, self.value_range))
+        side = preprocessing.decode_side
+        images = [_single_to_chw(x, self.value_range, side) for x in self.items[sl]]
+        return torch.cat([_resize_crop(im[None], preprocessing) for im in images])
 
     def load(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize, crop and normalise the images in ``sl``."""
