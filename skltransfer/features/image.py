@@ -17,6 +17,11 @@ from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
 
+# Part of every cache key: changes to how pixels are read (8-bit resampling,
+# reduced decoding of large files) move the features slightly, and cached
+# rows computed the old way must not mix with new ones.
+_PIXEL_PIPELINE = "pixels-v2"
+
 
 @fill_doc
 class PretrainedImageFeatures(
@@ -179,6 +184,7 @@ class PretrainedImageFeatures(
         settings = (self.layer_module_, self.pooling, self.preprocessing_)
         return hash_bytes(
             type(self).__name__,
+            _PIXEL_PIPELINE,
             weights_key,
             repr(settings),
             repr(self.value_range_),
