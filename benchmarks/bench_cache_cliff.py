@@ -57,7 +57,8 @@ def main() -> None:
     for n in map(int, args.sizes.split(",")):
         results.append(run(X[:n], y[:n], args.epochs))
     results.append(run(X[:n], y[:n], args.epochs, disk=True))
-    print(f"{'n':>6} {'cache':>8} {'fill + probe s':>15} {'epoch s':>9} {'ms/image':>9}")
+    header = ("n", "cache", "fill + probe s", "epoch s", "ms/image")
+    print("{:>6} {:>8} {:>15} {:>9} {:>9}".format(*header))
     for r in results:
         print(
             f"{r['n']:>6} {r['status']:>8} {r['before_training']:>15.1f} "

@@ -54,6 +54,8 @@ def warn_at_caller(message: str, category: type[Warning]) -> None:
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
 
+
+class MissingDependencyError(ImportError):
     """An optional package is needed for the requested feature.
 
     The message names the ``pip install`` command that provides it.

@@ -54,7 +54,8 @@ def test_default_is_the_embedding_the_head_sees(rgb_images):
     Z = est.transform(X[:2])
     pre = est.preprocessing_
     # uint8 images are resampled as 8-bit data, as a PIL pipeline does.
-    x = pre.normalize(pre.resize_crop_uint8(torch.from_numpy(X[:2]).permute(0, 3, 1, 2)))
+    chw = torch.from_numpy(X[:2]).permute(0, 3, 1, 2)
+    x = pre.normalize(pre.resize_crop_uint8(chw))
     with torch.no_grad():
         expected = est.backbone_.forward_features(x).numpy()
         floats = pre(torch.from_numpy(X[:2]).permute(0, 3, 1, 2).float() / 255)

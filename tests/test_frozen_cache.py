@@ -122,3 +122,73 @@ def test_every_plain_path_says_why(data, params, reason):
 
 def test_memory_budget_is_at_least_the_floor():
     assert _cache.memory_budget() >= _cache.CACHE_BYTES
+
+
+# -- texts: token states at the freeze boundary -----------------------------------
+
+TEXTS = [
+    "a good film",
+    "great movie with a plot that kept me watching until the very end",
+    "happy",
+    "bad film, and far too long for what it had to say",
+    "awful",
+    "a wonderful cast, a sharp script and music to remember",
+] * 4
+LABELS = np.array([1, 1, 1, 0, 0, 1] * 4)
+
+
+def _fit_text(**kw):
+    params = {"unfreeze": 1, "max_epochs": 3, "batch_size": 4, "random_state": 0}
+    return FineTuneClassifier("test_tiny_bert", **{**params, **kw}).fit(TEXTS, LABELS)
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_frozen_lower_blocks_of_a_text_encoder_run_once(where, monkeypatch):
+    plain = _fit_text(cache_frozen=False, early_stopping=True)
+    if where == "disk":
+        monkeypatch.setattr(_cache, "memory_budget", lambda: 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FrozenCacheWarning)
+        cached = _fit_text(early_stopping=True)
+    assert cached.cache_status_ == where
+    assert cached.cached_groups_ == len(cached.layer_groups_) - 1
+    # Batches of texts of different lengths: each is cut to its longest text.
+    np.testing.assert_allclose(
+        cached.predict_proba(TEXTS), plain.predict_proba(TEXTS), atol=1e-5
+    )
+
+
+def test_text_embeddings_run_once_per_fit(monkeypatch):
+    from transformers.models.bert import modeling_bert
+
+    calls = []
+    real = modeling_bert.BertEmbeddings.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_bert.BertEmbeddings, "forward", counting)
+    _fit_text(cache_frozen=False)
+    plain, calls[:] = len(calls), []
+    _fit_text()
+    # Building the network and checking the split take a few single
+    # batches; then one pass over the 24 texts in batches of 4. The plain
+    # path runs them at each of the 3 epochs.
+    assert len(calls) <= 4 + 6 and plain >= 3 * 6
+
+
+def test_left_padding_tokenizers_take_the_plain_path(monkeypatch):
+    from skltransfer.backbones import _text
+
+    real = _text.tiny_tokenizer
+
+    def left(*a, **kw):
+        tok = real(*a, **kw)
+        tok.padding_side = "left"
+        return tok
+
+    monkeypatch.setattr(_text, "tiny_tokenizer", left)
+    with pytest.warns(FrozenCacheWarning, match="pads on the left"):
+        clf = _fit_text()
+    assert clf.cache_status_ == "plain: the tokenizer pads on the left"

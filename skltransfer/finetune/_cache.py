@@ -37,7 +37,15 @@ import torch
 from torch import nn
 
 from ..exceptions import FrozenCacheWarning, warn_at_caller
-from ._data import ImageInputs, MappedInputs, TensorInputs, map_batches
+from ._data import (
+    CACHED_KEY,
+    ImageInputs,
+    MappedInputs,
+    TensorInputs,
+    TextInputs,
+    TokenStateInputs,
+    map_batches,
+)
 
 __all__ = ["frozen_prefix", "memory_budget"]
 
@@ -56,10 +64,19 @@ class _Replay:
 
     def __init__(self):
         self.batch = None
+        self.tokens = False
         self.calls = 0
 
     def capture(self, _module, args):
-        self.batch = args[0]
+        batch = args[0]
+        if isinstance(batch, dict) and CACHED_KEY in batch:
+            # Token states: the rest of the dict (the attention mask) goes on
+            # to the body, so that the trainable blocks mask the padding.
+            self.batch, self.tokens = batch[CACHED_KEY], True
+            rest = {k: v for k, v in batch.items() if k != CACHED_KEY}
+            return (rest, *args[1:])
+        self.batch = batch
+        return None
 
 
 class _Cached:
@@ -81,7 +98,14 @@ class _Zeros:
         self.zero = torch.zeros_like(example[:1])
 
     def __call__(self, *args, **kwargs):
-        return self.zero.expand(len(self.replay.batch), *self.zero.shape[1:])
+        batch = self.replay.batch
+        if self.replay.tokens:
+            # Token states: the code between groups (an attention mask built
+            # from the embeddings' shape) must see this batch's length.
+            return self.zero[:, :1].expand(
+                len(batch), batch.shape[1], *self.zero.shape[2:]
+            )
+        return self.zero.expand(len(batch), *self.zero.shape[1:])
 
 
 def _frozen_names(groups, n_frozen: int) -> list[str]:
@@ -109,11 +133,12 @@ def memory_budget() -> int:
 
 def _check_applicable(estimator, ctx, inputs) -> None:
     """Raise :class:`_NotCached` with the reason the split cannot be cached."""
-    if not isinstance(inputs, TensorInputs | ImageInputs):
-        raise _NotCached(
-            f"only a whole frozen body is cached for {inputs.kind} inputs "
-            "(unfreeze=0)"
-        )
+    if not isinstance(inputs, TensorInputs | ImageInputs | TextInputs):
+        raise _NotCached(f"{type(inputs).__name__} cannot be cached")
+    if isinstance(inputs, TextInputs):
+        side = getattr(inputs.backbone.tokenizer, "padding_side", "right")
+        if side != "right":
+            raise _NotCached("the tokenizer pads on the left")
     if ctx.augment is not None:
         raise _NotCached("augmentation changes the inputs at every epoch")
     if not estimator.freeze_batchnorm:
@@ -187,12 +212,21 @@ def _probe(module, names: list[str], probe):
     return plain, examples
 
 
-def _split_reproduces(module, names, plain, examples) -> bool:
+def _replay_input(cached: torch.Tensor, batch):
+    """What the network takes when its frozen part answers with ``cached``:
+    the activations themselves, or for texts the tokenised ``batch`` (its
+    attention mask) carrying the token states."""
+    if isinstance(batch, dict):
+        return {**batch, CACHED_KEY: cached}
+    return cached
+
+
+def _split_reproduces(module, names, plain, examples, probe) -> bool:
     """Whether the stubbed network maps the cached probe to the plain output."""
     swap = _Swap(module.backbone.body, names, examples)
     try:
         with torch.no_grad():
-            replayed = module(examples[names[-1]])
+            replayed = module(_replay_input(examples[names[-1]], probe))
         return swap.replay.calls == 1 and torch.allclose(
             plain, replayed, rtol=1e-4, atol=1e-5
         )
@@ -230,8 +264,43 @@ def _compute(fn, inputs, ctx, batch_size: int, example, folder):
     return TensorInputs(out) if folder is None else MappedInputs(out)
 
 
+def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder):
+    """Token states at the freeze boundary of every text, right-padded to the
+    longest text, with their attention masks."""
+    lengths = attention_lengths(inputs)
+    states = _store(
+        len(inputs), example[:1, :1].expand(1, int(lengths.max()), -1), folder
+    )
+    mask = torch.zeros(states.shape[:2], dtype=torch.long)
+    filled = [0]
+
+    def write(batch):
+        part = fn(batch).detach().to("cpu", example.dtype)
+        start, filled[0] = filled[0], filled[0] + len(part)
+        t = part.shape[1]
+        rows = slice(start, filled[0])
+        states[rows, :t] = part if folder is None else part.numpy()
+        states[rows, t:] = 0
+        mask[rows, :t] = batch["attention_mask"].cpu()
+
+    map_batches(inputs, write, ctx, batch_size)
+    return TokenStateInputs(states, mask)
+
+
+def attention_lengths(inputs: TextInputs) -> torch.Tensor:
+    """Tokens of each text (tokenising is cheap next to the encoder)."""
+    return torch.cat(
+        [
+            inputs.backbone.tokenize(
+                inputs.texts[i : i + 1024].tolist(), max_length=inputs.max_length
+            )["attention_mask"].sum(1)
+            for i in range(0, len(inputs), 1024)
+        ]
+    )
+
+
 def _where(n_bytes: int) -> str:
-    """"memory" or "disk" for ``n_bytes`` of activations; raises if neither fits."""
+    """ "memory" or "disk" for ``n_bytes`` of activations; raises if neither fits."""
     if n_bytes <= memory_budget():
         return "memory"
     free = shutil.disk_usage(tempfile.gettempdir()).free
@@ -252,12 +321,20 @@ def _plan(estimator, ctx, inputs, valid):
     probed = _probe(estimator.module_, names, probe)
     if probed is None:
         raise _NotCached("a frozen group does not return a tensor")
-    if not _split_reproduces(estimator.module_, names, *probed):
+    if not _split_reproduces(estimator.module_, names, *probed, probe):
         raise _NotCached(
             "the network does not reproduce its output from the activations at "
             "the freeze boundary (a skip connection across it?)"
         )
     return names, probed[1]
+
+
+def _sample_bytes(inputs, example, whole: bool) -> int:
+    """Bytes stored per sample: token states are kept for the longest text."""
+    if whole or not isinstance(inputs, TextInputs):
+        return example[0].nbytes
+    longest = int(attention_lengths(inputs).max())
+    return longest * example[0, 0].nbytes
 
 
 def _n_samples(inputs, valid) -> int:
@@ -349,7 +426,7 @@ def frozen_prefix(estimator, ctx, inputs, valid):
         else:
             fn, names, examples = _prefix_plan(estimator, ctx, inputs, valid)
             example = examples[names[-1]]
-        n_bytes = _n_samples(inputs, valid) * example[0].nbytes
+        n_bytes = _n_samples(inputs, valid) * _sample_bytes(inputs, example, whole)
         where = _where(n_bytes)
     except _NotCached as exc:
         _fail(estimator, ctx, str(exc))
@@ -363,6 +440,10 @@ def frozen_prefix(estimator, ctx, inputs, valid):
             )
 
         def compute(part):
+            if not whole and isinstance(part, TextInputs):
+                return _compute_tokens(
+                    fn, part, ctx, estimator.batch_size, example, folder
+                )
             return _compute(fn, part, ctx, estimator.batch_size, example, folder)
 
         inputs = compute(inputs)

@@ -25,8 +25,10 @@ from ..inputs.images import ImageSource
 from ..inputs.text import length_order
 
 __all__ = [
+    "CACHED_KEY",
     "ImageInputs",
     "MappedInputs",
+    "TokenStateInputs",
     "TensorInputs",
     "TextInputs",
     "iterate_batches",
@@ -109,6 +111,53 @@ class MappedInputs:
     def subset(self, idx) -> TensorInputs:
         """The rows ``idx``, read into memory."""
         return TensorInputs(self.load(idx))
+
+    def example(self, n: int = 2):
+        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
+
+
+# The key under which a text batch carries cached token states to the body.
+CACHED_KEY = "skltransfer_cached_states"
+
+
+@dataclass
+class TokenStateInputs:
+    """Cached token states of texts (N, T, D), right-padded, with their masks.
+
+    A batch is the dict a text body takes, cut to its longest text: the
+    attention mask, placeholder token ids of the same shape, and the states
+    under ``CACHED_KEY`` (see :mod:`._cache`).
+    """
+
+    states: torch.Tensor | np.ndarray
+    mask: torch.Tensor
+    kind: str = "tensor"
+    prefetch: bool = False
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    def load(self, idx):
+        if not isinstance(idx, slice):
+            idx = np.asarray(idx)
+        mask = self.mask[idx]
+        t = int(mask.sum(1).max())
+        states = self.states[idx][:, :t]
+        if isinstance(states, np.ndarray):
+            states = torch.from_numpy(np.ascontiguousarray(states))
+        mask = mask[:, :t]
+        return {
+            "input_ids": torch.zeros_like(mask),
+            "attention_mask": mask,
+            CACHED_KEY: states,
+        }
+
+    def to_model(self, raw, device, augment=None):
+        return _to(raw, device)
+
+    def subset(self, idx) -> TokenStateInputs:
+        idx = np.asarray(idx)
+        return replace(self, states=self.states[idx], mask=self.mask[idx])
 
     def example(self, n: int = 2):
         return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
