@@ -36,26 +36,33 @@ CACHE_CONSTRAINT = [str, os.PathLike, HasMethods(["cache"]), None]
 _SUBDIR = "skltransfer-embeddings"
 
 
-def hash_bytes(*parts: bytes | str) -> str:
-    """A short hex digest of ``parts`` (blake2b, 128 bits)."""
-    h = hashlib.blake2b(digest_size=16)
+def _hasher():
+    # SHA-256 runs on dedicated instructions on current x86 and ARM CPUs: 2x
+    # faster than blake2b there, which matters when every image of every
+    # cross-validation fold is hashed for its cache key.
+    return hashlib.sha256()
+
+
+def hash_bytes(*parts: bytes | str | memoryview) -> str:
+    """A short hex digest of ``parts`` (SHA-256, first 128 bits)."""
+    h = _hasher()
     for part in parts:
         h.update(part.encode() if isinstance(part, str) else part)
         h.update(b"\x00")
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 def weights_fingerprint(module) -> str:
     """A digest of a module's parameters and buffers (names, shapes and values)."""
     import torch
 
-    h = hashlib.blake2b(digest_size=16)
+    h = _hasher()
     for name, tensor in module.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()[:32]
 
 
 def frozen_fingerprint(module) -> str:

@@ -219,7 +219,12 @@ def _item_key(item) -> str:
     if _is_pil(item):
         return hash_bytes("pil", item.mode, str(item.size), item.tobytes())
     arr = np.ascontiguousarray(np.asarray(item))
-    return hash_bytes(f"array:{arr.dtype}:{arr.shape}", arr.tobytes())
+    return hash_bytes(f"array:{arr.dtype}:{arr.shape}", _bytes(arr))
+
+
+def _bytes(arr: np.ndarray) -> memoryview:
+    """The bytes of a contiguous array, without copying them."""
+    return memoryview(arr).cast("B")
 
 
 def _check_paths(paths) -> None:
@@ -263,7 +268,7 @@ class ImageSource:
         if self.array is not None:
             prefix = f"array:{self.array.dtype}:{self.array.shape[1:]}"
             return [
-                hash_bytes(prefix, np.ascontiguousarray(a).tobytes())
+                hash_bytes(prefix, _bytes(np.ascontiguousarray(a)))
                 for a in self.array
             ]
         return [_item_key(x) for x in self.items]
