@@ -155,10 +155,10 @@ def _draft(img, side: int | None):
     The margins follow Pillow's "reducing gap" (``Image.thumbnail``): closer
     to ``side``, the reduction's own filter shows through the final resize.
 
-    - JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT domain (``draft``),
-      several times faster than a full decode of a multi-megapixel photo,
-      down to twice ``side`` (at 1/8 scale, chroma subsampling smeared
-      colour edges by tens of grey levels);
+    - JPEG decodes at 1/2 or 1/4 scale in the DCT domain (``draft``), 2-4x
+      faster than a full decode of a multi-megapixel photo, down to ``side``
+      (never 1/8: at that scale chroma subsampling smeared colour edges by
+      tens of grey levels);
     - other formats are decoded in full, then reduced by an integer box
       filter down to three times ``side``.
 
@@ -168,7 +168,8 @@ def _draft(img, side: int | None):
     if side is None:
         return img
     if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK", "YCbCr"):
-        img.draft(img.mode, (2 * side, 2 * side))
+        least = max(side, min(img.size) // 4)  # 1/4 scale at most
+        img.draft(img.mode, (least, least))
         return img
     factor = min(img.size) // (3 * side)
     if factor >= 2 and img.mode in ("RGB", "RGBA", "L", "LA"):
