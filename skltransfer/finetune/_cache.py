@@ -246,44 +246,46 @@ def _store(n: int, example: torch.Tensor, folder: str | None):
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
-def _compute(fn, inputs, ctx, batch_size: int, example, folder):
-    """``fn`` of every sample of ``inputs``, in memory or in a file under ``folder``.
-
-    Batches are written into the store as they come, so that a store on disk
-    never has the whole result in memory.
-    """
-    out = _store(len(inputs), example, folder)
+def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None) -> None:
+    """Write ``fn`` of every batch of ``inputs`` into ``store`` as it comes (a
+    store on disk never has the whole result in memory). A token-state part
+    shorter than the store is zero-padded on the right."""
     filled = [0]
 
     def write(batch):
-        part = fn(batch).detach().to("cpu", example.dtype)
-        start, filled[0] = filled[0], filled[0] + len(part)
-        out[start : filled[0]] = part if folder is None else part.numpy()
+        part = fn(batch).detach().to("cpu", dtype)
+        rows = slice(filled[0], filled[0] + len(part))
+        filled[0] = rows.stop
+        if isinstance(store, np.ndarray):
+            part = part.numpy()
+        if part.ndim == 3 and part.shape[1] < store.shape[1]:
+            store[rows, part.shape[1] :] = 0
+        store[rows, : part.shape[1]] = part
+        if on_batch is not None:
+            on_batch(rows, batch)
 
     map_batches(inputs, write, ctx, batch_size)
+
+
+def _compute(fn, inputs, ctx, batch_size: int, example, folder):
+    """``fn`` of every sample of ``inputs``, in memory or in a file under ``folder``."""
+    out = _store(len(inputs), example, folder)
+    _fill(out, fn, inputs, ctx, batch_size, example.dtype)
     return TensorInputs(out) if folder is None else MappedInputs(out)
 
 
 def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder):
     """Token states at the freeze boundary of every text, right-padded to the
     longest text, with their attention masks."""
-    lengths = attention_lengths(inputs)
-    states = _store(
-        len(inputs), example[:1, :1].expand(1, int(lengths.max()), -1), folder
-    )
+    longest = int(attention_lengths(inputs).max())
+    states = _store(len(inputs), example[:1, :1].expand(1, longest, -1), folder)
     mask = torch.zeros(states.shape[:2], dtype=torch.long)
-    filled = [0]
 
-    def write(batch):
-        part = fn(batch).detach().to("cpu", example.dtype)
-        start, filled[0] = filled[0], filled[0] + len(part)
-        t = part.shape[1]
-        rows = slice(start, filled[0])
-        states[rows, :t] = part if folder is None else part.numpy()
-        states[rows, t:] = 0
+    def keep_mask(rows, batch):
+        t = batch["attention_mask"].shape[1]
         mask[rows, :t] = batch["attention_mask"].cpu()
 
-    map_batches(inputs, write, ctx, batch_size)
+    _fill(states, fn, inputs, ctx, batch_size, example.dtype, keep_mask)
     return TokenStateInputs(states, mask)
 
 
@@ -300,7 +302,8 @@ def attention_lengths(inputs: TextInputs) -> torch.Tensor:
 
 
 def _where(n_bytes: int) -> str:
-    """ "memory" or "disk" for ``n_bytes`` of activations; raises if neither fits."""
+    """Where ``n_bytes`` of activations go ("memory" or "disk"); raises
+    :class:`_NotCached` when neither has room."""
     if n_bytes <= memory_budget():
         return "memory"
     free = shutil.disk_usage(tempfile.gettempdir()).free

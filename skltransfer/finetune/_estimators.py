@@ -113,8 +113,9 @@ default=None
         augmentation and ``freeze_batchnorm`` is True, compute their outputs
         once per fit and train the rest on them (with ``unfreeze=0``, the
         backbone's features; for texts, the token states at the boundary and
-        their attention masks); the results equal those of the plain path. The activations stay in memory up to a quarter of the
-        available memory and go to a memory-mapped temporary file beyond.
+        their attention masks); the results equal those of the plain path.
+        The activations stay in memory up to a quarter of the available
+        memory and go to a memory-mapped temporary file beyond.
         ``"auto"`` caches whenever it can and warns
         (:class:`~skltransfer.exceptions.FrozenCacheWarning`) with the reason
         when frozen groups must run at every epoch; True raises instead;

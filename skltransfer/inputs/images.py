@@ -269,8 +269,7 @@ class ImageSource:
         if self.array is not None:
             prefix = f"array:{self.array.dtype}:{self.array.shape[1:]}"
             return [
-                hash_bytes(prefix, _bytes(np.ascontiguousarray(a)))
-                for a in self.array
+                hash_bytes(prefix, _bytes(np.ascontiguousarray(a))) for a in self.array
             ]
         return [_item_key(x) for x in self.items]
 
