@@ -128,10 +128,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 "max_epochs=0 trains nothing; it is only meaningful with "
                 "head_init='probe' (the head start alone, a linear probe)."
             )
+        snapshot = _FittedState(self)
         try:
             self._fit(X, y, sample_weight)
-        except FloatingPointError:
-            self._clear_fitted()
+        except BaseException:
+            # Errors, divergence and KeyboardInterrupt alike: a fit completes
+            # or leaves the estimator as it was (unfitted, or the previous fit).
+            snapshot.restore(self)
             raise
         return self
 
@@ -344,10 +347,6 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             inputs = inputs.materialize(self.batch_size)
         return inputs.to(device) if hasattr(inputs, "to") else inputs
 
-    def _clear_fitted(self):
-        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, key)
-
     # -- predict ---------------------------------------------------------------
 
     def _forward_all(self, X, activation=None) -> np.ndarray:
@@ -441,6 +440,40 @@ def _check_weights(sample_weight, n: int):
     if w.sum() <= 0:
         raise ValueError("sample_weight must have a positive sum.")
     return torch.as_tensor(w / w.mean(), dtype=torch.float32)
+
+
+class _FittedState:
+    """The fitted attributes before a fit, to put back if the fit fails.
+
+    A fit from scratch builds new objects (network, optimiser, history), so
+    references to the old ones suffice. A warm start trains the fitted
+    network and optimiser in place: their states are copied (on the CPU, at
+    the cost of one copy of the weights) and the history too.
+    """
+
+    def __init__(self, estimator):
+        self.attributes = _fitted_attributes(estimator)
+        self.warm = bool(estimator.warm_start) and "module_" in self.attributes
+        if self.warm:
+            self.module = {
+                k: v.detach().to("cpu", copy=True)
+                for k, v in estimator.module_.state_dict().items()
+            }
+            self.optimizer = copy.deepcopy(estimator.optimizer_.state_dict())
+            self.history = list(estimator.history_)
+
+    def restore(self, estimator) -> None:
+        for key in _fitted_attributes(estimator):
+            delattr(estimator, key)
+        vars(estimator).update(self.attributes)
+        if self.warm:
+            estimator.module_.load_state_dict(self.module)
+            estimator.optimizer_.load_state_dict(self.optimizer)
+            estimator.history_ = self.history
+
+
+def _fitted_attributes(estimator) -> dict:
+    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and k[0] != "_"}
 
 
 def _tensors_to(inputs, device):

@@ -379,6 +379,13 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
                 "balanced", classes=np.arange(len(self.classes_)), y=targets.numpy()
             )
         else:
+            known = set(self.classes_.tolist())
+            unknown = [c for c in self.class_weight if c not in known]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names classes that are not in y: {unknown}; "
+                    f"the classes are {sorted(known, key=str)}."
+                )
             weights = [self.class_weight.get(c, 1.0) for c in self.classes_.tolist()]
         return torch.as_tensor(np.asarray(weights, dtype=np.float32))
 

@@ -72,12 +72,16 @@ class _Best:
         self.diverged = False
 
     def update(self, loss: float, epoch: int, module) -> None:
-        if loss < self.loss:
+        state = module.state_dict()
+        if loss < self.loss and _all_finite(state[k] for k in self.keys):
             self.loss, self.epoch, self.stale = loss, epoch, 0
-            state = module.state_dict()
             self.state = {k: state[k].detach().clone() for k in self.keys}
         else:
             self.stale += 1
+
+
+def _all_finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 class TrainingLoopMixin:
@@ -121,7 +125,12 @@ class TrainingLoopMixin:
         n_unfrozen = self._unfreeze_for_epoch(ctx)
         train_loss = self._run_epoch(ctx, train, y_train)
         if not math.isfinite(train_loss):
-            self._diverged_loss = train_loss
+            self._divergence = f"the training loss became {train_loss}"
+            return None
+        if not _all_finite(ctx.params):
+            # A last step can overflow the weights while the epoch's mean
+            # loss still looks fine; such weights must never be kept.
+            self._divergence = "the weights became non-finite"
             return None
         record = {"epoch": self.n_iter_ + 1, "train_loss": train_loss}
         if valid is not None:
@@ -147,10 +156,10 @@ class TrainingLoopMixin:
 
     def _on_divergence(self, best: _Best) -> None:
         """Stop with a warning, keeping the last good weights, or raise if none."""
+        what = self.__dict__.pop("_divergence")
         message = (
-            f"The training loss became {self.__dict__.pop('_diverged_loss')} at "
-            f"epoch {self.n_iter_ + 1}. Try a lower lr, precision='fp32' or a "
-            "smaller max_grad_norm."
+            f"Training diverged at epoch {self.n_iter_ + 1}: {what}. Try a lower "
+            "lr, precision='fp32' or a smaller max_grad_norm."
         )
         if best.state is None:
             raise FloatingPointError(message)

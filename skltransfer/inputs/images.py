@@ -10,7 +10,9 @@ Accepted inputs (see :func:`as_image_source`):
   entries);
 - a 2-D array (N, H*W*C) of flattened images, with ``image_shape``.
 
-Grey images are repeated to RGB and the alpha channel of RGBA is dropped.
+Grey images are repeated to RGB. Transparent files and PIL images are
+composited onto white; the alpha channel of an RGBA array is dropped. 16-bit
+and float images keep their precision (see :func:`_pil_pixels`).
 ``uint8`` arrays are read as 0-255. Other arrays are scaled by a value range:
 (0, 1) when the training data lie in [0, 1], else (min(0, lowest), highest) of
 the training data (e.g. (0, 16) for ``load_digits``); values outside it are
@@ -178,26 +180,94 @@ def _draft(img, side: int | None):
 
 
 def _open(path, side: int | None = None) -> np.ndarray:
-    """The image file at ``path`` as uint8 (H, W, 3), upright (EXIF)."""
+    """The image file at ``path`` as (H, W, C) pixels, upright (EXIF): see
+    :func:`_pil_pixels`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(_draft(img, side))
-            return np.asarray(img.convert("RGB"))
+            return _pil_pixels(ImageOps.exif_transpose(_draft(img, side)))
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"Image file {os.fspath(path)!r} is too large to decode safely: {exc} "
+            "If the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS."
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"Cannot read image file {os.fspath(path)!r}: {exc}") from exc
 
 
+# 16-bit greyscale modes; their full range maps to [0, 1].
+_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+_TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _pil_pixels(img) -> np.ndarray:
+    """Pixels of a PIL image, read as they are.
+
+    - 8-bit modes give uint8 (H, W, 3) RGB. Transparent images (an alpha
+      channel, or a palette or grey image with a transparent colour) are
+      composited onto white, so that whatever colour hides under transparent
+      pixels never reaches the model.
+    - 16-bit greyscale (``I;16*``) gives float32 (H, W, 1) in [0, 1] over the
+      full 16-bit range; 32-bit integers (``I``) the same when they lie in
+      0..65535, else over their own range; floats (``F``) as they are when in
+      [0, 1], else over their own range.
+    """
+    mode = img.mode
+    if mode in _MODES_16 or mode in ("I", "F"):
+        return _high_depth(img)[..., None]
+    if "transparency" in img.info or mode in _TRANSPARENT:
+        from PIL import Image
+
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"))
+
+
+def _high_depth(img) -> np.ndarray:
+    arr = np.asarray(img)
+    if img.mode in _MODES_16:
+        return arr.astype(np.float32) / 65535.0
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("the image contains NaN or infinity")
+    if img.mode == "I" and arr.min() >= 0 and arr.max() <= 65535:
+        low, high = 0.0, 65535.0
+    elif img.mode == "F" and arr.min() >= 0 and arr.max() <= 1:
+        low, high = 0.0, 1.0
+    else:
+        low, high = float(arr.min()), float(arr.max())
+    return ((arr - low) / (high - low if high > low else 1.0)).astype(np.float32)
+
+
+def _check_pixels(chw: torch.Tensor | np.ndarray) -> None:
+    if chw.shape[-1] == 0 or chw.shape[-2] == 0:
+        raise ValueError(f"the image has no pixels (shape {tuple(chw.shape)})")
+
+
+def _pixels_to_chw(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) pixels from :func:`_pil_pixels` as a (C, H, W) tensor."""
+    _check_pixels(pixels.transpose(2, 0, 1))
+    if pixels.dtype == np.uint8:
+        return _tensor(pixels.transpose(2, 0, 1))
+    return _scale(pixels.transpose(2, 0, 1), (0.0, 1.0))
+
+
 def _single_to_chw(item, value_range, side: int | None = None) -> torch.Tensor:
     """One path, PIL image or array as a (C, H, W) tensor: uint8 (0-255) for
-    files, PIL images and uint8 arrays, else float RGB in [0, 1]."""
+    8-bit files, PIL images and uint8 arrays, else float RGB in [0, 1]."""
     if _is_path(item):
-        return _tensor(_open(item, side).transpose(2, 0, 1))
+        return _pixels_to_chw(_open(item, side))
     if _is_pil(item):
-        return _tensor(np.asarray(item.convert("RGB")).transpose(2, 0, 1))
+        return _pixels_to_chw(_pil_pixels(item))
     arr = _check_numeric(np.asarray(item))
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"expected one image of shape (H, W) or (H, W, C), got {arr.shape}"
+        )
     chw = _to_nchw(arr[None])[0]
+    _check_pixels(chw)
     if arr.dtype == np.uint8:
         return _tensor(chw)
     return _scale(chw, value_range)
@@ -291,8 +361,15 @@ class ImageSource:
                 return _resize_crop(_tensor(batch), preprocessing)
             return preprocessing.resize_crop(_scale(batch, self.value_range))
         side = preprocessing.decode_side
-        images = [_single_to_chw(x, self.value_range, side) for x in self.items[sl]]
-        return torch.cat([_resize_crop(im[None], preprocessing) for im in images])
+        start = sl.start or 0
+        resized = []
+        for i, item in enumerate(self.items[sl]):
+            try:
+                image = _single_to_chw(item, self.value_range, side)
+            except ValueError as exc:
+                raise ValueError(f"Sample {start + i}: {exc}") from exc
+            resized.append(_resize_crop(image[None], preprocessing))
+        return torch.cat(resized)
 
     def load(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize, crop and normalise the images in ``sl``."""
@@ -312,7 +389,10 @@ def as_image_source(X, *, image_shape=None, value_range=None) -> ImageSource:
             X = _reshape_flat(X, image_shape)
         if len(X) == 0:
             raise ValueError("Got an empty input: at least one image is required.")
-        return ImageSource(array=_to_nchw(_check_numeric(X)), value_range=value_range)
+        X = _to_nchw(_check_numeric(X))
+        if X.shape[-1] == 0 or X.shape[-2] == 0:
+            raise ValueError(f"The images have no pixels: shape {X.shape}.")
+        return ImageSource(array=X, value_range=value_range)
     if isinstance(X, numbers.Number) or not hasattr(X, "__len__"):
         raise TypeError(f"Expected a list or array of images, got {type(X).__name__}.")
     items = list(X)

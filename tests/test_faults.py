@@ -1,0 +1,272 @@
+"""Faults a hostile user meets: each case ends in a clear error or a faithful
+result, never in a silent wrong answer or lost work."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _common_finetune import mlp
+from PIL import Image
+from sklearn.exceptions import NotFittedError
+
+from skltransfer import FineTuneClassifier, FineTuneRegressor, PretrainedImageFeatures
+from skltransfer.backbones import ImagePreprocessing
+from skltransfer.exceptions import SkltransferWarning
+from skltransfer.inputs.images import as_image_source
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = {"unfreeze": "all", "max_epochs": 3, "random_state": 0}
+
+
+def _state(clf):
+    return {k: v.clone() for k, v in clf.module_.state_dict().items()}
+
+
+def _same_fit(clf, before_state, before_proba, X):
+    after = clf.module_.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before_state.items())
+    np.testing.assert_array_equal(clf.predict_proba(X), before_proba)
+
+
+# -- a fit completes or leaves the estimator as it was -----------------------------
+
+
+def test_failed_refit_leaves_the_previous_fit(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST).fit(X[:60], y[:60] % 2)
+    state, proba = _state(clf), clf.predict_proba(X[:10])
+    attributes = set(vars(clf))
+    with pytest.raises(ValueError, match="unfreeze"):
+        clf.set_params(unfreeze=99).fit(X[:60], y[:60] % 4)
+    assert set(vars(clf)) == attributes
+    assert clf.classes_.tolist() == [0, 1]
+    _same_fit(clf, state, proba, X[:10])
+
+
+def test_interrupted_fit_leaves_the_previous_fit(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST).fit(X[:60], y[:60])
+    state, proba = _state(clf), clf.predict_proba(X[:10])
+    n_iter, best = clf.n_iter_, clf.best_epoch_
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    clf._run_epoch = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X[:80], y[:80])
+    del clf._run_epoch
+    assert (clf.n_iter_, clf.best_epoch_) == (n_iter, best)
+    _same_fit(clf, state, proba, X[:10])
+
+
+def test_interrupted_first_fit_leaves_nothing(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    clf._run_epoch = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X[:60], y[:60])
+    assert not [k for k in vars(clf) if k.endswith("_") and not k.startswith("_")]
+    with pytest.raises(NotFittedError):
+        clf.predict(X[:5])
+
+
+def test_warm_start_refit_that_diverges_keeps_the_previous_model(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST, warm_start=True).fit(X[:60], y[:60])
+    state, proba = _state(clf), clf.predict_proba(X[:10])
+    history = list(clf.history_)
+    with pytest.raises(FloatingPointError, match="diverged at epoch 4"):
+        clf.set_params(lr=1e12).fit(X[:60], y[:60])
+    assert clf.history_ == history and clf.n_iter_ == 3
+    _same_fit(clf, state, proba, X[:10])
+
+
+@pytest.mark.parametrize("Estimator", [FineTuneClassifier, FineTuneRegressor])
+def test_huge_learning_rate_never_keeps_non_finite_weights(small_digits, Estimator):
+    X, y = small_digits
+    est = Estimator(mlp(), unfreeze="all", lr=1e6, max_epochs=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkltransferWarning)
+        try:
+            est.fit(X[:100], y[:100].astype(float))
+        except FloatingPointError:
+            assert not hasattr(est, "module_")  # nothing was fitted before
+            return
+    params = est.module_.state_dict().values()
+    assert all(torch.isfinite(p).all() for p in params)
+    out = est.predict_proba(X[:20]) if hasattr(est, "predict_proba") else None
+    assert out is None or np.isfinite(out).all()
+
+
+def test_unknown_class_in_class_weight_is_named(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST, class_weight={0: 2.0, 42: 1.0})
+    with pytest.raises(ValueError, match=r"not in y: \[42\]"):
+        clf.fit(X[:60], y[:60])
+
+
+class PoisonAfter(torch.nn.Module):
+    """A linear layer whose weights turn to NaN right after its ``after``-th
+    training forward pass: the loss of that step is still finite."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 16)
+        self.after = after
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.linear(x)
+        self.calls += self.training
+        if self.training and self.calls == self.after:
+            with torch.no_grad():
+                self.linear.weight.fill_(float("nan"))
+        return out
+
+
+def test_weights_that_turn_non_finite_with_a_finite_loss_are_not_kept(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(
+        PoisonAfter(4), unfreeze="all", batch_size=20, max_epochs=5, random_state=0
+    )
+    with pytest.warns(SkltransferWarning, match="non-finite.*weights of epoch 1"):
+        clf.fit(X[:40], y[:40])
+    assert clf.best_epoch_ == 1
+    assert all(torch.isfinite(p).all() for p in clf.module_.state_dict().values())
+    assert np.isfinite(clf.predict_proba(X[:40])).all()
+
+
+def test_huge_learning_rate_on_an_image_backbone(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(
+        "test_tiny_cnn", image_shape=(8, 8), lr=1e6, max_epochs=3, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkltransferWarning)
+        try:
+            clf.fit(X[:60], y[:60])
+        except FloatingPointError:
+            assert not hasattr(clf, "module_")
+            return
+    assert all(torch.isfinite(p).all() for p in clf.module_.state_dict().values())
+    assert np.isfinite(clf.predict_proba(X[:20])).all()
+
+
+# -- images are read as they are ----------------------------------------------------
+
+PRE = ImagePreprocessing(crop_size=8, resize_size=None)
+
+
+def _pixels(items):
+    return as_image_source(items).load_resized(slice(0, len(items)), PRE)
+
+
+def _save(tmp_path, name, image):
+    path = tmp_path / name
+    image.save(path)
+    return str(path)
+
+
+def test_16_bit_images_keep_their_values(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 65536, (16, 16)).astype(np.uint16)
+    arrays = [np.full((16, 16), 4000, np.uint16), np.full((16, 16), 60000, np.uint16)]
+    paths = [
+        _save(tmp_path, f"{i}.png", Image.fromarray(a))
+        for i, a in enumerate([*arrays, noise])
+    ]
+    assert Image.open(paths[0]).mode.startswith("I")
+    out = _pixels(paths)
+    np.testing.assert_allclose(out[0], 4000 / 65535, atol=1e-6)
+    np.testing.assert_allclose(out[1], 60000 / 65535, atol=1e-6)
+    assert 0.4 < float(out[2].mean()) < 0.6  # noise stays noise, not saturated white
+    features = PretrainedImageFeatures("test_tiny_cnn").fit(paths).transform(paths)
+    assert not np.allclose(features[0], features[1])
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(0.25, 0.25), (1000.0, None)],  # in [0, 1]: as is; else over its own range
+)
+def test_float_images(tmp_path, values, expected):
+    arr = np.full((16, 16), values, np.float32)
+    arr[0, 0] = 0.0
+    path = _save(tmp_path, "f.tiff", Image.fromarray(arr, mode="F"))
+    out = _pixels([path])[0]
+    if expected is not None:
+        assert abs(float(out.max()) - expected) < 1e-6
+    else:
+        assert float(out.max()) == pytest.approx(1.0) and float(out.min()) >= 0
+
+
+def test_32_bit_integer_images(tmp_path):
+    arr = np.full((16, 16), 30000, np.int32)
+    path = _save(tmp_path, "i.tiff", Image.fromarray(arr, mode="I"))
+    np.testing.assert_allclose(_pixels([path])[0], 30000 / 65535, atol=1e-6)
+
+
+def test_transparency_is_composited_on_white_without_warnings(tmp_path):
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255  # red under ...
+    rgba[:8, :, 3] = 255  # ... opaque top half, transparent bottom half
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 1  # the whole image is transparent
+    la = Image.fromarray(
+        np.stack([np.zeros((16, 16)), rgba[..., 3]], -1).astype(np.uint8), "LA"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _pixels(
+            [
+                _save(tmp_path, "rgba.png", Image.fromarray(rgba, "RGBA")),
+                _save(tmp_path, "p.png", palette),
+                la,
+            ]
+        )
+    top, bottom = out[0][:, :3], out[0][:, 5:]  # away from the blurred edge
+    assert torch.allclose(top, torch.tensor([1.0, 0, 0]).view(3, 1, 1).expand_as(top))
+    assert torch.allclose(bottom, torch.ones_like(bottom))  # white, not red
+    assert torch.allclose(out[1], torch.ones_like(out[1]))
+    assert torch.allclose(out[2][:, :3], torch.zeros_like(out[2][:, :3]))
+    assert torch.allclose(out[2][:, 5:], torch.ones_like(out[2][:, 5:]))
+
+
+def test_cmyk_jpeg_is_read(tmp_path):
+    path = _save(tmp_path, "c.jpg", Image.new("CMYK", (16, 16), (0, 255, 255, 0)))
+    out = _pixels([path])[0]
+    assert out[0].mean() > 0.9 and out[1].mean() < 0.1  # red
+
+
+def test_decompression_bomb_names_the_path(tmp_path, monkeypatch):
+    path = _save(tmp_path, "bomb.png", Image.new("L", (200, 200)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ValueError, match=r"Sample 0: .*bomb\.png.*too large"):
+        _pixels([path])
+
+
+@pytest.mark.parametrize(
+    ("items", "match"),
+    [
+        (
+            [np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8)],
+            "Sample 1: .*no pixels",
+        ),
+        ([np.zeros((4, 4, 3)), np.zeros((2, 4, 4, 3))], "Sample 1: expected one image"),
+        (np.zeros((2, 0, 4, 3), np.uint8), "no pixels"),
+    ],
+)
+def test_degenerate_images_are_named(items, match):
+    with pytest.raises(ValueError, match=match):
+        _pixels(items)
+
+
+def test_one_pixel_image_is_an_image():
+    out = _pixels([np.full((1, 1, 3), 255, np.uint8)])
+    assert torch.allclose(out, torch.ones_like(out))
