@@ -11,7 +11,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, validate_params
-from ..caching import CACHE_CONSTRAINT, cached_rows, frozen_fingerprint, hash_bytes
+from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, module_fingerprint
 from ..exceptions import SkltransferWarning
 from ._pooling import POOLINGS, pool
 
@@ -137,10 +137,6 @@ class PretrainedImageFeatures(
         """
         validate_params(self)
         self._fit_backbone(X)
-        # The backbone is frozen, so its fingerprint is taken once, in fit.
-        self._weights_key = None
-        if self.cache is not None:
-            self._weights_key = frozen_fingerprint(self.backbone_)
         self.layer_module_ = self._resolve_layer()
         if self.compile and not self._compilable():
             warnings.warn(
@@ -178,9 +174,9 @@ class PretrainedImageFeatures(
 
     def _cache_key(self) -> str:
         check_is_fitted(self, "backbone_")
-        # Computed here only when the cache was switched on after fit; not
-        # stored, since transform must leave the estimator unchanged.
-        weights_key = self._weights_key or frozen_fingerprint(self.backbone_)
+        # Remembered on the backbone and checked against its tensors' versions,
+        # so a backbone changed in place gets a new key.
+        weights_key = module_fingerprint(self.backbone_)
         settings = (self.layer_module_, self.pooling, self.preprocessing_)
         return hash_bytes(
             type(self).__name__,

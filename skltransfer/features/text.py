@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from numbers import Integral
 
@@ -29,8 +30,8 @@ from ..caching import (
     CACHE_CONSTRAINT,
     cached_rows,
     hash_bytes,
+    module_fingerprint,
     text_keys,
-    weights_fingerprint,
 )
 from ..exceptions import TruncationWarning
 from ..inputs.text import (
@@ -191,10 +192,6 @@ class PretrainedTextEmbeddings(
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)
         self.n_features_out_ = backbone.hidden_size
-        # The encoder is frozen, so its fingerprint is taken once, in fit.
-        self._weights_key = None
-        if self.cache is not None:
-            self._weights_key = weights_fingerprint(backbone)
         return self
 
     def transform(self, X):
@@ -220,12 +217,13 @@ class PretrainedTextEmbeddings(
         )
 
     def _cache_key(self) -> str:
-        weights_key = self._weights_key or weights_fingerprint(self.backbone_)
+        weights_key = module_fingerprint(self.backbone_)
         settings = (self.pooling, self.normalize, self.layers_, self.max_length_)
         return hash_bytes(
             type(self).__name__,
             self.backbone_.name,
             weights_key,
+            _tokenizer_key(self.backbone_),
             repr(settings),
             self.precision,
         )
@@ -317,3 +315,21 @@ class PretrainedTextEmbeddings(
         tags.input_tags.two_d_array = False
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+
+def _tokenizer_key(backbone) -> str:
+    """A digest of the tokenizer (its full definition for fast tokenizers, else
+    its vocabulary) and the model's configuration: files of a model folder
+    that change the output without changing a weight."""
+    tokenizer = backbone.tokenizer
+    fast = getattr(tokenizer, "backend_tokenizer", None)
+    if fast is not None:
+        definition = json.loads(fast.to_str())
+        # Set per call by the tokenising code, not part of the definition.
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+        definition = json.dumps(definition, sort_keys=True)
+    else:
+        definition = repr(sorted(tokenizer.get_vocab().items()))
+    config = getattr(getattr(backbone.body, "model", None), "config", None)
+    return hash_bytes(definition, config.to_json_string() if config is not None else "")

@@ -203,7 +203,9 @@ default="glove-6b-50d"
     def _cache_key(self) -> str:
         vectors = self.vectors_
         digest = vectors.digest() or hash_bytes(
-            np.ascontiguousarray(vectors.vectors).tobytes()
+            np.ascontiguousarray(vectors.vectors).tobytes(),
+            # The words too: permuted words give other rows for the same text.
+            "\n".join(sorted(vectors.index, key=vectors.index.get)),
         )
         idf = [getattr(self, a, None) for a in ("idf_", "idf_rows_", "idf_unseen_")]
         settings = (self.pooling, self.weighting, self.lowercase, self.token_pattern)

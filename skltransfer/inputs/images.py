@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..caching import hash_bytes
+from ..caching import file_digest, hash_bytes
 
 __all__ = ["ImageSource", "as_image_source", "fit_value_range"]
 
@@ -282,11 +282,11 @@ def _resize_crop(images: torch.Tensor, preprocessing) -> torch.Tensor:
 
 def _item_key(item) -> str:
     if _is_path(item):
-        # Path, size and modification time: cheap, and any rewrite of the file
-        # changes the key without reading it.
-        stat = os.stat(item)
-        path = os.path.abspath(os.fspath(item))
-        return hash_bytes("file", path, str(stat.st_size), str(stat.st_mtime_ns))
+        # The file's bytes, not its path or modification time: a file rewritten
+        # within the clock's resolution gets a new key, and workers that see
+        # the same files at other paths share rows. Hashing reads the file at
+        # a fraction of the cost of decoding it.
+        return hash_bytes("file", file_digest(item))
     if _is_pil(item):
         return hash_bytes("pil", item.mode, str(item.size), item.tobytes())
     arr = np.ascontiguousarray(np.asarray(item))
