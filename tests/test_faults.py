@@ -475,3 +475,28 @@ def test_duplicate_words_in_a_file_are_reported_once(tmp_path):
         table = WordVectors.load(path)
     assert len(rec) == 1
     np.testing.assert_array_equal(table["a"], [1, 0])
+
+
+# -- every user-facing failure is clear ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/no/such/folder", "./no_model_here", "~/none/x/y"])
+def test_missing_local_model_folders_are_named(path):
+    from skltransfer import PretrainedTextEmbeddings
+
+    with pytest.raises(FileNotFoundError, match="No model folder at"):
+        PretrainedTextEmbeddings(path).fit(["a text"])
+    with pytest.raises(FileNotFoundError, match="No model folder at"):
+        PretrainedImageFeatures(f"hf:{path}").fit(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_backbone_that_cannot_run_on_x_says_so(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match=r"cannot run on X: .* shape \(2, 10\)"):
+        FineTuneClassifier(mlp(), max_epochs=1).fit(X[:20, :10], y[:20])
+
+
+def test_strings_for_a_numeric_backbone_say_so(small_digits):
+    _, y = small_digits
+    with pytest.raises(ValueError, match="X holds strings .* text encoder"):
+        FineTuneClassifier(mlp(), max_epochs=1).fit(["a", "b"] * 10, y[:20])

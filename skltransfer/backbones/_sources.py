@@ -10,6 +10,7 @@ import contextlib
 import copy
 import difflib
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,28 @@ from ._preprocessing import ImagePreprocessing
 from ._registry import BackboneSpec
 
 __all__ = ["HFImageBackbone", "ModuleBackbone", "TimmBackbone", "TorchvisionBackbone"]
+
+
+def check_local_folder(path) -> None:
+    """Raise FileNotFoundError for a path-like model reference that is missing.
+
+    A Hugging Face hub id has the form ``name`` or ``org/name``; a reference
+    that starts like a path (``/``, ``./``, ``../``, ``~``) or holds more than
+    one ``/`` can only be a local folder, and when there is none the user
+    should hear that, not the hub's rules for repository names.
+    """
+    text = os.fspath(path)
+    looks_local = (
+        text.startswith(("/", "./", "../", "~"))
+        or text.count("/") > 1
+        or (os.sep != "/" and os.sep in text)
+    )
+    if looks_local and not os.path.isdir(os.path.expanduser(text)):
+        raise FileNotFoundError(
+            f"No model folder at {text!r}. A local model is a folder saved by "
+            "save_pretrained (or a sentence-transformers folder); a Hugging Face "
+            "hub id has the form 'org/name'."
+        )
 
 
 @contextlib.contextmanager
@@ -266,6 +289,7 @@ class HFImageBackbone(BackboneSpec):
             raise missing_dependency(
                 "transformers", "A Hugging Face backbone"
             ) from None
+        check_local_folder(self.path)
         kw = {"trust_remote_code": self.trust_remote_code}
         config = transformers.AutoConfig.from_pretrained(self.path, **kw)
         processor = transformers.AutoImageProcessor.from_pretrained(self.path, **kw)

@@ -285,9 +285,10 @@ class HFTextBackbone(BackboneSpec):
             import transformers
         except ImportError:
             raise missing_dependency("transformers", "A text encoder") from None
-        from ._sources import quiet_weight_loading, seeded
+        from ._sources import check_local_folder, quiet_weight_loading, seeded
 
         path = str(self.path)
+        check_local_folder(path)
         kw = {"trust_remote_code": self.trust_remote_code}
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kw)
         with seeded(), quiet_weight_loading():

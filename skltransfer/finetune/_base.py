@@ -177,7 +177,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _initialize_module(self, backbone, inputs, targets):
         example = inputs.example()
         with torch.no_grad():  # first, so that lazy modules get their shapes
-            n_features = backbone.forward_features(example).shape[1]
+            try:
+                n_features = backbone.forward_features(example).shape[1]
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"The backbone {backbone.name!r} cannot run on X: {exc} "
+                    f"(a batch of X has shape {_shape(example)})."
+                ) from exc
         groups = backbone.layer_groups(example)
         self.layer_groups_ = [g.name for g in groups]
         self.n_trainable_groups_ = self._resolve_unfreeze(len(groups), backbone)
@@ -474,6 +480,12 @@ class _FittedState:
 
 def _fitted_attributes(estimator) -> dict:
     return {k: v for k, v in vars(estimator).items() if k.endswith("_") and k[0] != "_"}
+
+
+def _shape(batch) -> tuple | dict:
+    if isinstance(batch, dict):
+        return {k: tuple(v.shape) for k, v in batch.items()}
+    return tuple(batch.shape)
 
 
 def _tensors_to(inputs, device):

@@ -76,6 +76,19 @@ def spec_input_kind(backbone) -> str | None:
     return None
 
 
+def _check_not_text(X) -> None:
+    """Strings for a backbone that takes numeric arrays: say so plainly."""
+    first = X[0] if isinstance(X, list | tuple) and X else None
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.size:
+        first = X.flat[0]
+    if isinstance(first, str):
+        raise ValueError(
+            f"X holds strings (sample 0: {first!r}), but this backbone takes "
+            "numeric arrays. For texts, pass a text encoder as backbone, e.g. "
+            "'all-MiniLM-L6-v2'."
+        )
+
+
 def _check_lengths(n_x: int, y) -> None:
     if y is not None and n_x != len(y):
         raise ValueError(
@@ -119,6 +132,7 @@ class InputsMixin:
                 self.__dict__.pop(attr, None)
 
     def _tensor_inputs(self, X, y, *, reset, backbone):
+        _check_not_text(X)
         kwargs = {"dtype": np.float32, "allow_nd": True}
         if reset:
             X, y = validate_data(
