@@ -500,3 +500,57 @@ def test_strings_for_a_numeric_backbone_say_so(small_digits):
     _, y = small_digits
     with pytest.raises(ValueError, match="X holds strings .* text encoder"):
         FineTuneClassifier(mlp(), max_epochs=1).fit(["a", "b"] * 10, y[:20])
+
+
+IMAGES = np.zeros((4, 16, 16, 3), np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (
+            lambda: (
+                __import__("skltransfer")
+                .PretrainedTextEmbeddings("test_tiny_bert", layer=99)
+                .fit(["a"])
+            ),
+            ValueError,
+            "layer=99 is out of range",
+        ),
+        (
+            lambda: PretrainedImageFeatures("test_tiny_cnn", layer="nope").fit(IMAGES),
+            ValueError,
+            "Unknown layer 'nope'",
+        ),
+        (
+            lambda: (
+                PretrainedImageFeatures("test_tiny_cnn")
+                .fit(IMAGES)
+                .transform([None, None])
+            ),
+            TypeError,
+            "Sample 0 is a NoneType",
+        ),
+        (
+            lambda: (
+                __import__("skltransfer")
+                .PretrainedTextEmbeddings("test_tiny_bert")
+                .fit(["a", None])
+            ),
+            ValueError,
+            "Missing text .* at position 1",
+        ),
+        (
+            lambda: (
+                __import__("skltransfer")
+                .PretrainedTextEmbeddings("test_tiny_bert", max_length=1)
+                .fit(["a b"])
+            ),
+            ValueError,
+            "room for the special tokens",
+        ),
+    ],
+)
+def test_entry_point_errors_name_the_argument_or_sample(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
