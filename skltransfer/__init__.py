@@ -17,6 +17,9 @@ _LAZY = {
     "PretrainedWordVectors": "skltransfer.features.word_vectors",
     "FineTuneClassifier": "skltransfer.finetune",
     "FineTuneRegressor": "skltransfer.finetune",
+    "config_context": "skltransfer._config",
+    "get_config": "skltransfer._config",
+    "set_config": "skltransfer._config",
 }
 
 __all__ = sorted(_LAZY)

@@ -80,10 +80,15 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         "compile": ["boolean"],
     }
 
+    def _load_frozen_spec(self, spec):
+        return load_frozen(spec)
+
     def _fit_backbone(self, X):
         """Load weights and learn input conventions from ``X``; returns the source."""
         # get_spec validates the backbone parameter (names, specs or modules).
-        backbone = load_frozen(get_spec(self.backbone))
+        spec = get_spec(self.backbone)
+        backbone = load_frozen(spec)
+        self._remember_spec(spec)
         if backbone.preprocessing is None:
             raise ValueError(
                 f"Backbone {backbone.name!r} has no image preprocessing; wrap a "

@@ -7,6 +7,7 @@ import fnmatch
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -27,6 +28,11 @@ class BackboneSpec:
     Subclasses are frozen dataclasses, so specs compare and hash by value and
     survive ``clone`` and ``GridSearchCV``.
     """
+
+    #: Whether :meth:`load` gives the same weights in another process where
+    #: the model is installed (registered names, torchvision, timm, Hugging
+    #: Face); fitted estimators then pickle the spec instead of the weights.
+    reloadable: ClassVar[bool] = False
 
     def load(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -78,6 +84,8 @@ def list_backbones(pattern: str = "*", *, pretrained: bool | None = None) -> lis
 @dataclass(frozen=True)
 class RegisteredBackbone(BackboneSpec):
     """A backbone from the registry, by name."""
+
+    reloadable: ClassVar[bool] = True
 
     name: str
 

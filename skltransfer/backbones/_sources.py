@@ -12,6 +12,7 @@ import difflib
 import math
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -100,6 +101,8 @@ class TorchvisionBackbone(BackboneSpec):
         or None for random initialisation (no download).
     """
 
+    reloadable: ClassVar[bool] = True
+
     name: str
     weights: object = "DEFAULT"
 
@@ -187,6 +190,8 @@ def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
 @dataclass(frozen=True)
 class TimmBackbone(BackboneSpec):
     """A timm model by name (``pretrained=True`` downloads its weights)."""
+
+    reloadable: ClassVar[bool] = True
 
     name: str
     pretrained: bool = True
@@ -278,6 +283,8 @@ class HFImageBackbone(BackboneSpec):
     Checkpoints with an image-classification head keep it (and their
     ``id2label`` class names); others are loaded with ``AutoModel``.
     """
+
+    reloadable: ClassVar[bool] = True
 
     path: str
     trust_remote_code: bool = False

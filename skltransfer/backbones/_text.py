@@ -35,6 +35,7 @@ import json
 import os
 import string
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -276,6 +277,8 @@ class HFTextBackbone(BackboneSpec):
     trust_remote_code : bool, default=False
         Allow model code shipped with the checkpoint to run.
     """
+
+    reloadable: ClassVar[bool] = True
 
     path: str
     trust_remote_code: bool = False

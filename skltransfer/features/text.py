@@ -22,6 +22,7 @@ from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..backbones._text import (
     TOKEN_POOLINGS,
     attention_mask,
+    get_text_spec,
     load_text_backbone,
     masked_pool,
 )
@@ -185,10 +186,10 @@ class PretrainedTextEmbeddings(
         """
         validate_params(self)
         as_texts(X, missing=self.missing)
-        backbone = load_text_backbone(
-            self.model, trust_remote_code=self.trust_remote_code
-        )
+        spec = get_text_spec(self.model, trust_remote_code=self.trust_remote_code)
+        backbone = load_text_backbone(spec)
         self.backbone_ = backbone.eval().requires_grad_(False)
+        self._remember_spec(spec)
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)
         self.n_features_out_ = backbone.hidden_size

@@ -20,12 +20,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
+from .._config import get_config
 from .._device import PRECISIONS, resolve_precision
 from .._inference import batch_slices, run_batched
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, get_spec
 from ..base import TorchModelMixin
+from ..caching import module_fingerprint
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
 from ._cache import frozen_prefix
 from ._data import TensorInputs, n_steps_per_epoch
@@ -155,6 +157,9 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             weights = _check_weights(sample_weight, len(targets))
             if not warm:
                 self._initialize(backbone, inputs, targets, device)
+            elif "optimizer_" not in self.__dict__:
+                # Unpickled without optimiser state (pickled with warm_start=False).
+                self._initialize_optimizer(device)
             ctx = self._initialize_fit(inputs, device, seed)
             ctx.head_start = not warm and self.head_init == "probe"
             train, valid = self._split(inputs, targets, weights, seed)
@@ -162,7 +167,14 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     def _load_backbone(self):
         spec = get_spec(self.backbone)
-        return spec.load().eval()
+        backbone = spec.load().eval()
+        # Pickles then hold what training changed and a reference to the rest.
+        reloadable = getattr(spec, "reloadable", False)
+        self._pretrained_spec = spec if reloadable else None
+        self._pretrained_fingerprint = (
+            module_fingerprint(backbone) if reloadable else None
+        )
+        return backbone
 
     def _initialize(self, backbone, inputs, targets, device):
         """Build ``module_``, ``optimizer_`` and ``criterion_``; reset the history."""
@@ -432,7 +444,45 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             module.to("cpu")
             _optimizer_to(optimizer, torch.device("cpu"))
             state["module_"], state["optimizer_"] = module, optimizer
+        if not self.warm_start:
+            state.pop("optimizer_", None)  # only a warm start continues from it
+        by_reference = not get_config()["pickle_weights"]
+        if by_reference and state.get("_pretrained_spec") and "module_" in state:
+            state["_module_ref"] = self._changed_state(state.pop("module_"))
         return state
+
+    def _changed_state(self, module) -> dict:
+        """The new head and the backbone entries training may have changed
+        (trainable parameters and every buffer); the rest is the pretrained
+        weights, loaded again from the spec."""
+        trainable = {id(p) for g in self.optimizer_.param_groups for p in g["params"]}
+        live = self.__dict__["module_"].backbone.state_dict(keep_vars=True)
+        keys = [
+            k
+            for k, v in live.items()
+            if id(v) in trainable or not isinstance(v, torch.nn.Parameter)
+        ]
+        state = module.backbone.state_dict()
+        return {"head": module.head, "backbone": {k: state[k] for k in keys}}
+
+    def __getattr__(self, name):
+        state = self.__dict__
+        if name == "module_" and "_module_ref" in state:
+            backbone = state["_pretrained_spec"].load().eval()
+            if module_fingerprint(backbone) != state["_pretrained_fingerprint"]:
+                raise ValueError(
+                    f"The pretrained weights of {state['_pretrained_spec']!r} "
+                    "installed here differ from those this model was fine-tuned "
+                    "from. Install the same version of the model, or pickle the "
+                    "fitted model inside "
+                    "skltransfer.config_context(pickle_weights=True)."
+                )
+            ref = state.pop("_module_ref")
+            backbone.load_state_dict(ref["backbone"], strict=False)
+            module = FineTuneNetwork(backbone, ref["head"]).eval()
+            state["module_"] = module
+            return module
+        return super().__getattr__(name)
 
 
 def _check_weights(sample_weight, n: int):
@@ -458,14 +508,18 @@ class _FittedState:
     """
 
     def __init__(self, estimator):
+        # hasattr first: an unpickled network loads on first access.
+        self.warm = bool(estimator.warm_start) and hasattr(estimator, "module_")
         self.attributes = _fitted_attributes(estimator)
-        self.warm = bool(estimator.warm_start) and "module_" in self.attributes
         if self.warm:
             self.module = {
                 k: v.detach().to("cpu", copy=True)
                 for k, v in estimator.module_.state_dict().items()
             }
-            self.optimizer = copy.deepcopy(estimator.optimizer_.state_dict())
+            optimizer = estimator.__dict__.get("optimizer_")
+            self.optimizer = (
+                None if optimizer is None else copy.deepcopy(optimizer.state_dict())
+            )
             self.history = list(estimator.history_)
 
     def restore(self, estimator) -> None:
@@ -474,7 +528,8 @@ class _FittedState:
         vars(estimator).update(self.attributes)
         if self.warm:
             estimator.module_.load_state_dict(self.module)
-            estimator.optimizer_.load_state_dict(self.optimizer)
+            if self.optimizer is not None:
+                estimator.optimizer_.load_state_dict(self.optimizer)
             estimator.history_ = self.history
 
 

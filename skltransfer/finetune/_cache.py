@@ -286,7 +286,7 @@ def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder):
         mask[rows, :t] = batch["attention_mask"].cpu()
 
     _fill(states, fn, inputs, ctx, batch_size, example.dtype, keep_mask)
-    return TokenStateInputs(states, mask)
+    return TokenStateInputs(states, mask, prefetch=folder is not None)
 
 
 def attention_lengths(inputs: TextInputs) -> torch.Tensor:

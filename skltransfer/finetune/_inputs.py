@@ -121,8 +121,9 @@ class InputsMixin:
         return validate(X, y, reset=reset, backbone=backbone)
 
     def _check_y(self, y, reset: bool):
-        """Validate ``y`` alone (inputs that are not numeric tables)."""
-        if not reset:
+        """Validate ``y`` alone (inputs that are not numeric tables); None at
+        prediction. A warm-start refit (``reset=False``) validates it too."""
+        if y is None:
             return None
         return validate_data(self, y=y, multi_output=True, y_numeric=self._y_numeric)
 
@@ -163,6 +164,7 @@ class InputsMixin:
                 )
             else:
                 X = validate_data(self, X, reset=False, dtype="numeric")
+                y = self._check_y(y, reset)
         else:
             self._forget_features(reset)
             y = self._check_y(y, reset)
