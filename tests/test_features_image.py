@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 
+import skltransfer
 from skltransfer import PretrainedImageFeatures
 from skltransfer.backbones import TimmBackbone
 
@@ -168,7 +169,9 @@ def test_pickling_moves_accelerator_state_to_cpu(monkeypatch, rgb_images):
     X, _ = rgb_images
     est = PretrainedImageFeatures(TINY).fit(X)
     monkeypatch.setattr(base, "_on_accelerator", lambda module: True)
-    state = est.__getstate__()
+    assert "backbone_" not in est.__getstate__()  # by default, a reference
+    with skltransfer.config_context(pickle_weights=True):
+        state = est.__getstate__()
     assert state["backbone_"] is not est.backbone_
     assert est.__dict__["backbone_"] is est.backbone_  # the live model is kept
     assert all(p.device.type == "cpu" for p in state["backbone_"].parameters())

@@ -117,3 +117,17 @@ def test_warm_start_keeps_the_optimiser_state(small_digits):
     assert loaded.optimizer_.state_dict()["state"]
     loaded.fit(X[:60], y[:60])
     assert loaded.n_iter_ == 4
+
+
+def test_warm_start_by_reference_rebuilds_the_optimiser_on_the_network(small_digits):
+    X, y = small_digits
+    kw = {"image_shape": (8, 8), "max_epochs": 2, "unfreeze": 1, "random_state": 0}
+    clf = FineTuneClassifier("test_tiny_cnn", warm_start=True, **kw).fit(X[:60], y[:60])
+    loaded = pickle.loads(pickle.dumps(clf))
+    assert "_module_ref" in vars(loaded)  # the network by reference
+    params = {id(p) for p in loaded.module_.parameters()}
+    in_optimizer = [p for g in loaded.optimizer_.param_groups for p in g["params"]]
+    assert in_optimizer and all(id(p) in params for p in in_optimizer)
+    assert loaded.optimizer_.state_dict()["state"]  # the moments came along
+    loaded.fit(X[:60], y[:60])
+    assert loaded.n_iter_ == 4

@@ -449,6 +449,9 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         by_reference = not get_config()["pickle_weights"]
         if by_reference and state.get("_pretrained_spec") and "module_" in state:
             state["_module_ref"] = self._changed_state(state.pop("module_"))
+            if "optimizer_" in state:
+                # By index, not by parameter: the network is rebuilt on load.
+                state["_optimizer_state"] = state.pop("optimizer_").state_dict()
         return state
 
     def _changed_state(self, module) -> dict:
@@ -481,7 +484,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             backbone.load_state_dict(ref["backbone"], strict=False)
             module = FineTuneNetwork(backbone, ref["head"]).eval()
             state["module_"] = module
+            if "_optimizer_state" in state:
+                self._initialize_optimizer(torch.device("cpu"))
+                self.optimizer_.load_state_dict(state.pop("_optimizer_state"))
             return module
+        if name == "optimizer_" and "_optimizer_state" in state:
+            self.module_  # noqa: B018 - rebuilds the network and its optimiser
+            return state["optimizer_"]
         return super().__getattr__(name)
 
 
