@@ -13,7 +13,7 @@ every subset without running the backbone again. Fine-tuning runs the frozen
 layer groups once per fit (``cache_frozen``, on by default) and trains the
 rest.
 
-Run: ``python docs/examples/fashion_learning_curve.py`` (offline, about seven
+Run: ``python docs/examples/fashion_learning_curve.py`` (offline, about 20
 minutes on two CPU cores; needs the ``dataset-fashion-mnist`` Debian
 package). Writes ``docs/figures/fashion_learning_curve.png``.
 """
