@@ -11,12 +11,27 @@ from ._config import get_config
 from ._device import resolve_device
 from .caching import module_fingerprint
 
-__all__ = ["TorchModelMixin"]
+__all__ = ["TorchModelMixin", "load_verified"]
 
 
 def _on_accelerator(module: nn.Module) -> bool:
     tensors = list(module.parameters()) + list(module.buffers())
     return any(t.device.type != "cpu" for t in tensors)
+
+
+def load_verified(load, spec, fingerprint: str) -> nn.Module:
+    """``load(spec)``, refusing weights other than those fingerprinted at fit
+    (:func:`~skltransfer.caching.module_fingerprint`): an estimator pickled by
+    reference loads its backbone again this way."""
+    backbone = load(spec)
+    if module_fingerprint(backbone) != fingerprint:
+        raise ValueError(
+            f"The weights of {spec!r} installed here differ from those this "
+            "model was fitted with (their fingerprints differ). Install the "
+            "same version of the model, or pickle the fitted model inside "
+            "skltransfer.config_context(pickle_weights=True)."
+        )
+    return backbone
 
 
 class TorchModelMixin:
@@ -57,16 +72,11 @@ class TorchModelMixin:
         # unpickled from a reference loads on first use.
         state = self.__dict__
         if name == "backbone_" and "_backbone_fingerprint" in state:
-            backbone = self._load_frozen_spec(state["_backbone_spec"])
-            found = module_fingerprint(backbone)
-            if found != state["_backbone_fingerprint"]:
-                raise ValueError(
-                    f"The weights of {state['_backbone_spec']!r} installed here "
-                    "differ from those this model was fitted with (their "
-                    "fingerprints differ). Install the same version of the "
-                    "model, or pickle the fitted model inside "
-                    "skltransfer.config_context(pickle_weights=True)."
-                )
+            backbone = load_verified(
+                self._load_frozen_spec,
+                state["_backbone_spec"],
+                state["_backbone_fingerprint"],
+            )
             state["backbone_"] = backbone
             return backbone
         raise AttributeError(

@@ -47,7 +47,6 @@ __all__ = [
     "EmbeddingCache",
     "cached_rows",
     "file_digest",
-    "frozen_fingerprint",
     "hash_bytes",
     "module_fingerprint",
     "text_keys",
@@ -174,11 +173,6 @@ def module_fingerprint(module) -> str:
     key = h.hexdigest()[:32]
     module.__dict__["_skltransfer_fingerprint"] = (versions, key)
     return key
-
-
-def frozen_fingerprint(module) -> str:
-    """:func:`module_fingerprint` (kept for the estimators that call it)."""
-    return module_fingerprint(module)
 
 
 def _location(cache) -> str | None:

@@ -26,7 +26,7 @@ from .._inference import batch_slices, run_batched
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, get_spec
-from ..base import TorchModelMixin
+from ..base import TorchModelMixin, load_verified
 from ..caching import module_fingerprint
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
 from ._cache import frozen_prefix
@@ -167,7 +167,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     def _load_backbone(self):
         spec = get_spec(self.backbone)
-        backbone = spec.load().eval()
+        backbone = _load_fresh(spec)
         # Pickles then hold what training changed and a reference to the rest.
         reloadable = getattr(spec, "reloadable", False)
         self._pretrained_spec = spec if reloadable else None
@@ -471,15 +471,9 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def __getattr__(self, name):
         state = self.__dict__
         if name == "module_" and "_module_ref" in state:
-            backbone = state["_pretrained_spec"].load().eval()
-            if module_fingerprint(backbone) != state["_pretrained_fingerprint"]:
-                raise ValueError(
-                    f"The pretrained weights of {state['_pretrained_spec']!r} "
-                    "installed here differ from those this model was fine-tuned "
-                    "from. Install the same version of the model, or pickle the "
-                    "fitted model inside "
-                    "skltransfer.config_context(pickle_weights=True)."
-                )
+            backbone = load_verified(
+                _load_fresh, state["_pretrained_spec"], state["_pretrained_fingerprint"]
+            )
             ref = state.pop("_module_ref")
             backbone.load_state_dict(ref["backbone"], strict=False)
             module = FineTuneNetwork(backbone, ref["head"]).eval()
@@ -492,6 +486,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             self.module_  # noqa: B018 - rebuilds the network and its optimiser
             return state["optimizer_"]
         return super().__getattr__(name)
+
+
+def _load_fresh(spec):
+    """A new copy of the pretrained backbone (fine-tuning changes it in place)."""
+    return spec.load().eval()
 
 
 def _check_weights(sample_weight, n: int):

@@ -139,14 +139,20 @@ def _check_applicable(estimator, ctx, inputs) -> None:
         side = getattr(inputs.backbone.tokenizer, "padding_side", "right")
         if side != "right":
             raise _NotCached("the tokenizer pads on the left")
+    _check_frozen_forward(estimator, ctx)
+    if "" in _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable):
+        raise _NotCached("a frozen group is the whole body")
+
+
+def _check_frozen_forward(estimator, ctx) -> None:
+    """Raise :class:`_NotCached` when the frozen groups' outputs could change
+    between epochs (any split, the whole body included)."""
     if ctx.augment is not None:
         raise _NotCached("augmentation changes the inputs at every epoch")
     if not estimator.freeze_batchnorm:
         raise _NotCached(
             "freeze_batchnorm=False lets the frozen BatchNorm statistics change"
         )
-    if "" in _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable):
-        raise _NotCached("a frozen group is the whole body")
     if _free_stochastic(estimator.module_.backbone.body, ctx):
         raise _NotCached("dropout or BatchNorm outside the layer groups would train")
 
@@ -274,10 +280,9 @@ def _compute(fn, inputs, ctx, batch_size: int, example, folder):
     return TensorInputs(out) if folder is None else MappedInputs(out)
 
 
-def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder):
-    """Token states at the freeze boundary of every text, right-padded to the
-    longest text, with their attention masks."""
-    longest = int(attention_lengths(inputs).max())
+def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder, longest):
+    """Token states at the freeze boundary of every text, right-padded to
+    ``longest`` tokens, with their attention masks."""
     states = _store(len(inputs), example[:1, :1].expand(1, longest, -1), folder)
     mask = torch.zeros(states.shape[:2], dtype=torch.long)
 
@@ -289,16 +294,17 @@ def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder):
     return TokenStateInputs(states, mask, prefetch=folder is not None)
 
 
-def attention_lengths(inputs: TextInputs) -> torch.Tensor:
-    """Tokens of each text (tokenising is cheap next to the encoder)."""
-    return torch.cat(
-        [
-            inputs.backbone.tokenize(
+def _longest_text(*parts) -> int:
+    """Tokens of the longest text of ``parts`` (tokenising is cheap next to the
+    encoder): the length token states are padded to."""
+    longest = 0
+    for inputs in parts:
+        for i in range(0, len(inputs), 1024):
+            batch = inputs.backbone.tokenize(
                 inputs.texts[i : i + 1024].tolist(), max_length=inputs.max_length
-            )["attention_mask"].sum(1)
-            for i in range(0, len(inputs), 1024)
-        ]
-    )
+            )
+            longest = max(longest, int(batch["attention_mask"].sum(1).max()))
+    return longest
 
 
 def _where(n_bytes: int) -> str:
@@ -316,7 +322,7 @@ def _where(n_bytes: int) -> str:
     )
 
 
-def _plan(estimator, ctx, inputs, valid):
+def _plan(estimator, ctx, inputs):
     """The frozen module names and probe outputs; raises :class:`_NotCached`."""
     _check_applicable(estimator, ctx, inputs)
     names = _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable)
@@ -332,19 +338,11 @@ def _plan(estimator, ctx, inputs, valid):
     return names, probed[1]
 
 
-def _sample_bytes(inputs, example, whole: bool) -> int:
-    """Bytes stored per sample: token states are kept for the longest text."""
-    if whole or not isinstance(inputs, TextInputs):
-        return example[0].nbytes
-    longest = int(attention_lengths(inputs).max())
-    return longest * example[0, 0].nbytes
-
-
 def _n_samples(inputs, valid) -> int:
     return len(inputs) + (len(valid[0]) if valid is not None else 0)
 
 
-def _whole_body_frozen(estimator, ctx) -> bool:
+def _whole_body_frozen(ctx) -> bool:
     """Whether every group stays frozen, so the features themselves can be cached.
 
     This holds for any input kind (texts included): the backbone's
@@ -353,24 +351,13 @@ def _whole_body_frozen(estimator, ctx) -> bool:
     return ctx.n_trainable == 0 and bool(ctx.groups)
 
 
-def _check_whole_body(estimator, ctx) -> None:
-    if ctx.augment is not None:
-        raise _NotCached("augmentation changes the inputs at every epoch")
-    if not estimator.freeze_batchnorm:
-        raise _NotCached(
-            "freeze_batchnorm=False lets the frozen BatchNorm statistics change"
-        )
-    if _free_stochastic(estimator.module_.backbone.body, ctx):
-        raise _NotCached("dropout or BatchNorm outside the layer groups would train")
-
-
 def _identity(x):
     return x
 
 
 def _features_plan(estimator, ctx, inputs):
     """``forward_features`` as the cached function, and its output on a probe."""
-    _check_whole_body(estimator, ctx)
+    _check_frozen_forward(estimator, ctx)
     module = estimator.module_
     module.eval()
 
@@ -382,8 +369,8 @@ def _features_plan(estimator, ctx, inputs):
     return features, example
 
 
-def _prefix_plan(estimator, ctx, inputs, valid):
-    names, examples = _plan(estimator, ctx, inputs, valid)
+def _prefix_plan(estimator, ctx, inputs):
+    names, examples = _plan(estimator, ctx, inputs)
     module = estimator.module_
     module.eval()
 
@@ -422,15 +409,22 @@ def frozen_prefix(estimator, ctx, inputs, valid):
         estimator.cache_status_ = "off" if n_frozen else "nothing frozen"
         yield inputs, valid
         return
-    whole = _whole_body_frozen(estimator, ctx)
+    whole = _whole_body_frozen(ctx)
+    # Token states of texts (a frozen prefix of an encoder) are per token.
+    tokens = not whole and isinstance(inputs, TextInputs)
     try:
         if whole:
             fn, example = _features_plan(estimator, ctx, inputs)
         else:
-            fn, names, examples = _prefix_plan(estimator, ctx, inputs, valid)
+            fn, names, examples = _prefix_plan(estimator, ctx, inputs)
             example = examples[names[-1]]
-        n_bytes = _n_samples(inputs, valid) * _sample_bytes(inputs, example, whole)
-        where = _where(n_bytes)
+        if tokens:
+            parts = (inputs,) if valid is None else (inputs, valid[0])
+            longest = _longest_text(*parts)
+            per_sample = longest * example[0, 0].nbytes
+        else:
+            per_sample = example[0].nbytes
+        where = _where(_n_samples(inputs, valid) * per_sample)
     except _NotCached as exc:
         _fail(estimator, ctx, str(exc))
         yield inputs, valid
@@ -443,11 +437,10 @@ def frozen_prefix(estimator, ctx, inputs, valid):
             )
 
         def compute(part):
-            if not whole and isinstance(part, TextInputs):
-                return _compute_tokens(
-                    fn, part, ctx, estimator.batch_size, example, folder
-                )
-            return _compute(fn, part, ctx, estimator.batch_size, example, folder)
+            size = estimator.batch_size
+            if tokens:
+                return _compute_tokens(fn, part, ctx, size, example, folder, longest)
+            return _compute(fn, part, ctx, size, example, folder)
 
         inputs = compute(inputs)
         if valid is not None:

@@ -53,6 +53,14 @@ def _to(batch, device: torch.device):
     return batch.to(device, non_blocking=non_blocking)
 
 
+class _OnTheCPU:
+    """``example`` for inputs whose batches are built on the CPU."""
+
+    def example(self, n: int = 2):
+        """The first ``n`` samples as the network takes them, on the CPU."""
+        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
+
+
 @dataclass
 class TensorInputs:
     """Samples held in one float tensor (tabular rows, image arrays, resized images).
@@ -89,7 +97,7 @@ class TensorInputs:
 
 
 @dataclass
-class MappedInputs:
+class MappedInputs(_OnTheCPU):
     """Samples in a memory-mapped array on disk: cached activations too large
     for memory. Batches are read (one ahead, in a worker thread) as needed."""
 
@@ -112,16 +120,13 @@ class MappedInputs:
         """The rows ``idx``, read into memory."""
         return TensorInputs(self.load(idx))
 
-    def example(self, n: int = 2):
-        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
-
 
 # The key under which a text batch carries cached token states to the body.
 CACHED_KEY = "skltransfer_cached_states"
 
 
 @dataclass
-class TokenStateInputs:
+class TokenStateInputs(_OnTheCPU):
     """Cached token states of texts (N, T, D), right-padded, with their masks.
 
     A batch is the dict a text body takes, cut to its longest text: the
@@ -159,9 +164,6 @@ class TokenStateInputs:
         idx = np.asarray(idx)
         return replace(self, states=self.states[idx], mask=self.mask[idx])
 
-    def example(self, n: int = 2):
-        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
-
 
 def _subset_source(source: ImageSource, idx) -> ImageSource:
     if source.array is not None:
@@ -170,7 +172,7 @@ def _subset_source(source: ImageSource, idx) -> ImageSource:
 
 
 @dataclass
-class ImageInputs:
+class ImageInputs(_OnTheCPU):
     """Images decoded, resized and cropped batch by batch from an ImageSource."""
 
     source: ImageSource
@@ -196,9 +198,6 @@ class ImageInputs:
     def subset(self, idx) -> ImageInputs:
         return replace(self, source=_subset_source(self.source, idx))
 
-    def example(self, n: int = 2):
-        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
-
     def materialize(self, batch_size: int = 64):
         """Resized images in memory (a TensorInputs) when small enough, else self.
 
@@ -217,7 +216,7 @@ class ImageInputs:
 
 
 @dataclass
-class TextInputs:
+class TextInputs(_OnTheCPU):
     """Texts tokenised batch by batch by the backbone's tokenizer."""
 
     texts: np.ndarray
@@ -239,9 +238,6 @@ class TextInputs:
 
     def subset(self, idx) -> TextInputs:
         return replace(self, texts=self.texts[idx])
-
-    def example(self, n: int = 2):
-        return self.to_model(self.load(slice(0, n)), torch.device("cpu"))
 
     def length_order(self) -> np.ndarray:
         """Longest first, so that prediction batches pad little."""
