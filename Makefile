@@ -26,6 +26,8 @@ venv: $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS))
 demo: venv
 	$(PY) -m skltransfer.demo
 
+# The tests also run skltransfer.distributed on Dask, Ray and Spark.
+test: EXTRAS := models,test,distributed,recipes
 test: venv
 	$(PY) -m ruff check skltransfer tests benchmarks
 	$(PY) -m pytest
