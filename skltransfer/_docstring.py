@@ -12,6 +12,17 @@ _SHARED = {
     "image_size": """image_size : int or None, default=None
         Side of the square crop fed to the model; None uses the size the
         weights were trained at. Smaller is faster (cost grows with its square).""",
+    "crop_fraction": """crop_fraction : "auto" or float in (0, 1], default="auto"
+        How much of each image the model sees. Images are resized so that the
+        centre crop fed to the model keeps this share of their shorter side.
+        ``"auto"`` follows the weights' own convention (224 of 256, 0.875, for
+        most ImageNet models); 1.0 keeps the whole shorter side, which suits
+        object-centred images whose borders matter. Grid-searchable.""",
+    "background": """background : str or (int, int, int), default="white"
+        The colour that transparent pixels (PNG cut-outs, icons, RGBA arrays)
+        are composited onto before the model sees them: a colour name or hex
+        string (``"white"``, ``"black"``, ``"#808080"``) or an RGB triple in
+        0..255.""",
     "image_shape": """image_shape : tuple of int or None, default=None
         Shape (H, W) or (H, W, C) of each row when ``X`` is a 2-D array of
         flattened images, e.g. ``(8, 8)`` for ``load_digits().data``. One entry

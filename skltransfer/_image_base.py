@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +17,7 @@ from ._inference import run_batched
 from ._validation import Interval, StrOptions, check_is_fitted, validate_data
 from .backbones import ModuleBackbone, get_spec
 from .base import TorchModelMixin
-from .inputs.images import as_image_source
+from .inputs.images import as_image_source, background_rgb
 
 # The most recently loaded frozen backbone, reused by the next fit of the same
 # spec: cross-validation and grid search refit a clone per fold, and loading
@@ -71,6 +71,8 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "backbone": "no_validation",  # checked by get_spec in fit
         "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "crop_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="right")],
+        "background": [str, tuple, list],
         "image_shape": [tuple, list, None],
         "value_range": [StrOptions({"auto"}), tuple, list],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
@@ -94,10 +96,10 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
                 f"Backbone {backbone.name!r} has no image preprocessing; wrap a "
                 "module as ModuleBackbone(module, preprocessing=ImagePreprocessing())."
             )
+        background_rgb(self.background)  # a clear error at fit, not at transform
         self.backbone_ = backbone
-        pre = backbone.preprocessing
-        self.preprocessing_ = (
-            pre if self.image_size is None else pre.with_crop_size(self.image_size)
+        self.preprocessing_ = backbone.preprocessing.adjusted(
+            self.image_size, self.crop_fraction
         )
         if self.value_range != "auto":
             self.value_range_ = self._check_value_range(self.value_range)
@@ -127,8 +129,12 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         elif reset:
             for attr in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attr, None)
-        value_range = None if reset else self.value_range_
-        return as_image_source(X, image_shape=self.image_shape, value_range=value_range)
+        return as_image_source(
+            X,
+            image_shape=self.image_shape,
+            value_range=None if reset else self.value_range_,
+            background=background_rgb(self.background),
+        )
 
     def _example(self, n: int = 1) -> torch.Tensor:
         size = self.preprocessing_.crop_size

@@ -26,6 +26,8 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
     ----------
     {backbone}
     {image_size}
+    {crop_fraction}
+    {background}
     {image_shape}
     {value_range}
     {batch_size}
@@ -61,6 +63,8 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         backbone="efficientnet_lite0",
         *,
         image_size=None,
+        crop_fraction="auto",
+        background="white",
         image_shape=None,
         value_range="auto",
         batch_size=None,
@@ -71,6 +75,8 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
     ):
         self.backbone = backbone
         self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.background = background
         self.image_shape = image_shape
         self.value_range = value_range
         self.batch_size = batch_size

@@ -104,6 +104,50 @@ def test_image_size_shrinks_the_input(rgb_images):
     assert est.transform(X[:1]).shape == (1, 8 * 8 * 8)
 
 
+def test_crop_fraction_decides_how_much_of_the_image_is_seen(rgb_images):
+    X, y = rgb_images
+    auto = PretrainedImageFeatures(TINY).fit(X)
+    whole = PretrainedImageFeatures(TINY, crop_fraction=1.0, image_size=16).fit(X)
+    assert auto.preprocessing_.crop_fraction == pytest.approx(32 / 36)  # the weights'
+    assert (whole.preprocessing_.crop_size, whole.preprocessing_.resize_size) == (
+        16,
+        16,
+    )
+    # A border only the whole image shows changes its features, not the crop's.
+    framed = X.copy()
+    framed[:, :1] = framed[:, -1:] = framed[:, :, :1] = framed[:, :, -1:] = 0
+    half = PretrainedImageFeatures(TINY, crop_fraction=0.5).fit(X)
+    whole = PretrainedImageFeatures(TINY, crop_fraction=1.0).fit(X)
+    np.testing.assert_array_equal(half.transform(framed), half.transform(X))
+    assert not np.allclose(whole.transform(framed), whole.transform(X))
+    search = GridSearchCV(
+        make_pipeline(PretrainedImageFeatures(TINY), LogisticRegression()),
+        {"pretrainedimagefeatures__crop_fraction": ["auto", 1.0]},
+        cv=2,
+    ).fit(X, y)
+    assert search.cv_results_["mean_test_score"].shape == (2,)
+    with pytest.raises(ValueError, match="crop_fraction"):
+        PretrainedImageFeatures(TINY, crop_fraction=1.5).fit(X)
+
+
+def test_background_reaches_the_features_and_the_cache_key(tmp_path):
+    rgba = np.zeros((2, 20, 20, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :, :10, 3] = 255  # the right half is transparent red
+    white = PretrainedImageFeatures(TINY, cache=str(tmp_path)).fit(rgba)
+    black = PretrainedImageFeatures(TINY, background="black", cache=str(tmp_path))
+    black.fit(rgba)
+    assert not np.allclose(white.transform(rgba), black.transform(rgba))
+    assert white._cache_key() != black._cache_key()
+    opaque = rgba.copy()
+    opaque[..., :3] = np.where(rgba[..., 3:] == 255, rgba[..., :3], 255)
+    np.testing.assert_allclose(
+        white.transform(rgba), white.transform(opaque[..., :3]), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="background must be"):
+        PretrainedImageFeatures(TINY, background="no-such-colour").fit(rgba)
+
+
 def test_feature_names_and_pandas_output(rgb_images):
     X, _ = rgb_images
     est = PretrainedImageFeatures(TINY).set_output(transform="pandas").fit(X)

@@ -113,6 +113,16 @@ def test_source_model_spec_survives_clone(small_digits):
         FineTuneClassifier(clone(source)).fit(X[:10], y[:10])
 
 
+def test_bare_source_in_grid_search_names_the_fix(small_digits):
+    X, y = small_digits
+    source = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=1).fit(X[:60], y[:60])
+    target = FineTuneClassifier(source, max_epochs=1)
+    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
+    fix = r"backbone=FrozenEstimator\(source\).*backbone=source\.to_backbone_spec\(\)"
+    with pytest.raises(ValueError, match=fix):  # every fit failed, each with that
+        search.fit(X[60:120], y[60:120] % 2)
+
+
 def test_combining_models_frozen_body_mlp_head(small_digits, fitted_image):
     X, y = small_digits
     clf = FineTuneClassifier(**IMAGE, unfreeze=0, head=(16, 8), random_state=0)
@@ -346,6 +356,20 @@ def test_multilabel(small_digits):
         FineTuneClassifier(mlp(), class_weight="balanced").fit(X[:50], Y[:50])
 
 
+def test_multilabel_indicator_dataframe_fits_without_warnings(small_digits):
+    pd = pytest.importorskip("pandas")
+    X, y = small_digits
+    Y = pd.DataFrame({"odd": y[:40] % 2, "large": (y[:40] > 4).astype(int)})
+    read_only = Y.to_numpy(copy=True)
+    read_only.flags.writeable = False
+    for target in (Y, read_only):
+        clf = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. torch: "array is not writable"
+            clf.fit(X[:40], target)
+        assert clf.predict(X[:3]).shape == (3, 2)
+
+
 @pytest.mark.parametrize("n_outputs", [1, 2])
 def test_regressor(small_digits, n_outputs):
     X, y = small_digits
@@ -419,8 +443,9 @@ def test_nan_loss_from_the_start_is_an_error(small_digits):
 def test_nan_loss_later_stops_with_a_warning(small_digits):
     X, y = small_digits
     clf = FineTuneClassifier(NaNAfter(5), unfreeze="all", batch_size=20, max_epochs=5)
-    with pytest.warns(SkltransferWarning, match="weights of epoch 2 are kept"):
+    with pytest.warns(SkltransferWarning, match="weights of epoch 2 are kept") as rec:
         clf.fit(X[:40], y[:40])
+    assert rec[0].filename == __file__
     assert clf.n_iter_ == 2 and clf.best_epoch_ == 2
     assert np.isfinite(clf.predict_proba(X[:40])).all()
 
@@ -526,3 +551,19 @@ def test_no_warnings_in_a_plain_fit(small_digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FineTuneClassifier(mlp(), max_epochs=2).fit(X[:40], y[:40]).predict(X[:5])
+
+
+def test_crop_fraction_and_background_reach_fine_tuning(rgb_images):
+    X, y = rgb_images
+    rgba = np.concatenate([X, np.full(X.shape[:3] + (1,), 255, np.uint8)], -1)
+    rgba[:, :, 12:, 3] = 0  # transparent right half
+    params = {"backbone": "test_tiny_cnn", "max_epochs": 1, "random_state": 0}
+    est = FineTuneClassifier(crop_fraction=1.0, **params).fit(rgba, y)
+    pre = est.preprocessing_
+    assert pre.resize_size == pre.crop_size
+    on_black = FineTuneClassifier(crop_fraction=1.0, background="black", **params)
+    assert not np.allclose(
+        on_black.fit(rgba, y).predict_proba(rgba), est.predict_proba(rgba)
+    )
+    with pytest.raises(ValueError, match="background must be"):
+        FineTuneClassifier(background=(0, 0), **params).fit(rgba, y)

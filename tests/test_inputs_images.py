@@ -6,7 +6,12 @@ import torch
 from PIL import Image
 
 from skltransfer.backbones import ImagePreprocessing
-from skltransfer.inputs.images import as_image_source, fit_value_range
+from skltransfer.inputs.images import (
+    WHITE,
+    as_image_source,
+    background_rgb,
+    fit_value_range,
+)
 
 PRE = ImagePreprocessing(crop_size=16, resize_size=None)
 
@@ -56,13 +61,54 @@ def test_array_layouts(shape):
     assert out.min() >= 0.0 and out.max() <= 1.0
 
 
-def test_grey_is_repeated_and_rgba_drops_alpha():
+def test_grey_is_repeated_and_opaque_rgba_keeps_its_colour():
     grey = np.full((1, 4, 4), 128, dtype=np.uint8)
     out = _load(grey)
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
     rgba = np.zeros((1, 4, 4, 4), dtype=np.uint8)
     rgba[..., 3] = 255
     assert _load(rgba).max() == 0.0
+
+
+def _half_transparent_red(dtype=np.uint8):
+    """Red everywhere; opaque on the left half, transparent on the right."""
+    rgba = np.zeros((1, 16, 16, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :, :8, 3] = 255
+    return rgba if dtype == np.uint8 else (rgba / 255.0).astype(dtype)
+
+
+@pytest.mark.parametrize("form", ["uint8", "float", "list", "pil", "file"])
+@pytest.mark.parametrize(
+    ("background", "rgb"),
+    [(WHITE, (1.0, 1.0, 1.0)), ((0, 0, 0), (0.0, 0.0, 0.0)), ((0, 0, 255), (0, 0, 1))],
+)
+def test_rgba_is_composited_onto_the_background(form, background, rgb, tmp_path):
+    rgba = _half_transparent_red()
+    X = {
+        "uint8": rgba,
+        "float": _half_transparent_red(np.float32),
+        "list": [rgba[0]],
+        "pil": [Image.fromarray(rgba[0], "RGBA")],
+    }.get(form)
+    if form == "file":
+        Image.fromarray(rgba[0], "RGBA").save(tmp_path / "cut.png")
+        X = [str(tmp_path / "cut.png")]
+    out = _load(X, background=background)[0]
+    left, right = out[:, :, :6], out[:, :, 10:]  # away from the resampled edge
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    assert torch.allclose(left, red.expand_as(left), atol=1e-6)
+    colour = torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1)
+    assert torch.allclose(right, colour.expand_as(right), atol=1e-6)
+
+
+def test_background_colours_are_read_or_refused():
+    assert background_rgb("white") == WHITE
+    assert background_rgb("#808080") == (128, 128, 128)
+    assert background_rgb([1, 2, 3]) == (1, 2, 3)
+    for bad in ("no-such-colour", (0, 0), (0, 0, 256), (0.5, 0, 0)):
+        with pytest.raises(ValueError, match="background must be"):
+            background_rgb(bad)
 
 
 def test_channels_first_and_last_agree():
@@ -123,6 +169,35 @@ def test_missing_file_and_directory_are_named(tmp_path):
     missing = str(tmp_path / "nope.jpg")
     with pytest.raises(ValueError, match="nope.jpg' does not exist"):
         as_image_source([missing])
+
+
+TEXTS = ["a wonderful, moving film", "dull"]
+TEXT_HINT = r"looks like text.*backbone='all-MiniLM-L6-v2'.*PretrainedTextEmbeddings"
+
+
+@pytest.mark.parametrize("X", [TEXTS, np.array(TEXTS), np.array(TEXTS, dtype=object)])
+def test_strings_that_are_no_files_are_read_as_texts(X):
+    with pytest.raises(ValueError, match=TEXT_HINT):
+        as_image_source(X)
+
+
+def test_missing_file_names_are_not_mistaken_for_texts(image_files, tmp_path):
+    missing = [str(tmp_path / "a.jpg"), str(tmp_path / "b.png"), "dull"]
+    with pytest.raises(ValueError, match="a.jpg' does not exist"):
+        as_image_source(missing)
+    paths, _ = image_files
+    assert torch.equal(_load(np.array(paths)), _load(paths))  # an array of paths
+
+
+@pytest.mark.parametrize(
+    "name", ["FineTuneClassifier", "PretrainedImageFeatures", "PretrainedImageClassifier"]
+)
+def test_image_estimators_given_texts_name_the_text_encoders(name):
+    import skltransfer
+
+    estimator = getattr(skltransfer, name)(backbone="test_tiny_cnn")
+    with pytest.raises(ValueError, match=TEXT_HINT):
+        estimator.fit(TEXTS, [1, 0])
 
 
 def test_corrupt_image_names_its_path(tmp_path):

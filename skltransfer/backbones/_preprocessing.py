@@ -61,6 +61,26 @@ class ImagePreprocessing:
         )
 
     @property
+    def crop_fraction(self) -> float:
+        """The share of the resized shorter side that the centre crop keeps."""
+        return 1.0 if self.resize_size is None else self.crop_size / self.resize_size
+
+    def adjusted(self, image_size=None, crop_fraction="auto") -> ImagePreprocessing:
+        """This preprocessing at another input size and crop fraction.
+
+        ``image_size`` None keeps the weights' size; ``crop_fraction`` "auto"
+        keeps the weights' convention (224 of 256 for most ImageNet models),
+        a float in (0, 1] resizes the shorter side to ``crop_size /
+        crop_fraction`` so that 1.0 keeps the whole shorter side. A
+        preprocessing that resizes straight to a square has no crop to adjust.
+        """
+        pre = self if image_size is None else self.with_crop_size(image_size)
+        if crop_fraction == "auto" or pre.resize_size is None:
+            return pre
+        resize = max(pre.crop_size, round(pre.crop_size / crop_fraction))
+        return replace(pre, resize_size=resize)
+
+    @property
     def decode_side(self) -> int:
         """The smallest side an image needs before resizing: larger images may
         be decoded reduced (JPEG draft mode) down to it, and not below."""

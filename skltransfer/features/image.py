@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral
 
 import torch
@@ -12,7 +11,8 @@ from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, validate_params
 from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, module_fingerprint
-from ..exceptions import SkltransferWarning
+from ..exceptions import SkltransferWarning, warn_at_caller
+from ..inputs.images import background_rgb
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -50,6 +50,8 @@ class PretrainedImageFeatures(
         ``"avg"`` otherwise; an explicit pooling with ``layer=None`` pools the
         output of the last layer group.
     {image_size}
+    {crop_fraction}
+    {background}
     {image_shape}
     {value_range}
     {batch_size}
@@ -98,6 +100,8 @@ class PretrainedImageFeatures(
         layer=None,
         pooling="auto",
         image_size=None,
+        crop_fraction="auto",
+        background="white",
         image_shape=None,
         value_range="auto",
         batch_size=None,
@@ -111,6 +115,8 @@ class PretrainedImageFeatures(
         self.layer = layer
         self.pooling = pooling
         self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.background = background
         self.image_shape = image_shape
         self.value_range = value_range
         self.batch_size = batch_size
@@ -139,12 +145,11 @@ class PretrainedImageFeatures(
         self._fit_backbone(X)
         self.layer_module_ = self._resolve_layer()
         if self.compile and not self._compilable():
-            warnings.warn(
+            warn_at_caller(
                 f"compile=True applies to the model's last layer; layer="
                 f"{self.layer!r} is read with a forward hook that ends the pass "
                 "early, which does not compile, so this model runs uncompiled.",
                 SkltransferWarning,
-                stacklevel=2,
             )
         self.n_features_out_ = self._output_size()
         return self
@@ -184,6 +189,7 @@ class PretrainedImageFeatures(
             weights_key,
             repr(settings),
             repr(self.value_range_),
+            repr(background_rgb(self.background)),
             self.precision,
         )
 

@@ -89,6 +89,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "augmentation": "no_validation",  # checked by make_augmentation
         "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "crop_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="right")],
+        "background": [str, tuple, list],
         "image_shape": [tuple, list, None],
         "value_range": [StrOptions({"auto"}), tuple, list],
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
@@ -419,10 +421,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         if not hasattr(self, "module_"):
             raise NotFittedError(
                 f"This {type(self).__name__} is not fitted, so it cannot serve as a "
-                "source model. Fit it first, then pass it as the backbone wrapped "
-                "in sklearn.frozen.FrozenEstimator(source), or as "
-                "source.to_backbone_spec(): clone (in GridSearchCV, "
-                "cross_val_score, ...) makes unfitted copies of a bare estimator."
+                "source model. clone (in GridSearchCV, cross_val_score, ...) makes "
+                "unfitted copies of a fitted estimator passed as the backbone: pass "
+                "backbone=FrozenEstimator(source) (from sklearn.frozen import "
+                "FrozenEstimator) or backbone=source.to_backbone_spec() instead, "
+                "after fitting the source."
             )
         backbone = copy.deepcopy(self.module_.backbone).cpu().eval()
         backbone.requires_grad_(True)

@@ -100,6 +100,13 @@ default=None
     image_size : int or None, default=None
         Side of the square image crop; None uses the size the weights were
         trained at. Image backbones only.
+    crop_fraction : "auto" or float in (0, 1], default="auto"
+        The share of each image's shorter side that the centre crop keeps;
+        ``"auto"`` follows the weights' convention (0.875 for most ImageNet
+        models), 1.0 keeps the whole shorter side. Image backbones only.
+    background : str or (int, int, int), default="white"
+        The colour transparent pixels are composited onto (a colour name, a
+        hex string or an RGB triple in 0..255). Image backbones only.
     image_shape : tuple of int or None, default=None
         Shape (H, W) or (H, W, C) of each row when ``X`` is a 2-D array of
         flattened images, e.g. ``(8, 8)`` for ``load_digits().data``.
@@ -294,6 +301,8 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         augmentation=None,
         class_weight=None,
         image_size=None,
+        crop_fraction="auto",
+        background="white",
         image_shape=None,
         value_range="auto",
         max_length=None,
@@ -325,6 +334,8 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         self.augmentation = augmentation
         self.class_weight = class_weight
         self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.background = background
         self.image_shape = image_shape
         self.value_range = value_range
         self.max_length = max_length
@@ -365,7 +376,9 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
                 f"{classes.tolist()}."
             )
         if multilabel:
-            return torch.as_tensor(y, dtype=torch.float32)
+            # A copy: y may be read-only (a pandas DataFrame's values), which
+            # torch can only wrap with a warning.
+            return torch.from_numpy(np.array(y, dtype=np.float32))
         return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
 
     def _n_outputs(self, targets) -> int:
@@ -526,6 +539,8 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         n_iter_no_change=5,
         augmentation=None,
         image_size=None,
+        crop_fraction="auto",
+        background="white",
         image_shape=None,
         value_range="auto",
         max_length=None,
@@ -556,6 +571,8 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         self.n_iter_no_change = n_iter_no_change
         self.augmentation = augmentation
         self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.background = background
         self.image_shape = image_shape
         self.value_range = value_range
         self.max_length = max_length

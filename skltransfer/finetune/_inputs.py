@@ -16,7 +16,7 @@ import torch
 from .._image_base import _is_flat_numeric
 from .._validation import validate_data
 from ..backbones import BackboneSpec, ModuleBackbone, get_spec
-from ..inputs.images import as_image_source
+from ..inputs.images import as_image_source, background_rgb
 from ..inputs.text import as_texts
 from ._data import ImageInputs, TensorInputs, TextInputs
 
@@ -169,12 +169,14 @@ class InputsMixin:
             self._forget_features(reset)
             y = self._check_y(y, reset)
         if reset:
-            pre = backbone.preprocessing
-            size = self.image_size
-            self.preprocessing_ = pre if size is None else pre.with_crop_size(size)
-        value_range = None if reset else self.value_range_
+            self.preprocessing_ = backbone.preprocessing.adjusted(
+                self.image_size, self.crop_fraction
+            )
         source = as_image_source(
-            X, image_shape=self.image_shape, value_range=value_range
+            X,
+            image_shape=self.image_shape,
+            value_range=None if reset else self.value_range_,
+            background=background_rgb(self.background),
         )
         if reset:
             self.value_range_ = (

@@ -10,8 +10,9 @@ Accepted inputs (see :func:`as_image_source`):
   entries);
 - a 2-D array (N, H*W*C) of flattened images, with ``image_shape``.
 
-Grey images are repeated to RGB. Transparent files and PIL images are
-composited onto white; the alpha channel of an RGBA array is dropped. 16-bit
+Grey images are repeated to RGB. Transparent images (files, PIL images and
+arrays with an alpha channel) are composited onto a background, white unless
+``background`` says otherwise (see :func:`background_rgb`). 16-bit
 and float images keep their precision (see :func:`_pil_pixels`).
 ``uint8`` arrays are read as 0-255. Other arrays are scaled by a value range:
 (0, 1) when the training data lie in [0, 1], else (min(0, lowest), highest) of
@@ -23,16 +24,45 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..caching import file_digest, hash_bytes
 
-__all__ = ["ImageSource", "as_image_source", "fit_value_range"]
+__all__ = ["ImageSource", "as_image_source", "background_rgb", "fit_value_range"]
 
 _CHANNELS = (1, 3, 4)
+WHITE = (255, 255, 255)
+
+
+def background_rgb(background) -> tuple[int, int, int]:
+    """The (R, G, B) colour, 0-255, that transparent pixels are composited onto.
+
+    A colour name or hex string as Pillow reads them (``"white"``,
+    ``"black"``, ``"#808080"``), or three integers in 0..255.
+
+    >>> background_rgb("white"), background_rgb("#808080"), background_rgb((0, 0, 0))
+    ((255, 255, 255), (128, 128, 128), (0, 0, 0))
+    """
+    if isinstance(background, str):
+        from PIL import ImageColor
+
+        try:
+            return tuple(ImageColor.getrgb(background)[:3])
+        except ValueError:
+            pass
+    elif (
+        isinstance(background, tuple | list)
+        and len(background) == 3
+        and all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background)
+    ):
+        return tuple(int(v) for v in background)
+    raise ValueError(
+        "background must be a colour name or hex string ('white', '#808080') or "
+        f"three integers in 0..255, got {background!r}."
+    )
 
 
 def _is_path(x) -> bool:
@@ -56,7 +86,8 @@ def _unwrap_pandas(X):
 def _as_array_if_numeric(X):
     """Array-likes of numbers (lists of rows, array wrappers) become arrays."""
     if isinstance(X, np.ndarray):
-        return X
+        # An array of strings holds paths (or texts), not pixels.
+        return X.astype(object) if X.dtype.kind == "U" and X.ndim == 1 else X
     if isinstance(X, list | tuple) and X and (_is_path(X[0]) or _is_pil(X[0])):
         return X
     try:
@@ -137,8 +168,9 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
-def _scale(x: np.ndarray, value_range) -> torch.Tensor:
-    """A numeric (..., C, H, W) array as float RGB in [0, 1]."""
+def _scale(x: np.ndarray, value_range, background=WHITE) -> torch.Tensor:
+    """A numeric (..., C, H, W) array as float RGB in [0, 1]; an alpha channel
+    composites the colours onto ``background``."""
     t = _tensor(np.ascontiguousarray(x))
     if t.dtype == torch.uint8 and value_range is None:
         t = t.float().div_(255.0)
@@ -148,7 +180,19 @@ def _scale(x: np.ndarray, value_range) -> torch.Tensor:
         t = t.float().sub(lo).div_(hi - lo).clamp_(0.0, 1.0)
     if t.shape[-3] == 1:
         t = t.expand(*t.shape[:-3], 3, *t.shape[-2:])
-    return t[..., :3, :, :]
+    if t.shape[-3] == 4:
+        rgb, alpha = t[..., :3, :, :], t[..., 3:, :, :]
+        colour = torch.tensor(background, dtype=t.dtype).div_(255.0)[:, None, None]
+        return rgb * alpha + colour * (1.0 - alpha)
+    return t
+
+
+def _composite_uint8(t: torch.Tensor, background) -> torch.Tensor:
+    """uint8 (..., 4, H, W) RGBA composited onto ``background``: uint8 RGB."""
+    rgb, alpha = t[..., :3, :, :].int(), t[..., 3:, :, :].int()
+    colour = torch.tensor(background, dtype=torch.int32)[:, None, None]
+    # Rounded division by 255, exact in integers.
+    return ((rgb * alpha + colour * (255 - alpha) + 127) // 255).to(torch.uint8)
 
 
 def _draft(img, side: int | None):
@@ -179,14 +223,15 @@ def _draft(img, side: int | None):
     return img
 
 
-def _open(path, side: int | None = None) -> np.ndarray:
+def _open(path, side: int | None = None, background=WHITE) -> np.ndarray:
     """The image file at ``path`` as (H, W, C) pixels, upright (EXIF): see
     :func:`_pil_pixels`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            return _pil_pixels(ImageOps.exif_transpose(_draft(img, side)))
+            upright = ImageOps.exif_transpose(_draft(img, side))
+            return _pil_pixels(upright, background)
     except Image.DecompressionBombError as exc:
         raise ValueError(
             f"Image file {os.fspath(path)!r} is too large to decode safely: {exc} "
@@ -201,13 +246,13 @@ _MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def _pil_pixels(img) -> np.ndarray:
+def _pil_pixels(img, background=WHITE) -> np.ndarray:
     """Pixels of a PIL image, read as they are.
 
     - 8-bit modes give uint8 (H, W, 3) RGB. Transparent images (an alpha
       channel, or a palette or grey image with a transparent colour) are
-      composited onto white, so that whatever colour hides under transparent
-      pixels never reaches the model.
+      composited onto ``background`` (white by default), so that whatever
+      colour hides under transparent pixels never reaches the model.
     - 16-bit greyscale (``I;16*``) gives float32 (H, W, 1) in [0, 1] over the
       full 16-bit range; 32-bit integers (``I``) the same when they lie in
       0..65535, else over their own range; floats (``F``) as they are when in
@@ -220,8 +265,8 @@ def _pil_pixels(img) -> np.ndarray:
         from PIL import Image
 
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
+        under = Image.new("RGBA", rgba.size, (*background, 255))
+        img = Image.alpha_composite(under, rgba)
     return np.asarray(img.convert("RGB"))
 
 
@@ -254,13 +299,15 @@ def _pixels_to_chw(pixels: np.ndarray) -> torch.Tensor:
     return _scale(pixels.transpose(2, 0, 1), (0.0, 1.0))
 
 
-def _single_to_chw(item, value_range, side: int | None = None) -> torch.Tensor:
+def _single_to_chw(
+    item, value_range, side: int | None = None, background=WHITE
+) -> torch.Tensor:
     """One path, PIL image or array as a (C, H, W) tensor: uint8 (0-255) for
     8-bit files, PIL images and uint8 arrays, else float RGB in [0, 1]."""
     if _is_path(item):
-        return _pixels_to_chw(_open(item, side))
+        return _pixels_to_chw(_open(item, side, background))
     if _is_pil(item):
-        return _pixels_to_chw(_pil_pixels(item))
+        return _pixels_to_chw(_pil_pixels(item, background))
     arr = _check_numeric(np.asarray(item))
     if arr.ndim not in (2, 3):
         raise ValueError(
@@ -269,8 +316,9 @@ def _single_to_chw(item, value_range, side: int | None = None) -> torch.Tensor:
     chw = _to_nchw(arr[None])[0]
     _check_pixels(chw)
     if arr.dtype == np.uint8:
-        return _tensor(chw)
-    return _scale(chw, value_range)
+        t = _tensor(chw)
+        return _composite_uint8(t, background) if len(t) == 4 else t
+    return _scale(chw, value_range, background)
 
 
 def _resize_crop(images: torch.Tensor, preprocessing) -> torch.Tensor:
@@ -298,6 +346,35 @@ def _bytes(arr: np.ndarray) -> memoryview:
     return memoryview(arr).cast("B")
 
 
+def _file_like(text: str) -> bool:
+    """Whether ``text`` reads as a file name: it ends with an extension."""
+    ext = os.path.splitext(text)[1][1:]
+    return 0 < len(ext) <= 5 and ext.isalnum()
+
+
+def _looks_like_texts(paths) -> bool:
+    """Strings none of which exists, most not even file names: texts."""
+    if not all(isinstance(p, str) for p in paths):
+        return False
+    if any(os.path.exists(p) for p in paths):
+        return False
+    return 2 * sum(map(_file_like, paths)) < len(paths)
+
+
+def _texts_for_images(paths) -> str:
+    from ..backbones._text import text_backbone_names
+
+    names = text_backbone_names()
+    return (
+        f"X looks like text, not images: none of its {len(paths)} strings is an "
+        f"existing file (sample 0: {paths[0]!r}). This backbone takes images. For "
+        "texts, use a text encoder: "
+        + " or ".join(f"backbone={n!r}" for n in names)
+        + " to fine-tune (FineTuneClassifier, FineTuneRegressor), or "
+        f"PretrainedTextEmbeddings({names[0]!r}) for embeddings."
+    )
+
+
 def _check_paths(paths) -> None:
     for i, p in enumerate(paths):
         if os.path.isdir(p):
@@ -305,6 +382,8 @@ def _check_paths(paths) -> None:
                 f"Sample {i}: {os.fspath(p)!r} is a directory, not an image."
             )
         if not os.path.isfile(p):
+            if _looks_like_texts(paths):
+                raise ValueError(_texts_for_images(paths))
             raise ValueError(f"Sample {i}: image file {os.fspath(p)!r} does not exist.")
 
 
@@ -319,6 +398,7 @@ class ImageSource:
     array: np.ndarray | None = None
     items: list | None = None
     value_range: tuple[float, float] | None = None
+    background: tuple[int, int, int] = WHITE
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.items)
@@ -346,9 +426,8 @@ class ImageSource:
     def subset(self, indices) -> ImageSource:
         """The images at ``indices``, with the same conventions."""
         if self.array is not None:
-            return ImageSource(array=self.array[indices], value_range=self.value_range)
-        items = [self.items[i] for i in indices]
-        return ImageSource(items=items, value_range=self.value_range)
+            return replace(self, array=self.array[indices])
+        return replace(self, items=[self.items[i] for i in indices])
 
     def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].
@@ -358,14 +437,18 @@ class ImageSource:
         if self.array is not None:
             batch = self.array[sl]
             if batch.dtype == np.uint8:
-                return _resize_crop(_tensor(batch), preprocessing)
-            return preprocessing.resize_crop(_scale(batch, self.value_range))
+                t = _tensor(batch)
+                if t.shape[1] == 4:
+                    t = _composite_uint8(t, self.background)
+                return _resize_crop(t, preprocessing)
+            scaled = _scale(batch, self.value_range, self.background)
+            return preprocessing.resize_crop(scaled)
         side = preprocessing.decode_side
         start = sl.start or 0
         resized = []
         for i, item in enumerate(self.items[sl]):
             try:
-                image = _single_to_chw(item, self.value_range, side)
+                image = _single_to_chw(item, self.value_range, side, self.background)
             except ValueError as exc:
                 raise ValueError(f"Sample {start + i}: {exc}") from exc
             resized.append(_resize_crop(image[None], preprocessing))
@@ -376,7 +459,9 @@ class ImageSource:
         return preprocessing.normalize(self.load_resized(sl, preprocessing))
 
 
-def as_image_source(X, *, image_shape=None, value_range=None) -> ImageSource:
+def as_image_source(
+    X, *, image_shape=None, value_range=None, background=WHITE
+) -> ImageSource:
     """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs)."""
     if isinstance(X, str | bytes) or _is_pil(X):
         raise TypeError(
@@ -392,7 +477,7 @@ def as_image_source(X, *, image_shape=None, value_range=None) -> ImageSource:
         X = _to_nchw(_check_numeric(X))
         if X.shape[-1] == 0 or X.shape[-2] == 0:
             raise ValueError(f"The images have no pixels: shape {X.shape}.")
-        return ImageSource(array=X, value_range=value_range)
+        return ImageSource(array=X, value_range=value_range, background=background)
     if isinstance(X, numbers.Number) or not hasattr(X, "__len__"):
         raise TypeError(f"Expected a list or array of images, got {type(X).__name__}.")
     items = list(X)
@@ -405,4 +490,4 @@ def as_image_source(X, *, image_shape=None, value_range=None) -> ImageSource:
                 "a PIL image or an array."
             )
     _check_paths([x for x in items if _is_path(x)])
-    return ImageSource(items=items, value_range=value_range)
+    return ImageSource(items=items, value_range=value_range, background=background)
