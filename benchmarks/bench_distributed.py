@@ -218,6 +218,11 @@ def projection(costs: dict, cores: int) -> None:
         f"scheduler's {per_task * 1e3:.1f} ms per task is "
         f"{per_task / task:.2%} of it"
     )
+    saturation = partition / per_task * per_image
+    print(
+        f"  the scheduler would be the limit beyond about {saturation:,.0f} busy "
+        f"cores at {partition} images per task (larger partitions push it out)"
+    )
     for machines in (1, 10, 100):
         workers = machines * cores
         # The scheduler hands out tasks one at a time: it saturates when the
