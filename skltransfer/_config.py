@@ -27,12 +27,27 @@ def _config() -> dict:
 
 
 def get_config() -> dict:
-    """The current settings (a copy)."""
+    """The current settings (a copy).
+
+    Returns
+    -------
+    config : dict
+        ``{"pickle_weights": bool}``.
+    """
     return dict(_config())
 
 
 def set_config(*, pickle_weights: bool | None = None) -> None:
-    """Change settings for the current thread (None leaves one as it is)."""
+    """Change settings for the current thread (None leaves one as it is).
+
+    Parameters
+    ----------
+    pickle_weights : bool or None, default=None
+        True: fitted estimators pickle their pretrained weights, for a machine
+        where the model is not installed. False (the initial setting): they
+        pickle a reference to the installed weights and a fingerprint, and
+        load them again on first use. None leaves the setting as it is.
+    """
     if pickle_weights is not None:
         _config()["pickle_weights"] = bool(pickle_weights)
 
@@ -40,6 +55,14 @@ def set_config(*, pickle_weights: bool | None = None) -> None:
 @contextlib.contextmanager
 def config_context(*, pickle_weights: bool | None = None):
     """Change settings inside a ``with`` block only.
+
+    Parameters
+    ----------
+    pickle_weights : bool or None, default=None
+        True: fitted estimators pickle their pretrained weights, for a machine
+        where the model is not installed. False (the initial setting): they
+        pickle a reference to the installed weights and a fingerprint, and
+        load them again on first use. None leaves the setting as it is.
 
     Examples
     --------

@@ -32,18 +32,19 @@ _SHARED = {
         in ``fit``: (0, 1) if the training images lie in [0, 1], else
         (min(0, lowest), highest); ``uint8`` is always read as 0-255.""",
     "batch_size": """batch_size : int or None, default=None
-        Images per forward pass. None measures: on an input of at least 64
+        Images per forward pass. None measures: on an input of at least 32
         images on the CPU (256 on a GPU) the first batches try doubling sizes
-        (8 to 128 on the CPU, 32 to 1024 on a GPU), and the fastest serves the
+        (2 to 128 on the CPU, 32 to 1024 on a GPU), and the fastest serves the
         rest and later calls in the process, so the folds of a
-        cross-validation measure once; smaller inputs use 16 on the CPU and
-        128 on a GPU. Outputs do not depend on the batch size.""",
+        cross-validation measure once; smaller inputs use 8 on the CPU and
+        128 on a GPU. A batch that runs out of device memory is split in
+        halves and retried. Outputs do not depend on the batch size.""",
     "compile": """compile : bool, default=False
         Compile the forward pass with :func:`torch.compile` (inductor, with
         the frozen weights folded in as constants). The first call pays the
         compilation, from seconds to a minute; clones fitted on the same loaded
         model reuse it. Batches keep one size (shorter ones are padded), so
-        ``batch_size`` None means 16 on the CPU and 128 on a GPU. If compiling
+        ``batch_size`` None means 8 on the CPU and 128 on a GPU. If compiling
         fails (no C++ compiler, for one), a warning says so and the model runs
         uncompiled. An intermediate ``layer`` (read with a hook that ends the
         pass early) is not compiled either. See the performance guide.""",

@@ -123,7 +123,20 @@ class PerSample:
 
 
 def image_preset(name: str, image_size: int) -> PerSample:
-    """The ``"light"`` or ``"strong"`` torchvision pipeline for ``image_size`` px."""
+    """The ``"light"`` or ``"strong"`` torchvision pipeline for ``image_size`` px.
+
+    Parameters
+    ----------
+    name : {"light", "strong"}
+        The preset (see the module docstring).
+    image_size : int
+        Side of the square images, in pixels.
+
+    Returns
+    -------
+    augmentation : PerSample
+        The pipeline, drawing its random parameters per image.
+    """
     from torchvision.transforms import v2
 
     if name == "light":

@@ -143,6 +143,17 @@ def worker_setup(n_threads: int | None = None) -> int:
     or register it with the engine, e.g. ``client.run(worker_setup)`` before
     a ``joblib.parallel_backend("dask")`` search; :class:`BatchFunction`
     calls it for you.
+
+    Parameters
+    ----------
+    n_threads : int or None, default=None
+        Torch threads for the calling thread; None follows the engine's task
+        slots on this host (see the module docstring).
+
+    Returns
+    -------
+    n_threads : int
+        Torch's thread count after the call.
     """
     import torch
 

@@ -31,8 +31,21 @@ def split_head(model: nn.Module, head_name: str | None = None):
     The head is ``head_name`` or, by default, the last ``nn.Linear`` in
     definition order: in torchvision, timm and Hugging Face classifiers it is
     the final operation, so replacing it with ``nn.Identity`` makes ``model``
-    return exactly what the head used to see. Returns ``(model, head)``;
-    ``head`` is None when there is no linear layer.
+    return exactly what the head used to see.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier; changed in place.
+    head_name : str or None, default=None
+        Qualified name of the head module; None takes the last ``nn.Linear``.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        ``model`` with the head replaced by ``nn.Identity``.
+    head : torch.nn.Module or None
+        The detached head; None when ``model`` has no linear layer.
     """
     if head_name is None:
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]

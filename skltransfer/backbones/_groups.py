@@ -36,7 +36,15 @@ _NORMS = (
 
 @dataclass(frozen=True)
 class LayerGroup:
-    """A named run of modules; its output is the output of its last module."""
+    """A named run of modules; its output is the output of its last module.
+
+    Parameters
+    ----------
+    name : str
+        The group's name, e.g. ``"blocks.5"`` or ``"encoder.layer.0"``.
+    modules : tuple of str
+        Qualified names of the modules in the group, in order.
+    """
 
     name: str
     modules: tuple[str, ...]
@@ -128,7 +136,22 @@ def _execution_order(body, groups, example) -> list[LayerGroup]:
 
 
 def find_layer_groups(body: nn.Module, example=None) -> list[LayerGroup]:
-    """Split ``body`` into ordered layer groups (see the module docstring)."""
+    """Split ``body`` into ordered layer groups (see the module docstring).
+
+    Parameters
+    ----------
+    body : torch.nn.Module
+        The network without its head.
+    example : tensor, dict or None, default=None
+        An input ``body`` accepts; with it, groups are ordered by when they
+        run in a forward pass, and groups whose parameters get no gradient are
+        dropped. None keeps the order of definition.
+
+    Returns
+    -------
+    groups : list of LayerGroup
+        From the input to the top.
+    """
     if isinstance(body, nn.Sequential | nn.ModuleList):
         candidates = _candidates(body, "")
     else:

@@ -50,7 +50,23 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_backbone(name: str, *, description: str = "", pretrained: bool = True):
-    """Decorator registering a zero-argument loader that returns a ``Backbone``."""
+    """Decorator registering a zero-argument loader that returns a ``Backbone``.
+
+    Parameters
+    ----------
+    name : str
+        The name estimators then accept as ``backbone``; it must be new.
+    description : str, default=""
+        A one-line description of the model.
+    pretrained : bool, default=True
+        Whether the loader gives pretrained weights (``list_backbones``
+        filters on it); test and random models set False.
+
+    Returns
+    -------
+    decorator : callable
+        Registers the decorated loader and returns it unchanged.
+    """
 
     def decorator(loader):
         if name in _REGISTRY:
@@ -68,6 +84,20 @@ def list_backbones(pattern: str = "*", *, pretrained: bool | None = None) -> lis
     model (``"timm:convnext_tiny"``) and Hugging Face image model
     (``"hf:facebook/dinov2-small"`` or a local folder) is accepted.
 
+    Parameters
+    ----------
+    pattern : str, default="*"
+        A shell-style pattern (:func:`fnmatch.fnmatchcase`), e.g.
+        ``"efficientnet*"``.
+    pretrained : bool or None, default=None
+        True lists only models with pretrained weights, False only random
+        ones (the ``test_*`` models); None lists both.
+
+    Returns
+    -------
+    names : list of str
+        Sorted registered names.
+
     Examples
     --------
     >>> from skltransfer.backbones import list_backbones
@@ -83,7 +113,13 @@ def list_backbones(pattern: str = "*", *, pretrained: bool | None = None) -> lis
 
 @dataclass(frozen=True)
 class RegisteredBackbone(BackboneSpec):
-    """A backbone from the registry, by name."""
+    """A backbone from the registry, by name.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_backbones`.
+    """
 
     reloadable: ClassVar[bool] = True
 
@@ -149,6 +185,18 @@ def get_spec(backbone) -> BackboneSpec:
 
 def load_backbone(backbone):
     """Load ``backbone`` (a name, spec or module) as a :class:`Backbone` in eval mode.
+
+    Parameters
+    ----------
+    backbone : str, BackboneSpec or torch.nn.Module
+        A registered name, ``"torchvision:NAME"``, ``"timm:NAME"``,
+        ``"hf:HUB_ID"`` or a local Hugging Face folder, a spec, or a module
+        (wrapped as :class:`ModuleBackbone`).
+
+    Returns
+    -------
+    backbone : Backbone
+        The loaded network, with its preprocessing and layer groups.
 
     Examples
     --------

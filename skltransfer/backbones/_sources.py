@@ -189,7 +189,19 @@ def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
 
 @dataclass(frozen=True)
 class TimmBackbone(BackboneSpec):
-    """A timm model by name (``pretrained=True`` downloads its weights)."""
+    """A timm model by name (``pretrained=True`` downloads its weights).
+
+    Parameters
+    ----------
+    name : str
+        A model name of timm, e.g. ``"convnext_tiny"``.
+    pretrained : bool, default=True
+        Load the pretrained weights (a download unless cached); False draws
+        random weights from a fixed seed.
+    kwargs : tuple of (str, value) pairs, default=()
+        More keyword arguments of ``timm.create_model``, as pairs so that the
+        spec stays hashable, e.g. ``(("drop_path_rate", 0.1),)``.
+    """
 
     reloadable: ClassVar[bool] = True
 
@@ -282,6 +294,14 @@ class HFImageBackbone(BackboneSpec):
 
     Checkpoints with an image-classification head keep it (and their
     ``id2label`` class names); others are loaded with ``AutoModel``.
+
+    Parameters
+    ----------
+    path : str
+        A hub id (``"facebook/dinov2-small"``, downloaded by transformers) or
+        a local folder.
+    trust_remote_code : bool, default=False
+        Allow model code shipped with the checkpoint to run.
     """
 
     reloadable: ClassVar[bool] = True

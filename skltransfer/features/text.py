@@ -87,7 +87,7 @@ class PretrainedTextEmbeddings(
     batch_size : int or None, default=None
         Texts per forward pass. None measures on large inputs (padded tokens
         per second at doubling sizes, as for images; see
-        :class:`PretrainedImageFeatures`) and uses 16 on the CPU and 128 on a
+        :class:`PretrainedImageFeatures`) and uses 8 on the CPU and 128 on a
         GPU on small ones. Outputs do not depend on the batch size.
     missing : {{"error", "empty"}}, default="error"
         Missing texts (None, NaN): raise an error naming their position, or
