@@ -88,7 +88,7 @@ default="efficientnet_lite0"
         Hold out ``validation_fraction`` of the training data (stratified for
         classifiers), stop when the validation loss has not improved for
         ``n_iter_no_change`` epochs and restore the best weights. ``"auto"``
-        enables it from 1000 training samples.
+        enables it from 10,000 training samples.
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=5
