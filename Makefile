@@ -23,6 +23,7 @@ $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 
 venv: $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS))
 
+demo: EXTRAS := models,demo
 demo: venv
 	$(PY) -m skltransfer.demo
 
