@@ -127,8 +127,8 @@ def image_preset(name: str, image_size: int) -> PerSample:
 
     Parameters
     ----------
-    name : {"light", "strong"}
-        The preset (see the module docstring).
+    name : str
+        The preset, ``"light"`` or ``"strong"`` (see the module docstring).
     image_size : int
         Side of the square images, in pixels.
 

@@ -1,17 +1,28 @@
-"""Griffe extension: numpydoc's Sphinx roles as links in the API reference.
+"""Griffe extension: numpydoc docstrings as the API reference should show them.
 
-The docstrings follow numpydoc, where ``:func:`~skltransfer.backbones.list_backbones```
-and ``:class:`Backbone``` are cross-references. mkdocstrings renders Markdown,
-which would show such roles as typed; this extension turns each into a code
-span that links to the object when the reference documents it, and stays plain
-code otherwise (a role naming a numpy or torch function, for instance).
+- In numpydoc docstrings, ``:func:`~skltransfer.backbones.list_backbones```
+  and ``:class:`Backbone``` are cross-references. mkdocstrings renders Markdown,
+  which would show such roles as typed; each becomes a code span that links to
+  the object when the reference documents it, and stays plain code otherwise
+  (a role naming a numpy or torch function, for instance).
+- Inspected at run time, a class attribute or dataclass field holding a plain
+  value (``std = 0.1``) takes the docstring of the value's type ("Convert a
+  string or number to a floating point number..."). Those docstrings are
+  dropped, so the attribute is not listed; the class's Parameters section
+  documents it.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import griffe
+
+_TYPE_DOCS = {
+    inspect.getdoc(t)
+    for t in (bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)
+}
 
 _ROLE = re.compile(
     r":(?:py:)?(?:func|class|meth|mod|data|attr|obj|exc|const|ref)"
@@ -50,11 +61,15 @@ def _objects(obj: griffe.Object):
 
 
 class SphinxRoles(griffe.Extension):
-    """Rewrite the Sphinx roles of every docstring of the package once it is loaded."""
+    """Rewrite the docstrings of the package once it is loaded."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
         for obj in _objects(pkg):
-            if obj.docstring is not None and ":`" in obj.docstring.value:
+            if obj.docstring is None:
+                continue
+            if obj.is_attribute and obj.docstring.value in _TYPE_DOCS:
+                obj.docstring = None
+            elif ":`" in obj.docstring.value:
                 obj.docstring.value = _ROLE.sub(
                     lambda m, o=obj: _replace(m, o), obj.docstring.value
                 )
