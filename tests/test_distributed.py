@@ -219,6 +219,15 @@ def test_fine_tune_search_on_dask_equals_one_process(client, small_digits):
 # -- Ray Data and Spark recipes ---------------------------------------------------
 
 
+def _assert_rows_are_features(out, features, paths):
+    """An engine's output rows (any order, an ``id`` column) are ``transform``'s."""
+    out = out.sort_values("id")
+    np.testing.assert_array_equal(
+        np.stack(out["features"].to_numpy()),
+        features.transform(pd.DataFrame({"path": paths})).to_numpy(),
+    )
+
+
 @pytest.mark.slow
 def test_ray_data_recipe(features, paths):
     ray = pytest.importorskip("ray", reason="Ray is not installed")
@@ -235,11 +244,7 @@ def test_ray_data_recipe(features, paths):
         ).to_pandas()
     finally:
         ray.shutdown()
-    out = out.sort_values("id")
-    np.testing.assert_array_equal(
-        np.stack(out["features"].to_numpy()),
-        features.transform(pd.DataFrame({"path": paths})).to_numpy(),
-    )
+    _assert_rows_are_features(out, features, paths)
 
 
 @pytest.mark.slow
@@ -269,11 +274,7 @@ def test_spark_recipe(features, paths, monkeypatch):
         out = frame.withColumn("features", embed("path")).toPandas()
     finally:
         spark.stop()
-    out = out.sort_values("id")
-    np.testing.assert_array_equal(
-        np.stack(out["features"].to_numpy()),
-        features.transform(pd.DataFrame({"path": paths})).to_numpy(),
-    )
+    _assert_rows_are_features(out, features, paths)
 
 
 def test_real_backbone_travels_by_reference(client, paths):
