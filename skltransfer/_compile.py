@@ -12,14 +12,13 @@ instead of compiling again.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import torch
 
 from ._inference import _is_oom
-from .exceptions import SkltransferWarning
+from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = ["compiled_forward"]
 
@@ -56,11 +55,10 @@ class CompiledForward:
                 raise  # the inference loop's batch halving handles it
             self.state = "eager"
             reason = str(exc).strip().splitlines()
-            warnings.warn(
+            warn_at_caller(
                 f"torch.compile failed ({type(exc).__name__}: "
                 f"{reason[0] if reason else ''}); running the model uncompiled.",
                 SkltransferWarning,
-                stacklevel=2,
             )
             return self.eager(x)
         self.state = "compiled"

@@ -7,7 +7,6 @@ in the forward pass; torch releases the GIL in both, so the two overlap.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ._batch_size import AutoBatchSize, batch_slices
 from ._device import autocast
-from .exceptions import SkltransferWarning
+from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = ["batch_slices", "prefetch_pool", "run_batched"]
 
@@ -62,11 +61,10 @@ def _forward_halving(forward, batch, device, dtype, state) -> np.ndarray:
         state["oom"] = max(n, state["oom"] or 0)
         if not state["warned"]:
             state["warned"] = True
-            warnings.warn(
+            warn_at_caller(
                 f"Out of device memory with a batch of {n}; continuing with "
                 "smaller batches. Pass a smaller batch_size to avoid the retry.",
                 SkltransferWarning,
-                stacklevel=4,
             )
         half = n // 2
         parts = [

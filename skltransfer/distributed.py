@@ -30,8 +30,6 @@ that calls it, so it is applied in every task, not once per process.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import hashlib
 import os
@@ -73,15 +71,12 @@ _MMAP_THRESHOLD = 32 << 20
 @functools.cache
 def _restore_malloc_thresholds() -> bool:
     """Once per process; False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        and mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
+    from ._malloc import glibc
+
+    libc = glibc()
+    return libc is not None and bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
     )
 
 

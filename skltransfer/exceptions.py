@@ -11,6 +11,7 @@ __all__ = [
     "MissingDependencyError",
     "SkltransferWarning",
     "TruncationWarning",
+    "WeightsUnavailableError",
     "missing_dependency",
     "warn_at_caller",
 ]
@@ -30,29 +31,48 @@ class FrozenCacheWarning(SkltransferWarning):
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB = os.path.dirname(os.path.abspath(warnings.__file__)) + os.sep
+# Libraries that call into skltransfer (model selection, parallel jobs, torch
+# modules running hooks): a warning names the user's line around them.
+_CALLERS = ("sklearn", "joblib", "torch")
 
 
 def _internal(filename: str) -> bool:
     """Whether ``filename`` is skltransfer, the standard library (contextlib,
-    ...), scikit-learn or joblib: frames a warning should not point at."""
+    ...), or a library in :data:`_CALLERS`: frames a warning should not point
+    at."""
     path = os.path.abspath(filename)
     in_stdlib = path.startswith(_STDLIB) and "site-packages" not in path
     if path.startswith(_PACKAGE) or in_stdlib:
         return True
-    return any(p in path.split(os.sep) for p in ("sklearn", "joblib"))
+    for name in _CALLERS:
+        module = sys.modules.get(name)  # never imported: not on the stack
+        file = getattr(module, "__file__", None)
+        if file and path.startswith(os.path.dirname(os.path.abspath(file)) + os.sep):
+            return True
+    return False
 
 
 def warn_at_caller(message: str, category: type[Warning]) -> None:
-    """Warn pointing at the first frame outside skltransfer and scikit-learn.
+    """Warn pointing at the first frame outside skltransfer and the libraries
+    that call it.
 
     The user's own line (the ``fit`` or ``transform`` call, or the
     ``cross_val_score`` around it) is what the warning should name, however
-    deep inside the library it arises.
+    deep inside the library it arises. Where no such frame exists (a worker
+    thread or process), the warning names the library line that raised it.
     """
     frame, level = sys._getframe(1), 2  # 2: the caller of this function
     while frame is not None and _internal(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)
+
+
+class WeightsUnavailableError(OSError):
+    """Pretrained weights are not on this machine and cannot be downloaded.
+
+    The message says how to proceed offline: random weights, or a local file
+    or folder. The library's own error (no network, offline mode) is chained.
+    """
 
 
 class MissingDependencyError(ImportError):

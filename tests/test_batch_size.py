@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
 
 import skltransfer._compile as compile_module
 from skltransfer import PretrainedImageFeatures
@@ -198,8 +199,9 @@ def test_clones_on_the_same_model_share_one_compiled_forward(fake_compile):
     other_pooling = clone(est).set_params(compile=True, layer=None).fit(X)
     assert other_pooling.transform(X).shape == first.shape
     assert len(fake_compile) == 1
-    with pytest.warns(SkltransferWarning, match="runs uncompiled"):
+    with pytest.warns(SkltransferWarning, match="runs uncompiled") as rec:
         hooked = clone(est).set_params(layer=1).fit(X)
+    assert rec[0].filename == __file__
     hooked.transform(X)
     assert len(fake_compile) == 1  # a hooked layer is not compiled
 
@@ -215,11 +217,28 @@ def test_a_compiler_failure_warns_once_and_runs_uncompiled(monkeypatch):
     model = torch.nn.Linear(3, 2)
     forward = compiled_forward(model, "key", model)
     x = torch.ones(2, 3)
-    with pytest.warns(SkltransferWarning, match="no working C\\+\\+ compiler"):
+    with pytest.warns(SkltransferWarning, match="no working C\\+\\+ compiler") as rec:
         out = forward(x)
+    assert rec[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(forward(x).detach(), out.detach())
+
+
+def test_a_compiler_failure_in_a_pipeline_names_the_users_line(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(x):
+            raise RuntimeError("InductorError: no working C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(compile_module.torch, "compile", broken_compile)
+    monkeypatch.setattr(compile_module, "_CACHE", type(compile_module._CACHE)())
+    X = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
+    pipe = make_pipeline(PretrainedImageFeatures("test_tiny_cnn", compile=True))
+    with pytest.warns(SkltransferWarning, match="running the model uncompiled") as rec:
+        pipe.fit_transform(X)
+    assert rec[0].filename == __file__
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")

@@ -408,6 +408,7 @@ def test_unwritable_cache_warns_once_and_goes_on(tmp_path, monkeypatch):
             ["a" * 32, "b" * 32], lambda idx: np.ones((len(idx), 2), np.float32), 2
         )
     assert len(record) == 1 and out.shape == (2, 2)
+    assert record[0].filename == __file__
 
 
 def test_orphaned_temporary_files_are_cleaned(tmp_path):
@@ -473,7 +474,7 @@ def test_duplicate_words_in_a_file_are_reported_once(tmp_path):
     path.write_text("a 1 0\nb 0 1\na 5 5\nb 7 7\n")
     with pytest.warns(SkltransferWarning, match="2 words occur more than once") as rec:
         table = WordVectors.load(path)
-    assert len(rec) == 1
+    assert len(rec) == 1 and rec[0].filename == __file__
     np.testing.assert_array_equal(table["a"], [1, 0])
 
 

@@ -316,6 +316,38 @@ def test_warm_start_continues(small_digits):
     assert cold.n_iter_ == 2
 
 
+def test_a_fitted_estimator_keeps_no_training_state(small_digits, monkeypatch):
+    from skltransfer.finetune import _base
+
+    released = []
+    monkeypatch.setattr(_base, "release_freed_memory", lambda: released.append(1))
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=1).fit(X[:40], y[:40])
+    # The fit's peak is handed back and only the weights stay: a search's
+    # worker does not grow with the layers its candidates train.
+    assert released == [1]
+    assert all(p.grad is None for p in clf.module_.parameters())
+    assert not clf.optimizer_.state  # the moments serve only a warm start
+    warm = clone(clf).set_params(warm_start=True).fit(X[:40], y[:40])
+    assert warm.optimizer_.state and len(released) == 2
+
+
+@pytest.mark.slow  # starts two worker processes
+def test_parallel_search_on_a_text_encoder_keeps_its_workers(capfd):
+    # loky replaces a worker grown 300 MB past its first task; the tiny encoder
+    # stays far below that, so this guards the search's plumbing, while the
+    # test above checks what keeps a real encoder's workers from growing.
+    texts = ["a good film", "great movie", "bad film", "awful movie"] * 6
+    labels = [1, 1, 0, 0] * 6
+    clf = FineTuneClassifier("test_tiny_bert", max_epochs=1, random_state=0)
+    search = GridSearchCV(clf, {"unfreeze": [0, "all"]}, cv=2, n_jobs=2)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        search.fit(texts, labels)
+    messages = [str(w.message) for w in record] + [capfd.readouterr().err]
+    assert not any("A worker stopped" in m for m in messages)
+
+
 def test_precision_bf16_on_cpu(small_digits):
     X, y = small_digits
     clf = FineTuneClassifier(mlp(), unfreeze="all", precision="bf16", max_epochs=3)

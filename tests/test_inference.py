@@ -47,8 +47,28 @@ def test_out_of_memory_halves_the_batch_and_warns_once():
     with pytest.warns(SkltransferWarning, match="Out of device memory") as record:
         out = _run(forward, batch_size=4)
     np.testing.assert_array_equal(out, DATA.numpy() + 1)
-    assert len(record) == 1
+    assert len(record) == 1 and record[0].filename == __file__
     assert max(sizes) == 4 and sizes.count(1) == 10
+
+
+class _OutOfMemoryAboveTwo(torch.nn.Module):
+    def forward(self, x):
+        if len(x) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+        return x.mean(dim=(2, 3))
+
+
+def test_out_of_memory_in_an_estimator_names_the_users_line():
+    from skltransfer import PretrainedImageFeatures
+    from skltransfer.backbones import ImagePreprocessing, ModuleBackbone
+
+    pre = ImagePreprocessing(crop_size=8, resize_size=None)
+    spec = ModuleBackbone(_OutOfMemoryAboveTwo(), preprocessing=pre)
+    X = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    est = PretrainedImageFeatures(spec, batch_size=8).fit(X)
+    with pytest.warns(SkltransferWarning, match="Out of device memory") as record:
+        out = est.transform(X)
+    assert out.shape == (8, 3) and record[0].filename == __file__
 
 
 def test_other_errors_are_not_swallowed():

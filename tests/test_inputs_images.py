@@ -190,7 +190,8 @@ def test_missing_file_names_are_not_mistaken_for_texts(image_files, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["FineTuneClassifier", "PretrainedImageFeatures", "PretrainedImageClassifier"]
+    "name",
+    ["FineTuneClassifier", "PretrainedImageFeatures", "PretrainedImageClassifier"],
 )
 def test_image_estimators_given_texts_name_the_text_encoders(name):
     import skltransfer

@@ -225,13 +225,24 @@ def test_truncation_warns_once_with_the_count(fitted):
     long_texts = ["good " * 100, "bad " * 70, "short"]
     with pytest.warns(TruncationWarning, match="2 of 3 texts") as record:
         X = fitted.transform(long_texts)
-    assert len([w for w in record if w.category is TruncationWarning]) == 1
+    [warning] = [w for w in record if w.category is TruncationWarning]
+    assert warning.filename == __file__  # the user's line, not the library's
     cut = PretrainedTextEmbeddings("test_tiny_bert", max_length=10).fit(TEXTS)
     with pytest.warns(TruncationWarning, match="1 of 1 texts"):
         truncated = cut.transform(["good " * 20])
     # 8 words + [CLS] + [SEP] = 10 tokens: exactly what is kept.
     np.testing.assert_allclose(truncated, cut.transform(["good " * 8]), atol=1e-6)
     assert np.isfinite(X).all()
+
+
+def test_truncation_inside_model_selection_names_the_users_line():
+    texts = ["good " * 100, "bad " * 70, "a good film", "a bad film"] * 2
+    embed = PretrainedTextEmbeddings("test_tiny_bert")
+    pipe = make_pipeline(embed, LogisticRegression())
+    with pytest.warns(TruncationWarning) as record:
+        cross_val_score(pipe, texts, [1, 0, 1, 0] * 2, cv=2)
+    warned = {w.filename for w in record if w.category is TruncationWarning}
+    assert warned == {__file__}
 
 
 def test_no_warning_at_the_limit(fitted):

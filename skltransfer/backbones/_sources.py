@@ -11,13 +11,14 @@ import copy
 import difflib
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ..exceptions import missing_dependency
+from ..exceptions import WeightsUnavailableError, missing_dependency
 from ._api import Backbone, split_head
 from ._groups import LayerGroup
 from ._preprocessing import ImagePreprocessing
@@ -46,6 +47,50 @@ def check_local_folder(path) -> None:
             "save_pretrained (or a sentence-transformers folder); a Hugging Face "
             "hub id has the form 'org/name'."
         )
+
+
+# Errors of the Hugging Face hub that mean "not cached and not downloadable";
+# by name, so that torchvision-only installs need no huggingface_hub.
+_HUB_OFFLINE_ERRORS = ("LocalEntryNotFoundError", "OfflineModeIsEnabled")
+
+
+def _offline_cause(err: BaseException) -> BaseException | None:
+    """The error in ``err``'s chain saying that weights could not be fetched (no
+    network, the hub's offline mode, a file missing from the local cache)."""
+    from urllib.error import URLError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        network = (URLError, ConnectionError, TimeoutError, socket.gaierror)
+        if isinstance(err, network) or type(err).__name__ in _HUB_OFFLINE_ERRORS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextlib.contextmanager
+def fetching_weights(what: str, remedy: str):
+    """Turn a model library's failure to download ``what`` into one clear error.
+
+    torchvision, timm and transformers each fail in their own way offline (a
+    URLError, the hub's LocalEntryNotFoundError, an OSError about connecting);
+    all become a :class:`WeightsUnavailableError` that names ``remedy``.
+    """
+    try:
+        yield
+    except Exception as err:
+        cause = _offline_cause(err)
+        if cause is None:
+            raise
+        hub_offline = type(cause).__name__ in _HUB_OFFLINE_ERRORS and os.environ.get(
+            "HF_HUB_OFFLINE", ""
+        ).lower() in ("1", "true", "yes", "on")
+        why = "HF_HUB_OFFLINE is set" if hub_offline else "no network"
+        raise WeightsUnavailableError(
+            f"The pretrained weights of {what} are not on this machine and cannot "
+            f"be downloaded ({why}). {remedy}"
+        ) from err
 
 
 @contextlib.contextmanager
@@ -120,6 +165,19 @@ class TorchvisionBackbone(BackboneSpec):
                 f"{self.name!r}; choose from {[w.name for w in enum]} or None."
             ) from None
 
+    def _remedy(self) -> str:
+        import torch.hub
+
+        weights = self._weights()
+        file = os.path.basename(getattr(weights, "url", "")) or "the weights file"
+        folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+        return (
+            "Run once with network access (torch keeps them in "
+            f"{folder}), copy {file} into that folder from a machine that has "
+            "it, or use random weights: "
+            f"backbone=TorchvisionBackbone({self.name!r}, weights=None)."
+        )
+
     def load(self) -> Backbone:
         from torchvision import models
 
@@ -130,7 +188,7 @@ class TorchvisionBackbone(BackboneSpec):
                 + _close_matches(self.name, available)
             )
         weights = self._weights()
-        with seeded():
+        with seeded(), fetching_weights(f"'torchvision:{self.name}'", self._remedy()):
             model = models.get_model(self.name, weights=weights)
         body, head = split_head(model)
         if weights is None:
@@ -187,6 +245,10 @@ def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
     )
 
 
+# Prefixes timm reads in a model name: a hub repository or a local folder.
+_TIMM_SOURCES = ("hf-hub", "local-dir")
+
+
 @dataclass(frozen=True)
 class TimmBackbone(BackboneSpec):
     """A timm model by name (``pretrained=True`` downloads its weights).
@@ -194,7 +256,10 @@ class TimmBackbone(BackboneSpec):
     Parameters
     ----------
     name : str
-        A model name of timm, e.g. ``"convnext_tiny"``.
+        A model name of timm, e.g. ``"convnext_tiny"``; or
+        ``"local-dir:/path/to/folder"``, a folder saved by timm
+        (``config.json`` and ``model.safetensors``), which loads offline; or
+        ``"hf-hub:org/name"``.
     pretrained : bool, default=True
         Load the pretrained weights (a download unless cached); False draws
         random weights from a fixed seed.
@@ -214,12 +279,19 @@ class TimmBackbone(BackboneSpec):
             import timm
         except ImportError:
             raise missing_dependency("timm", "A timm backbone") from None
-        if not timm.is_model(self.name):
+        source = self.name.partition(":")[0] if ":" in self.name else None
+        if source not in _TIMM_SOURCES and not timm.is_model(self.name):
             raise ValueError(
                 f"Unknown timm model {self.name!r}."
                 + _close_matches(self.name, timm.list_models())
             )
-        with seeded():
+        remedy = (
+            "Run once with network access (timm caches them), use random "
+            f"weights: backbone=TimmBackbone({self.name!r}, pretrained=False), or "
+            "load a folder saved by timm (config.json and model.safetensors): "
+            "backbone='timm:local-dir:/path/to/folder'."
+        )
+        with seeded(), fetching_weights(f"'timm:{self.name}'", remedy):
             model = timm.create_model(
                 self.name, pretrained=self.pretrained, **dict(self.kwargs)
             )
@@ -260,6 +332,12 @@ class _HFLogits(nn.Module):
 
     def forward(self, pixel_values):
         return self.model(pixel_values=pixel_values).logits
+
+
+_HF_REMEDY = (
+    "Run once with network access (the model is then cached), or pass a local "
+    "folder saved by save_pretrained: backbone='hf:/path/to/folder'."
+)
 
 
 def _hf_preprocessing(processor) -> ImagePreprocessing:
@@ -317,6 +395,10 @@ class HFImageBackbone(BackboneSpec):
                 "transformers", "A Hugging Face backbone"
             ) from None
         check_local_folder(self.path)
+        with fetching_weights(f"'hf:{self.path}'", _HF_REMEDY):
+            return self._load(transformers)
+
+    def _load(self, transformers) -> Backbone:
         kw = {"trust_remote_code": self.trust_remote_code}
         config = transformers.AutoConfig.from_pretrained(self.path, **kw)
         processor = transformers.AutoImageProcessor.from_pretrained(self.path, **kw)

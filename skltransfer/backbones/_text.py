@@ -48,6 +48,7 @@ from ._registry import (
     BackboneSpec,
     RegisteredBackbone,
     _ensure_builtins,
+    list_backbones,
     register_backbone,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "get_text_spec",
     "load_text_backbone",
     "masked_pool",
+    "text_backbone_names",
 ]
 
 TOKEN_POOLINGS = ("mean", "cls", "max")
@@ -288,14 +290,24 @@ class HFTextBackbone(BackboneSpec):
             import transformers
         except ImportError:
             raise missing_dependency("transformers", "A text encoder") from None
-        from ._sources import check_local_folder, quiet_weight_loading, seeded
+        from ._sources import (
+            check_local_folder,
+            fetching_weights,
+            quiet_weight_loading,
+            seeded,
+        )
 
         path = str(self.path)
         check_local_folder(path)
         kw = {"trust_remote_code": self.trust_remote_code}
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kw)
-        with seeded(), quiet_weight_loading():
-            model = transformers.AutoModel.from_pretrained(path, **kw)
+        remedy = (
+            "Run once with network access (the model is then cached), or pass "
+            "a local folder saved by save_pretrained (or by sentence-transformers)."
+        )
+        with fetching_weights(repr(path), remedy):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kw)
+            with seeded(), quiet_weight_loading():
+                model = transformers.AutoModel.from_pretrained(path, **kw)
         default, largest = _length_limits(path, tokenizer, model.config)
         return TextBackbone(
             HFTextEncoder(model).eval(),
@@ -325,6 +337,16 @@ def get_text_spec(model, *, trust_remote_code: bool = False) -> BackboneSpec:
     if model in _REGISTRY:
         return RegisteredBackbone(model)
     return HFTextBackbone(model.removeprefix("hf:"), trust_remote_code)
+
+
+def text_backbone_names(pretrained: bool | None = True) -> list[str]:
+    """The registered names of text encoders (pretrained ones by default)."""
+    _ensure_builtins()
+    return [
+        name
+        for name in list_backbones(pretrained=pretrained)
+        if _REGISTRY[name].loader.__module__ == __name__
+    ]
 
 
 def load_text_backbone(model, *, trust_remote_code: bool = False) -> TextBackbone:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -34,7 +33,7 @@ from ..caching import (
     module_fingerprint,
     text_keys,
 )
-from ..exceptions import TruncationWarning
+from ..exceptions import TruncationWarning, warn_at_caller
 from ..inputs.text import (
     MISSING_OPTIONS,
     as_texts,
@@ -266,11 +265,10 @@ class PretrainedTextEmbeddings(
     def _encode(self, texts: list[str]) -> np.ndarray:
         tokens = tokenize_texts(self.backbone_.tokenizer, texts, self.max_length_)
         if tokens.n_truncated:
-            warnings.warn(
+            warn_at_caller(
                 f"{tokens.n_truncated} of {len(texts)} texts are longer than "
                 f"max_length={self.max_length_} tokens and were truncated.",
                 TruncationWarning,
-                stacklevel=4,  # _encode < transform < sklearn's output wrapper
             )
         order = length_order(tokens.lengths)
         device = self._device()

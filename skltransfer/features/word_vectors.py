@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections import Counter
 
 import numpy as np
@@ -16,7 +15,7 @@ from sklearn.base import (
 
 from .._validation import StrOptions, check_is_fitted, validate_params
 from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, text_keys
-from ..exceptions import SkltransferWarning
+from ..exceptions import SkltransferWarning, warn_at_caller
 from ..inputs.text import MISSING_OPTIONS, as_texts
 from ._vector_files import WordVectors, as_word_vectors
 
@@ -225,11 +224,10 @@ default="glove-6b-50d"
             out[chunk] = self._pool(docs[chunk])
         n_empty = sum(len(d) == 0 for d in docs)
         if n_empty:
-            warnings.warn(
+            warn_at_caller(
                 f"{n_empty} of {len(docs)} texts have no word in the vocabulary; "
                 "their vectors are zeros.",
                 SkltransferWarning,
-                stacklevel=3,
             )
         return out
 

@@ -23,6 +23,7 @@ from sklearn.utils.validation import _check_sample_weight
 from .._config import get_config
 from .._device import PRECISIONS, resolve_precision
 from .._inference import batch_slices, run_batched
+from .._malloc import release_freed_memory
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, get_spec
@@ -140,6 +141,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             # or leaves the estimator as it was (unfitted, or the previous fit).
             snapshot.restore(self)
             raise
+        finally:
+            # The fit's peak is freed but stays in the C heaps: give it back,
+            # or every fit in a worker process raises its size (see _malloc).
+            release_freed_memory()
         return self
 
     def _fit(self, X, y, sample_weight=None):

@@ -143,13 +143,15 @@ default=None
         Continue training the fitted network (and optimiser state) for
         ``max_epochs`` more epochs instead of starting again; ``history_``
         grows. Parameters that define the network (backbone, head) are then
-        ignored."""
+        ignored. Only a fit with ``warm_start=True`` keeps the optimiser
+        state; otherwise a later warm start begins with fresh moments."""
 
 _ATTRIBUTES = """module_ : FineTuneNetwork
         The trained network: ``module_.backbone`` (a
         :class:`~skltransfer.backbones.Backbone`) and ``module_.head``.
     optimizer_ : torch.optim.AdamW
-        The optimiser, kept for ``warm_start``.
+        The optimiser; its state (the moments) is kept only with
+        ``warm_start=True``.
     criterion_ : torch.nn.Module
         The loss.
     history_ : list of dict

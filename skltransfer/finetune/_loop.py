@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._device import autocast
-from ..exceptions import SkltransferWarning
+from ..exceptions import SkltransferWarning, warn_at_caller
 from ..freezing import freeze, n_unfrozen_at, set_train_mode
 from ._data import TensorInputs, iterate_batches
 
@@ -163,10 +162,9 @@ class TrainingLoopMixin:
         )
         if best.state is None:
             raise FloatingPointError(message)
-        warnings.warn(
+        warn_at_caller(
             f"{message} Training stopped; the weights of epoch {best.epoch} are kept.",
             SkltransferWarning,
-            stacklevel=5,
         )
 
     def _finish_fit(self, best: _Best) -> None:
@@ -174,6 +172,14 @@ class TrainingLoopMixin:
             self.module_.load_state_dict(best.state, strict=False)
         self.best_epoch_ = best.epoch if best.epoch is not None else self.n_iter_
         self.module_.eval()
+        # A fitted estimator keeps no training state it will not use: the last
+        # gradients never, the optimiser's moments (two tensors per trained
+        # weight) only for a warm start, as in a pickle. In a search, where the
+        # candidates train more or fewer layers, they would otherwise set the
+        # size of each worker process.
+        self.optimizer_.zero_grad(set_to_none=True)
+        if not self.warm_start:
+            self.optimizer_.state.clear()
 
     def _changing_state_keys(self) -> list[str]:
         """State entries that training may change: trainable parameters, buffers."""
