@@ -1,7 +1,7 @@
 """Demo: three ways to reuse a pretrained model, on data that ships offline.
 
-Run with ``python -m skltransfer.demo`` (about three minutes on two CPU cores;
-no download). Every estimator runs at its defaults. Three experiments:
+Run with ``python -m skltransfer.demo`` (under a minute on two CPU cores; no
+download). Every estimator runs at its defaults. Three experiments:
 
 1. **Direct use.** EfficientNet-Lite0, pretrained on ImageNet, names what is
    in scikit-image's and scikit-learn's sample photos with its own head: a
