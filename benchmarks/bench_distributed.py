@@ -248,9 +248,12 @@ def main(argv=None) -> None:
     folder = tempfile.mkdtemp()
     try:
         paths = _write_jpegs(photo_crops(args.n, size=256), folder, size=(256, 256))
+        # The search first: starting a LocalCluster leaves its workers'
+        # settings (MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS=1) in this
+        # process's environment, and loky's workers would inherit them.
+        search_part(args, cores)
         costs = embedding_part(args, paths, cores)
         costs["partition"] = args.partition
-        search_part(args, cores)
         sizes_part(paths)
         projection(costs, cores)
     finally:

@@ -15,7 +15,7 @@ this module supplies the three things each of them needs from a model:
 - :func:`worker_setup`: the process settings torch needs in a worker.
   Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also
   pins glibc's mmap threshold at 128 KiB, so every large tensor is mapped and
-  unmapped afresh (page faults on every batch: 2.1x slower inference measured
+  unmapped afresh (page faults on every batch: 1.9-2.2x slower inference measured
   on a 2-core LocalCluster); and every engine starts torch with one thread per
   task. :func:`worker_setup` restores glibc's large-allocation thresholds and
   gives torch its share of the host's cores.
