@@ -55,6 +55,7 @@ from skltransfer import (
     PretrainedImageFeatures,
     PretrainedTextEmbeddings,
 )
+from skltransfer.demo import source_network
 
 COLUMNS = ["default", "unfreeze=0", "unfreeze=1", "probe", "raw", "scratch"]
 # Columns left out of a run (--skip): the text unfreeze=1 fits take minutes.
@@ -107,23 +108,15 @@ class Task:
 # -- digits 0-4 -> 5-9 ------------------------------------------------------------
 
 
-def _mlp(seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(64, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, 64),
-        torch.nn.ReLU(),
-    )
-
-
 def digits_task(seeds) -> list[Task]:
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(np.float32)
     source_rows = y < 5
     task = Task("digits 0-4 -> 5-9, 50 samples", [""])
     for seed in seeds:
-        source = FineTuneClassifier(_mlp(seed), unfreeze="all", random_state=seed)
+        source = FineTuneClassifier(
+            source_network(seed), unfreeze="all", random_state=seed
+        )
         source.fit(X[source_rows], y[source_rows])
         Xt, yt = X[~source_rows], y[~source_rows]
         X_tr, X_te, y_tr, y_te = train_test_split(
@@ -134,7 +127,7 @@ def digits_task(seeds) -> list[Task]:
             ("default", source, {}),
             ("unfreeze=0", source, {"unfreeze": 0}),
             ("unfreeze=1", source, {"unfreeze": 1}),
-            ("scratch", _mlp(seed + 100), {"unfreeze": "all"}),
+            ("scratch", source_network(seed + 100), {"unfreeze": "all"}),
         ]:
             model = FineTuneClassifier(backbone, random_state=seed, **params)
             task.add(column, *_fit_score(model, X_tr, y_tr, tests))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from ._docstring import fill_doc
+
 __all__ = ["config_context", "get_config", "set_config"]
 
 _DEFAULTS = {"pickle_weights": False}
@@ -37,32 +39,26 @@ def get_config() -> dict:
     return dict(_config())
 
 
+@fill_doc
 def set_config(*, pickle_weights: bool | None = None) -> None:
     """Change settings for the current thread (None leaves one as it is).
 
     Parameters
     ----------
-    pickle_weights : bool or None, default=None
-        True: fitted estimators pickle their pretrained weights, for a machine
-        where the model is not installed. False (the initial setting): they
-        pickle a reference to the installed weights and a fingerprint, and
-        load them again on first use. None leaves the setting as it is.
+    {pickle_weights}
     """
     if pickle_weights is not None:
         _config()["pickle_weights"] = bool(pickle_weights)
 
 
+@fill_doc
 @contextlib.contextmanager
 def config_context(*, pickle_weights: bool | None = None):
     """Change settings inside a ``with`` block only.
 
     Parameters
     ----------
-    pickle_weights : bool or None, default=None
-        True: fitted estimators pickle their pretrained weights, for a machine
-        where the model is not installed. False (the initial setting): they
-        pickle a reference to the installed weights and a fingerprint, and
-        load them again on first use. None leaves the setting as it is.
+    {pickle_weights}
 
     Examples
     --------

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 _SHARED = {
+    "pickle_weights": """pickle_weights : bool or None, default=None
+        True: fitted estimators pickle their pretrained weights, for a machine
+        where the model is not installed. False (the initial setting): they
+        pickle a reference to the installed weights and a fingerprint, and
+        load them again on first use. None leaves the setting as it is.""",
     "backbone": """backbone : str, BackboneSpec or Module, default="efficientnet_lite0"
         The pretrained image model: a registered name (see
         :func:`skltransfer.backbones.list_backbones`; the default installs from

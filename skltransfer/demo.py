@@ -131,7 +131,9 @@ def fixed_features(args) -> dict:
 # -- 3. fine-tuning a source model ---------------------------------------------
 
 
-def _mlp(seed: int) -> torch.nn.Module:
+def source_network(seed: int) -> torch.nn.Module:
+    """The source experiment's small MLP on 8x8 digits (64 -> 128 -> 64),
+    initialised from ``seed``."""
     torch.manual_seed(seed)
     return torch.nn.Sequential(
         torch.nn.Linear(64, 128),
@@ -156,7 +158,9 @@ def source_to_target(args) -> dict:
     source, target = y < 5, y >= 5
     scores = {name: [] for name in SOURCE_TARGET}
     for seed in _progress(range(args.seeds), "source -> target seeds", args.seeds):
-        pretrained = FineTuneClassifier(_mlp(seed), unfreeze="all", random_state=seed)
+        pretrained = FineTuneClassifier(
+            source_network(seed), unfreeze="all", random_state=seed
+        )
         frozen = FrozenEstimator(pretrained.fit(X[source], y[source]))
         X_tr, X_te, y_tr, y_te = train_test_split(
             X[target],
@@ -167,7 +171,9 @@ def source_to_target(args) -> dict:
         )
         models = {
             SOURCE_TARGET[0]: LogisticRegression(max_iter=3000),
-            SOURCE_TARGET[1]: FineTuneClassifier(_mlp(seed + 100), unfreeze="all"),
+            SOURCE_TARGET[1]: FineTuneClassifier(
+                source_network(seed + 100), unfreeze="all"
+            ),
             SOURCE_TARGET[2]: FineTuneClassifier(frozen, max_epochs=0),
             SOURCE_TARGET[3]: FineTuneClassifier(frozen),
             SOURCE_TARGET[4]: FineTuneClassifier(frozen, augmentation="noise"),
