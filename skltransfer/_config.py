@@ -51,8 +51,8 @@ def set_config(*, pickle_weights: bool | None = None) -> None:
         _config()["pickle_weights"] = bool(pickle_weights)
 
 
-@fill_doc
 @contextlib.contextmanager
+@fill_doc  # inside: documentation tools read the unwrapped function
 def config_context(*, pickle_weights: bool | None = None):
     """Change settings inside a ``with`` block only.
 
