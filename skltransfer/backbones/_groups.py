@@ -13,16 +13,22 @@ every architecture, so ``unfreeze=2`` always means "the last two stages":
    ``bn1`` belongs to its ``conv1``).
 4. With an example input, groups are ordered by when they run and groups whose
    parameters receive no gradient (unused poolers) are dropped.
+
+A model that declares its stages (timm's ``group_matcher``) needs no probe:
+:func:`declared_layer_groups` builds the groups from the declaration, and
+rule 3 applies to them too.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["LayerGroup", "find_layer_groups"]
+__all__ = ["LayerGroup", "declared_layer_groups", "find_layer_groups"]
 
 STAGE_CONTAINERS = frozenset(
     {"features", "blocks", "stages", "layers", "layer", "encoder", "trunk_output"}
@@ -80,14 +86,47 @@ def _candidates(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def _merge_norms(candidates) -> list[LayerGroup]:
-    groups: list[list[str]] = []
-    for name, child in candidates:
-        if groups and _is_norm_only(child):
-            groups[-1].append(name)
+def _merge_norms(groups) -> list[LayerGroup]:
+    """Groups of ``(name, module)`` pairs; one holding only normalisation layers
+    joins the group before it."""
+    merged: list[list[str]] = []
+    for group in groups:
+        names = [name for name, _ in group]
+        if merged and all(_is_norm_only(module) for _, module in group):
+            merged[-1].extend(names)
         else:
-            groups.append([name])
-    return [LayerGroup(g[0], tuple(g)) for g in groups]
+            merged.append(names)
+    return [LayerGroup(g[0], tuple(g)) for g in merged]
+
+
+def _declared_units(module: nn.Module, prefix: str, stage_of: dict) -> list:
+    """``(stage, name, module)`` for the largest submodules whose parameters all
+    belong to one stage."""
+    names = [f"{prefix}{n}" for n, _ in module.named_parameters()]
+    stages = {stage_of[n] for n in names if n in stage_of}  # tied weights: once
+    if prefix and len(stages) == 1:
+        return [(stages.pop(), prefix[:-1], module)]
+    return [
+        unit
+        for name, child in module.named_children()
+        for unit in _declared_units(child, f"{prefix}{name}.", stage_of)
+    ]
+
+
+def declared_layer_groups(body: nn.Module, stage: Callable) -> list[LayerGroup]:
+    """The layer groups a model declares: ``stage`` maps a parameter name to its
+    stage, a sortable key.
+
+    A group holds the largest submodules whose parameters all belong to its
+    stage, in order of definition; groups follow the order of their keys.
+    Parameters held directly by a module whose parts belong to different
+    stages (a ViT's class token) are in no group;
+    :meth:`Backbone.group_parameters` adds them to the first.
+    """
+    stage_of = {name: stage(name) for name, _ in body.named_parameters()}
+    units = sorted(_declared_units(body, "", stage_of), key=lambda u: u[0])
+    by_stage = itertools.groupby(units, key=lambda u: u[0])
+    return _merge_norms([[(n, m) for _, n, m in unit] for _, unit in by_stage])
 
 
 def _recorder(order: dict, name: str):
@@ -162,7 +201,7 @@ def find_layer_groups(body: nn.Module, example=None) -> list[LayerGroup]:
     if candidates == [("_", body)]:
         # A body with no parameterised children (one layer): a single group.
         return [LayerGroup("", ("",))]
-    groups = _merge_norms(candidates)
+    groups = _merge_norms([[candidate] for candidate in candidates])
     if example is not None:
         groups = _execution_order(body, groups, example)
     return groups

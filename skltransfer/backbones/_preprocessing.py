@@ -6,19 +6,21 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImagePreprocessing"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_INTERPOLATIONS = {
-    "nearest": InterpolationMode.NEAREST,
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-}
+# torchvision is imported when images are resized, not with this module: text
+# estimators share the backbone package and never touch images.
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+def _interpolation_mode(name: str):
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(name)
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,17 @@ class ImagePreprocessing:
         channels = images.shape[1]
         if channels == 4:
             images = images[:, :3]
-        mode = _INTERPOLATIONS[self.interpolation]
-        if mode is InterpolationMode.NEAREST or images.device.type == "cpu":
-            out = self._resample(images, mode)
+        if self.interpolation == "nearest" or images.device.type == "cpu":
+            out = self._resample(images)
         else:  # native uint8 resampling is a CPU kernel
-            out = self._resample(images.float(), mode).round_().clamp_(0, 255)
+            out = self._resample(images.float()).round_().clamp_(0, 255)
         out = out.float().div_(255.0)
         return out.expand(-1, 3, -1, -1) if channels == 1 else out
 
-    def _resample(self, images: torch.Tensor, mode) -> torch.Tensor:
+    def _resample(self, images: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        mode = _interpolation_mode(self.interpolation)
         if self.resize_size is None:
             size = [self.crop_size, self.crop_size]
             return TF.resize(images, size, interpolation=mode, antialias=True)
@@ -116,14 +120,15 @@ class ImagePreprocessing:
 
     def resize_crop(self, images: torch.Tensor) -> torch.Tensor:
         """Resize and crop float images (N, 3, H, W) in [0, 1]."""
-        mode = _INTERPOLATIONS[self.interpolation]
-        out = self._resample(images, mode)
+        out = self._resample(images)
         # Bicubic overshoots; keep values in the range the weights were trained
         # on (out of place: without resampling, ``out`` views ``images``).
-        return out.clamp(0.0, 1.0) if mode is InterpolationMode.BICUBIC else out
+        return out.clamp(0.0, 1.0) if self.interpolation == "bicubic" else out
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Normalise resized float images (N, 3, H, W) in [0, 1]."""
+        from torchvision.transforms.v2 import functional as TF
+
         return TF.normalize(images, list(self.mean), list(self.std))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

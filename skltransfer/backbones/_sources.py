@@ -6,124 +6,30 @@ returns a :class:`~skltransfer.backbones.Backbone` in eval mode on the CPU.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import difflib
 import math
 import os
-import socket
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
 from torch import nn
 
-from ..exceptions import WeightsUnavailableError, missing_dependency
+from ..exceptions import missing_dependency
 from ._api import Backbone, split_head
-from ._groups import LayerGroup
+from ._groups import LayerGroup, declared_layer_groups
+from ._loading import (
+    check_local_folder,
+    close_matches,
+    fetching_weights,
+    quiet_weight_loading,
+    seeded,
+)
 from ._preprocessing import ImagePreprocessing
-from ._registry import BackboneSpec
+from ._spec import BackboneSpec
 
 __all__ = ["HFImageBackbone", "ModuleBackbone", "TimmBackbone", "TorchvisionBackbone"]
-
-
-def check_local_folder(path) -> None:
-    """Raise FileNotFoundError for a path-like model reference that is missing.
-
-    A Hugging Face hub id has the form ``name`` or ``org/name``; a reference
-    that starts like a path (``/``, ``./``, ``../``, ``~``) or holds more than
-    one ``/`` can only be a local folder, and when there is none the user
-    should hear that, not the hub's rules for repository names.
-    """
-    text = os.fspath(path)
-    looks_local = (
-        text.startswith(("/", "./", "../", "~"))
-        or text.count("/") > 1
-        or (os.sep != "/" and os.sep in text)
-    )
-    if looks_local and not os.path.isdir(os.path.expanduser(text)):
-        raise FileNotFoundError(
-            f"No model folder at {text!r}. A local model is a folder saved by "
-            "save_pretrained (or a sentence-transformers folder); a Hugging Face "
-            "hub id has the form 'org/name'."
-        )
-
-
-# Errors of the Hugging Face hub that mean "not cached and not downloadable";
-# by name, so that torchvision-only installs need no huggingface_hub.
-_HUB_OFFLINE_ERRORS = ("LocalEntryNotFoundError", "OfflineModeIsEnabled")
-
-
-def _offline_cause(err: BaseException) -> BaseException | None:
-    """The error in ``err``'s chain saying that weights could not be fetched (no
-    network, the hub's offline mode, a file missing from the local cache)."""
-    from urllib.error import URLError
-
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        network = (URLError, ConnectionError, TimeoutError, socket.gaierror)
-        if isinstance(err, network) or type(err).__name__ in _HUB_OFFLINE_ERRORS:
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
-@contextlib.contextmanager
-def fetching_weights(what: str, remedy: str):
-    """Turn a model library's failure to download ``what`` into one clear error.
-
-    torchvision, timm and transformers each fail in their own way offline (a
-    URLError, the hub's LocalEntryNotFoundError, an OSError about connecting);
-    all become a :class:`WeightsUnavailableError` that names ``remedy``.
-    """
-    try:
-        yield
-    except Exception as err:
-        cause = _offline_cause(err)
-        if cause is None:
-            raise
-        hub_offline = type(cause).__name__ in _HUB_OFFLINE_ERRORS and os.environ.get(
-            "HF_HUB_OFFLINE", ""
-        ).lower() in ("1", "true", "yes", "on")
-        why = "HF_HUB_OFFLINE is set" if hub_offline else "no network"
-        raise WeightsUnavailableError(
-            f"The pretrained weights of {what} are not on this machine and cannot "
-            f"be downloaded ({why}). {remedy}"
-        ) from err
-
-
-@contextlib.contextmanager
-def seeded(seed: int = 0):
-    """Build randomly initialised models reproducibly without touching global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
-def quiet_weight_loading():
-    """Hide transformers' per-load "Loading weights" bar (downloads keep theirs).
-
-    Estimators load a model in every ``fit`` of a cross-validation; a bar per
-    load would bury the user's own output. The process-wide switch is put
-    back as it was.
-    """
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    if enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _close_matches(name: str, options) -> str:
-    close = difflib.get_close_matches(name, list(options), n=5, cutoff=0.6)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
 def imagenet_class_names() -> list[str]:
@@ -147,6 +53,7 @@ class TorchvisionBackbone(BackboneSpec):
     """
 
     reloadable: ClassVar[bool] = True
+    input_kind: ClassVar[str] = "image"
 
     name: str
     weights: object = "DEFAULT"
@@ -185,7 +92,7 @@ class TorchvisionBackbone(BackboneSpec):
         if self.name not in available:
             raise ValueError(
                 f"Unknown torchvision model {self.name!r}."
-                + _close_matches(self.name, available)
+                + close_matches(self.name, available)
             )
         weights = self._weights()
         with seeded(), fetching_weights(f"'torchvision:{self.name}'", self._remedy()):
@@ -227,8 +134,48 @@ def timm_preprocessing(model) -> ImagePreprocessing:
     )
 
 
+def _as_key(ordinal) -> tuple:
+    return tuple(ordinal) if isinstance(ordinal, Iterable) else (ordinal,)
+
+
+def _timm_group_key(matcher):
+    """The stage of a parameter name, as a sortable tuple, per timm's ``group_matcher``.
+
+    A matcher is a dict of regular expressions (one per stage kind, each
+    capturing the stage index, some with a suffix tuple) or a function of the
+    name. Names no expression matches (a neck) come last, as in timm.
+    """
+    if callable(matcher):
+        return lambda name: _as_key(matcher(name))
+    patterns = []
+    for ordinal, spec in enumerate(matcher.values()):
+        specs = spec if isinstance(spec, list | tuple) else [(spec, None)]
+        patterns += [(re.compile(rx), ordinal, suffix or ()) for rx, suffix in specs]
+
+    def key(name: str) -> tuple:
+        for pattern, ordinal, suffix in patterns:
+            match = pattern.match(name)
+            if match:
+                indexes = (float(g) for g in match.groups() if g is not None)
+                return (ordinal, *indexes, *suffix)
+        return (math.inf,)
+
+    return key
+
+
+def timm_layer_groups(model) -> list[LayerGroup] | None:
+    """The stages ``model`` declares with ``group_matcher(coarse=True)``; None
+    when it declares none (its groups are then found by probing)."""
+    try:
+        matcher = model.group_matcher(coarse=True)
+    except (AttributeError, NotImplementedError):
+        return None
+    return declared_layer_groups(model, _timm_group_key(matcher)) or None
+
+
 def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
-    """Wrap a timm model, naming ImageNet classes when its head has 1000 outputs."""
+    """Wrap a timm model with the stages it declares, naming ImageNet classes when
+    its head has 1000 outputs."""
     head_name = model.pretrained_cfg.get("classifier")
     if head_name and not isinstance(model.get_submodule(head_name), nn.Linear):
         head_name = None
@@ -242,6 +189,7 @@ def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
         preprocessing=timm_preprocessing(model),
         class_names=names,
         name=name,
+        layer_groups=timm_layer_groups(body),
     )
 
 
@@ -269,6 +217,7 @@ class TimmBackbone(BackboneSpec):
     """
 
     reloadable: ClassVar[bool] = True
+    input_kind: ClassVar[str] = "image"
 
     name: str
     pretrained: bool = True
@@ -283,7 +232,7 @@ class TimmBackbone(BackboneSpec):
         if source not in _TIMM_SOURCES and not timm.is_model(self.name):
             raise ValueError(
                 f"Unknown timm model {self.name!r}."
-                + _close_matches(self.name, timm.list_models())
+                + close_matches(self.name, timm.list_models())
             )
         remedy = (
             "Run once with network access (timm caches them), use random "
@@ -383,6 +332,7 @@ class HFImageBackbone(BackboneSpec):
     """
 
     reloadable: ClassVar[bool] = True
+    input_kind: ClassVar[str] = "image"
 
     path: str
     trust_remote_code: bool = False
@@ -449,6 +399,10 @@ class ModuleBackbone(BackboneSpec):
     head: str | None = None
     layer_groups: tuple | None = None
     class_names: tuple | None = None
+
+    @property
+    def input_kind(self) -> str:
+        return "tensor" if self.preprocessing is None else "image"
 
     def load(self) -> Backbone:
         body = copy.deepcopy(self.module)

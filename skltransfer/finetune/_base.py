@@ -26,14 +26,14 @@ from .._inference import batch_slices, run_batched
 from .._malloc import release_freed_memory
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..augmentation import make_augmentation
-from ..backbones import ModuleBackbone, get_spec
+from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
 from ..base import TorchModelMixin, load_verified
 from ..caching import module_fingerprint
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
 from ._cache import frozen_prefix
 from ._data import TensorInputs, n_steps_per_epoch
 from ._heads import FineTuneNetwork, build_head, check_head
-from ._inputs import InputsMixin, TrainedBackbone
+from ._inputs import InputsMixin
 from ._loop import FitContext, TrainingLoopMixin
 from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
 

@@ -10,8 +10,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import column_or_1d
 
 from .._validation import StrOptions
+from ..backbones._registry import spec_input_kind
 from ._base import BaseFineTune
-from ._inputs import spec_input_kind
 
 __all__ = ["FineTuneClassifier", "FineTuneRegressor"]
 

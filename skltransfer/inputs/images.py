@@ -362,9 +362,9 @@ def _looks_like_texts(paths) -> bool:
 
 
 def _texts_for_images(paths) -> str:
-    from ..backbones._text import text_backbone_names
+    from ..backbones import list_backbones
 
-    names = text_backbone_names()
+    names = list_backbones(pretrained=True, modality="text")
     return (
         f"X looks like text, not images: none of its {len(paths)} strings is an "
         f"existing file (sample 0: {paths[0]!r}). This backbone takes images. For "
