@@ -1,5 +1,6 @@
-"""The backbone registry, the sources and the one head API."""
+"""The backbone registry, the one resolver, the sources and the one head API."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -13,13 +14,20 @@ from skltransfer.backbones import (
     HFTextBackbone,
     ImagePreprocessing,
     ModuleBackbone,
+    RegisteredBackbone,
     TimmBackbone,
     TorchvisionBackbone,
+    TrainedBackbone,
+    _registry,
     find_layer_groups,
     get_spec,
     list_backbones,
     load_backbone,
+    load_text_backbone,
+    register_backbone,
 )
+from skltransfer.backbones._registry import spec_input_kind
+from skltransfer.backbones._spec import input_kind
 
 
 def test_list_backbones_filters_by_pattern_and_pretrained():
@@ -52,6 +60,178 @@ def test_source_prefixes_resolve_to_specs(name, spec):
 def test_bad_backbone_type_is_a_type_error():
     with pytest.raises(TypeError, match="backbone must be"):
         get_spec(3.5)
+    with pytest.raises(ValueError, match="modality must be"):
+        get_spec("test_tiny_cnn", modality="audio")
+
+
+# -- one resolver for image and text backbones ------------------------------------
+
+
+def _tiny_bert_config():
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+
+
+def _tiny_vit_config():
+    from transformers import ViTConfig
+
+    return ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+
+
+@pytest.fixture(scope="module")
+def config_folders(tmp_path_factory):
+    """Folders holding only the config.json of a tiny BERT and of a tiny ViT."""
+    root = tmp_path_factory.mktemp("configs")
+    _tiny_bert_config().save_pretrained(root / "bert")
+    _tiny_vit_config().save_pretrained(root / "vit")
+    return {"text": root / "bert", "image": root / "vit"}
+
+
+def test_registered_names_of_both_kinds_resolve_alike():
+    for name, kind in [("test_tiny_cnn", "image"), ("test_tiny_bert", "text")]:
+        assert get_spec(name) == RegisteredBackbone(name)
+        assert get_spec(name).input_kind == kind
+    assert list_backbones("test_*", modality="text") == ["test_tiny_bert"]
+    assert "test_tiny_bert" not in list_backbones(modality="image")
+
+
+@pytest.mark.parametrize(
+    "modality, spec", [("text", HFTextBackbone), ("image", HFImageBackbone)]
+)
+def test_local_folder_modality_read_from_its_config(config_folders, modality, spec):
+    folder = config_folders[modality]
+    assert get_spec(str(folder)) == spec(str(folder))
+    assert get_spec(folder) == spec(str(folder))  # path-like
+    assert get_spec(f"hf:{folder}", trust_remote_code=True) == spec(
+        str(folder), trust_remote_code=True
+    )
+    assert spec_input_kind(f"hf:{folder}") == modality
+
+
+def test_explicit_modality_wins_over_the_config(config_folders):
+    text, image = str(config_folders["text"]), str(config_folders["image"])
+    assert get_spec(text, modality="image") == HFImageBackbone(text)
+    assert get_spec(f"hf:{image}", modality="text") == HFTextBackbone(image)
+
+
+def test_cached_hub_id_modality_read_offline(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "models--org--tiny-bert" / "snapshots" / "abc123"
+    _tiny_bert_config().save_pretrained(snapshot)
+    (tmp_path / "models--org--tiny-bert" / "refs").mkdir()
+    (tmp_path / "models--org--tiny-bert" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert get_spec("hf:org/tiny-bert") == HFTextBackbone("org/tiny-bert")
+    # not cached: an image model, as hf: ids have always been read
+    assert get_spec("hf:org/absent") == HFImageBackbone("org/absent")
+    # a bare hub id is a model name only for text
+    assert get_spec("org/absent", modality="text") == HFTextBackbone("org/absent")
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        get_spec("org/absent")
+
+
+def test_local_folders_of_both_kinds_load_through_the_resolver(tiny_hf_vit, tmp_path):
+    text = load_text_backbone("test_tiny_bert")
+    text.body.model.save_pretrained(tmp_path)
+    text.tokenizer.save_pretrained(tmp_path)
+    assert isinstance(get_spec(str(tmp_path)), HFTextBackbone)
+    assert load_backbone(str(tmp_path)).forward_features(
+        text.example_input(2)
+    ).shape == (2, 32)
+    assert isinstance(get_spec(tiny_hf_vit), HFImageBackbone)
+    assert load_backbone(tiny_hf_vit).class_names == ["ant", "bee", "cat"]
+
+
+# -- what is known before loading ----------------------------------------------------
+
+
+@pytest.fixture
+def unloadable(monkeypatch):
+    """Every registered loader raises: metadata must not need one."""
+
+    def refuse():
+        raise AssertionError("the weights were loaded")
+
+    for name, entry in list(_registry._REGISTRY.items()):
+        monkeypatch.setitem(
+            _registry._REGISTRY, name, dataclasses.replace(entry, loader=refuse)
+        )
+
+
+def test_registry_metadata_is_answered_without_loading(unloadable):
+    assert spec_input_kind("test_tiny_cnn") == "image"
+    assert spec_input_kind("all-MiniLM-L6-v2") == "text"
+    assert spec_input_kind("efficientnet_lite0") == "image"
+    tiny = RegisteredBackbone("test_tiny_cnn")
+    assert tiny.feature_size == 32
+    assert tiny.class_names == [f"class_{i}" for i in range(10)]
+    assert RegisteredBackbone("all-MiniLM-L6-v2").feature_size == 384
+    assert RegisteredBackbone("all-MiniLM-L6-v2").class_names is None
+    assert len(RegisteredBackbone("efficientnet_lite1").class_names) == 1000
+    assert RegisteredBackbone("not_registered").input_kind is None
+    with pytest.raises(AssertionError, match="weights were loaded"):
+        load_backbone("test_tiny_cnn")
+
+
+def test_every_spec_answers_its_input_kind_without_loading(unloadable):
+    preprocessing = ImagePreprocessing(crop_size=8, resize_size=None)
+    assert TorchvisionBackbone("resnet18").input_kind == "image"
+    assert TimmBackbone("resnet18").input_kind == "image"
+    assert HFImageBackbone("org/model").input_kind == "image"
+    assert HFTextBackbone("org/model").input_kind == "text"
+    assert ModuleBackbone(nn.Linear(2, 2)).input_kind == "tensor"
+    assert ModuleBackbone(nn.Linear(2, 2), preprocessing).input_kind == "image"
+    assert spec_input_kind(nn.Linear(2, 2)) == "tensor"
+    assert spec_input_kind(3.5) is None
+    assert spec_input_kind("resnet9000") is None
+
+
+def test_trained_backbone_takes_what_its_backbone_takes():
+    text = load_text_backbone("test_tiny_bert")
+    spec = TrainedBackbone(text)
+    assert spec.input_kind == input_kind(text) == "text"
+    copy = spec.load()
+    assert copy is not text and isinstance(copy, type(text))
+    assert TrainedBackbone(load_backbone("test_tiny_cnn")).input_kind == "image"
+
+
+@pytest.mark.parametrize("name", list_backbones(pretrained=False))
+def test_declared_metadata_matches_the_loaded_backbone(name):
+    spec = get_spec(name)
+    backbone = spec.load()
+    example = backbone.example_input(2)
+    assert input_kind(backbone) == spec.input_kind
+    assert backbone.forward_features(example).shape[-1] == spec.feature_size
+    assert backbone.class_names == spec.class_names
+
+
+def test_registering_declares_metadata(monkeypatch):
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+
+    @register_backbone("my_text", pretrained=False, input_kind="text", feature_size=8)
+    def my_text():  # pragma: no cover - never loaded
+        raise AssertionError
+
+    assert spec_input_kind("my_text") == "text"
+    assert get_spec("my_text").feature_size == 8
+    assert "my_text" in list_backbones(modality="text")
+    with pytest.raises(ValueError, match="input_kind must be one of"):
+        register_backbone("my_audio", input_kind="audio")(my_text)
 
 
 def test_tiny_backbone_loads_identically_every_time():
@@ -283,6 +463,52 @@ def test_weights_unavailable_offline_say_how_to_proceed(offline, spec, remedy):
         spec.load()
     assert re.search(remedy, str(info.value))
     assert info.value.__cause__ is not None  # the library's own error, chained
+
+
+def _timm_stage_ids(body):
+    """timm's own layer id of every parameter (its grouping for layer decay)."""
+    from timm.models import group_parameters
+
+    return group_parameters(body, body.group_matcher(coarse=True), reverse=True)
+
+
+@pytest.mark.parametrize("name", ["test_vit", "test_efficientnet"])
+def test_timm_layer_groups_follow_the_declared_stages(name):
+    bb = TimmBackbone(name, pretrained=False).load()
+    stage_of = _timm_stage_ids(bb.body)
+    params = [
+        [n for m in g.modules for n, _ in bb.body.get_submodule(m).named_parameters(m)]
+        for g in bb.layer_groups()
+    ]
+    stages = [{stage_of[n] for n in group} for group in params]
+    assert all(len(s) == 1 for s in stages)  # no group straddles two stages
+    ids = [s.pop() for s in stages]
+    assert ids == sorted(ids)
+    grouped = {n for group in params for n in group}
+    loose = set(stage_of) - grouped  # class token, position embedding
+    assert all(stage_of[n] == 0 and "." not in n for n in loose)
+    names = bb.layer_names()
+    if name == "test_vit":
+        assert names == ["patch_embed"] + [f"blocks.{i}" for i in range(len(names) - 1)]
+        assert bb.layer_groups()[-1].modules[-1] == "norm"  # the final norm
+    else:
+        assert bb.layer_groups()[0].modules == ("conv_stem", "bn1")
+        assert bb.layer_groups()[-1].modules == ("conv_head", "bn2")
+        assert names[1:-1] == [f"blocks.{i}" for i in range(len(names) - 2)]
+
+
+def test_timm_declared_stages_replace_the_probe():
+    """EvoNorm is no torch norm layer: only the declaration puts it in the stem."""
+    bb = TimmBackbone("test_efficientnet_evos", pretrained=False).load()
+    assert bb.layer_groups()[0].modules == ("conv_stem", "bn1")
+    probed = find_layer_groups(bb.body, bb.example_input(2))
+    assert probed[0].modules == ("conv_stem",)
+
+
+def test_timm_models_without_declared_stages_are_probed():
+    from skltransfer.backbones._sources import timm_layer_groups
+
+    assert timm_layer_groups(nn.Sequential(nn.Linear(2, 2))) is None
 
 
 def test_timm_local_folder_loads_offline(offline, tmp_path):

@@ -24,7 +24,7 @@ from skltransfer.backbones import (
     get_spec,
     load_text_backbone,
 )
-from skltransfer.backbones._text import get_text_spec, masked_pool
+from skltransfer.backbones._text import masked_pool
 from skltransfer.exceptions import MissingDependencyError, TruncationWarning
 from skltransfer.inputs.text import length_order, restore_order, tokenize_texts
 
@@ -89,16 +89,20 @@ def test_layer_groups(tiny):
 
 def test_text_spec_rules(tiny_folder):
     assert get_spec("all-MiniLM-L6-v2") == RegisteredBackbone("all-MiniLM-L6-v2")
-    assert get_text_spec("test_tiny_bert") == RegisteredBackbone("test_tiny_bert")
-    assert get_text_spec("hf:org/model") == HFTextBackbone("org/model")
-    assert get_text_spec("org/model", trust_remote_code=True) == HFTextBackbone(
-        "org/model", trust_remote_code=True
+    assert get_spec("test_tiny_bert", modality="text") == RegisteredBackbone(
+        "test_tiny_bert"
     )
-    assert get_text_spec(str(tiny_folder)) == HFTextBackbone(str(tiny_folder))
+    assert get_spec("hf:org/model", modality="text") == HFTextBackbone("org/model")
+    assert get_spec(
+        "org/model", modality="text", trust_remote_code=True
+    ) == HFTextBackbone("org/model", trust_remote_code=True)
+    assert get_spec(str(tiny_folder), modality="text") == HFTextBackbone(
+        str(tiny_folder)
+    )
     spec = HFTextBackbone("x")
-    assert get_text_spec(spec) is spec
+    assert get_spec(spec, modality="text") is spec
     with pytest.raises(TypeError, match="model must be"):
-        get_text_spec(3)
+        get_spec(3, modality="text")
 
 
 def test_local_folder_matches_registered(tiny, tiny_folder):
