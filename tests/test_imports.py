@@ -1,0 +1,110 @@
+"""How the package imports: no heavy backend up front, no cycle between modules."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import skltransfer
+
+PACKAGE = Path(skltransfer.__file__).parent
+
+
+def _heavy_modules_after(statement: str) -> list[str]:
+    code = (
+        f"import sys; {statement}; print([m for m in ('torch', 'torchvision', "
+        "'transformers', 'timm') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return ast.literal_eval(out.stdout.strip())
+
+
+def test_package_import_is_light():
+    assert _heavy_modules_after("import skltransfer") == []
+
+
+@pytest.mark.parametrize(
+    "name", ["PretrainedTextEmbeddings", "PretrainedWordVectors", "FineTuneClassifier"]
+)
+def test_estimators_without_images_do_not_load_torchvision(name):
+    """Text and tabular work never pays for torchvision's import."""
+    statement = f"from skltransfer import {name}; {name}()"
+    assert "torchvision" not in _heavy_modules_after(statement)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """skltransfer modules that ``path`` imports, at module level or inside
+    functions alike (a function-level import still ties the two modules)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # ``from package import module`` depends on that module, not on
+            # everything the package's __init__ gathers.
+            candidates = [
+                f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target
+                for a in node.names
+            ]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        found.update(c for c in candidates if c in modules and c != name)
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycle():
+    """Every module can be understood from the modules below it."""
+    paths = list(PACKAGE.rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    graph = {_module_name(p): _imported_modules(p, modules) for p in paths}
+    assert _cycles(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        ["a", "b", "c"]
+    ]
