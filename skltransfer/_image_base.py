@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 
@@ -14,10 +12,10 @@ from ._batch_size import default_batch_size, plan_batches
 from ._compile import compiled_forward
 from ._device import PRECISIONS, resolve_precision
 from ._inference import run_batched
-from ._validation import Interval, StrOptions, check_is_fitted, validate_data
+from ._validation import Interval, StrOptions, check_is_fitted
 from .backbones import ModuleBackbone, get_spec
 from .base import TorchModelMixin
-from .inputs.images import as_image_source, background_rgb
+from .inputs.validation import fit_image_conventions, validate_images
 
 # The most recently loaded frozen backbone, reused by the next fit of the same
 # spec: cross-validation and grid search refit a clone per fold, and loading
@@ -38,31 +36,6 @@ def load_frozen(spec):
         _LAST_FROZEN.clear()
         _LAST_FROZEN[spec] = backbone
     return backbone
-
-
-def _is_flat_numeric(X) -> bool:
-    """Whether ``X`` is a 2-D table of numbers (rows of flattened images).
-
-    Sparse matrices count too, so that scikit-learn's validation rejects them
-    with its standard message.
-    """
-    if sp.issparse(X):
-        return True
-    if hasattr(X, "dtypes") and getattr(X, "ndim", 0) == 2:
-        return all(dtype.kind in "biuf" for dtype in X.dtypes)
-    if isinstance(X, list | tuple):
-        first = X[0] if X else None
-        return isinstance(first, list | tuple) or (
-            isinstance(first, np.ndarray) and first.ndim == 1
-        )
-    if not hasattr(X, "__array__"):
-        return False
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        return False
-    if arr.dtype == object:  # numbers stored as objects, but not paths or images
-        return arr.size > 0 and not isinstance(arr.flat[0], str | bytes | os.PathLike)
-    return arr.dtype.kind in "biufc"
 
 
 class PretrainedImageBase(TorchModelMixin, BaseEstimator):
@@ -86,7 +59,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         return load_frozen(spec)
 
     def _fit_backbone(self, X):
-        """Load weights and learn input conventions from ``X``; returns the source."""
+        """Load weights and learn the image conventions (of ``X`` when given)."""
         # get_spec validates the backbone parameter (names, specs or modules).
         spec = get_spec(self.backbone, modality="image")
         backbone = load_frozen(spec)
@@ -96,45 +69,15 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
                 f"Backbone {backbone.name!r} has no image preprocessing; wrap a "
                 "module as ModuleBackbone(module, preprocessing=ImagePreprocessing())."
             )
-        background_rgb(self.background)  # a clear error at fit, not at transform
-        self.backbone_ = backbone
-        self.preprocessing_ = backbone.preprocessing.adjusted(
-            self.image_size, self.crop_fraction
-        )
-        if self.value_range != "auto":
-            self.value_range_ = self._check_value_range(self.value_range)
         if X is None:  # nothing to learn from: numeric inputs are taken as 0-1
+            fit_image_conventions(self, backbone)
             self.value_range_ = getattr(self, "value_range_", None)
-            return None
-        source = self._image_source(X, reset=True)
-        if self.value_range == "auto":
-            self.value_range_ = source.fit_value_range()
-        return source
-
-    @staticmethod
-    def _check_value_range(value_range):
-        if len(value_range) != 2 or not value_range[1] > value_range[0]:
-            raise ValueError(
-                f"value_range must be 'auto' or (low, high) with high > low, "
-                f"got {value_range!r}."
-            )
-        return (float(value_range[0]), float(value_range[1]))
+        else:
+            validate_images(self, X, reset=True, backbone=backbone)
+        self.backbone_ = backbone
 
     def _image_source(self, X, *, reset: bool):
-        if _is_flat_numeric(X) or (not reset and hasattr(self, "n_features_in_")):
-            # Rows of flattened images: scikit-learn's checks of shape, dtype,
-            # feature names and the number of columns seen in fit.
-            # dtype="numeric" keeps uint8/float as they are and converts objects.
-            X = validate_data(self, X, reset=reset, dtype="numeric")
-        elif reset:
-            for attr in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(attr, None)
-        return as_image_source(
-            X,
-            image_shape=self.image_shape,
-            value_range=None if reset else self.value_range_,
-            background=background_rgb(self.background),
-        )
+        return validate_images(self, X, reset=reset, backbone=self.backbone_)[0]
 
     def _example(self, n: int = 1) -> torch.Tensor:
         size = self.preprocessing_.crop_size

@@ -1,14 +1,23 @@
-"""The batched inference loop: preprocess (CPU) -> forward (device) -> numpy (CPU).
+"""Iterating batches on a device: the one loop behind inference and fine-tuning.
 
-Only :func:`run_batched` touches the device. Preparing the next batch (decoding
-files, resizing, tokenising) runs in a worker thread while the current batch is
-in the forward pass; torch releases the GIL in both, so the two overlap.
+Every pass over inputs goes through :func:`prefetched`: the next batch is
+prepared (decoded, resized, tokenised, read from disk) in the worker thread of
+:func:`prefetch_pool` while the current one is on the device; torch releases
+the GIL in both, so the two overlap. On top of it:
+
+- :func:`run_batched`: preprocess (CPU) -> forward (device) -> numpy (CPU),
+  with batch halving on out-of-memory, batch-size measuring and padding for
+  compiled forwards (feature extraction and prediction);
+- :func:`iterate_batches`: the batches of fine-tuning inputs over an order
+  (training epochs, validation), and :func:`map_batches`, one pass without
+  gradients (frozen features, the probe's features).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import numpy as np
 import torch
@@ -18,7 +27,19 @@ from ._batch_size import AutoBatchSize, batch_slices
 from ._device import autocast
 from .exceptions import SkltransferWarning, warn_at_caller
 
-__all__ = ["batch_slices", "prefetch_pool", "run_batched"]
+__all__ = [
+    "batch_slices",
+    "iterate_batches",
+    "map_batches",
+    "n_steps_per_epoch",
+    "prefetch_pool",
+    "prefetched",
+    "run_batched",
+    "to_device",
+]
+
+_CPU = torch.device("cpu")
+_END = object()
 
 
 def _one_thread() -> None:
@@ -36,6 +57,49 @@ def prefetch_pool(device: torch.device) -> ThreadPoolExecutor:
     """
     initializer = _one_thread if device.type == "cpu" else None
     return ThreadPoolExecutor(max_workers=1, initializer=initializer)
+
+
+def prefetched(
+    load: Callable, keys: Iterable, device: torch.device, *, ahead: bool = True
+) -> Iterator[tuple]:
+    """Yield ``(key, load(key))`` for each of ``keys``, in order.
+
+    With ``ahead``, ``load`` of the next key runs in the worker thread while
+    the caller works on the current batch (``device`` is where the caller's
+    model runs). ``keys`` may be a generator; it is then advanced one key
+    ahead of the caller, before the current batch is handed over. Without
+    ``ahead`` (batches that are cheap to cut, or already on the device),
+    ``load`` runs in the caller's thread.
+    """
+    if not ahead:
+        for key in keys:
+            yield key, load(key)
+        return
+    keys = iter(keys)
+    with prefetch_pool(device) as pool:
+        key = next(keys, _END)
+        pending = pool.submit(load, key) if key is not _END else None
+        while key is not _END:
+            batch = pending.result()
+            following = next(keys, _END)
+            if following is not _END:
+                pending = pool.submit(load, following)
+            yield key, batch
+            key = following
+
+
+def to_device(batch, device: torch.device, channels_last: bool = False):
+    """A tensor or a dict of tensors on ``device`` (asynchronously to CUDA);
+    ``channels_last`` stores 4-D image batches in NHWC order."""
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    if channels_last and batch.ndim == 4:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch.to(device, non_blocking=non_blocking)
+
+
+# -- inference ------------------------------------------------------------------
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -88,15 +152,6 @@ def _batch_slice(batch, sl: slice):
     return batch[sl]
 
 
-def _to_device(batch, device: torch.device, channels_last: bool = False):
-    non_blocking = device.type == "cuda"
-    if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
-    if channels_last and batch.ndim == 4:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    return batch.to(device, non_blocking=non_blocking)
-
-
 def _work(batch) -> int:
     """The size of a batch in elements: samples x pixels, or padded tokens."""
     if isinstance(batch, dict):
@@ -110,6 +165,20 @@ def _pad(batch, n: int):
         return {k: _pad(v, n) for k, v in batch.items()}
     extra = n - len(batch)
     return torch.cat([batch, batch[-1:].expand(extra, *batch.shape[1:])])
+
+
+def _timed_forward(forward, batch, n: int, device, dtype, sizer, state):
+    """The first ``n`` output rows of ``batch``; with ``sizer``, the pass is
+    reported to it (its time, or the batch size that ran out of memory)."""
+    state["oom"] = None
+    start = sizer.clock() if sizer is not None else 0.0
+    out = _forward_halving(forward, batch, device, dtype, state)[:n]
+    if sizer is not None:
+        if state["oom"] is not None:
+            sizer.out_of_memory(state["oom"])
+        else:
+            sizer.record(n, _work(batch), sizer.clock() - start)
+    return out
 
 
 def run_batched(
@@ -138,30 +207,64 @@ def run_batched(
     state = {"warned": sizer is not None}  # a measuring sizer expects OOMs
     results = []
     bar = tqdm(total=total, desc=desc, unit="sample", disable=not verbose, leave=False)
-    slices = iter(slices)
-    with prefetch_pool(device) as pool, bar:
-        sl = next(slices, None)
-        pending = pool.submit(prepare, sl) if sl is not None else None
-        while sl is not None:
-            batch = pending.result()
-            following = next(slices, None)
-            if following is not None:
-                pending = pool.submit(prepare, following)
+    with closing(prefetched(prepare, slices, device)) as batches, bar:
+        for sl, batch in batches:
             n = sl.stop - sl.start
             if pad_to is not None and n < pad_to:
                 batch = _pad(batch, pad_to)
-            batch = _to_device(batch, device, channels_last)
-            state["oom"] = None
-            start = sizer.clock() if sizer is not None else 0.0
-            out = _forward_halving(forward, batch, device, dtype, state)[:n]
-            if sizer is not None:
-                if state["oom"] is not None:
-                    sizer.out_of_memory(state["oom"])
-                else:
-                    sizer.record(n, _work(batch), sizer.clock() - start)
-                if verbose:
-                    bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
-            results.append(out)
+            batch = to_device(batch, device, channels_last)
+            results.append(
+                _timed_forward(forward, batch, n, device, dtype, sizer, state)
+            )
+            if sizer is not None and verbose:
+                bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
             bar.update(n)
-            sl = following
     return results
+
+
+# -- fine-tuning inputs ---------------------------------------------------------
+
+
+def _chunks(order, batch_size: int, training: bool) -> list:
+    starts = list(range(0, len(order), batch_size))
+    if training and len(starts) > 1 and len(order) - starts[-1] == 1:
+        # A last batch of one sample would break BatchNorm in training mode.
+        starts.pop()
+    ends = [*starts[1:], len(order)]
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def n_steps_per_epoch(n: int, batch_size: int) -> int:
+    """Training batches in an epoch of ``n`` samples (see :func:`iterate_batches`)."""
+    return len(_chunks(range(n), batch_size, training=True))
+
+
+def iterate_batches(
+    inputs, order, batch_size: int, *, training: bool = False, device=_CPU
+):
+    """Yield ``(idx, raw_batch)`` over ``order`` in chunks of ``batch_size``.
+
+    ``inputs`` are fine-tuning inputs (see :mod:`skltransfer.inputs.batches`).
+    In training, a last chunk of a single sample joins the one before it.
+    Inputs that decode lazily are loaded one batch ahead in the worker thread
+    (``device`` is where the model runs), overlapping decoding with the
+    forward and backward passes.
+    """
+    chunks = _chunks(order, batch_size, training)
+    return prefetched(inputs.load, chunks, device, ahead=inputs.prefetch)
+
+
+def map_batches(inputs, fn, ctx, batch_size: int, *, training: bool = False) -> list:
+    """``fn(batch)`` for every batch of ``inputs`` in order, without gradients.
+
+    The one inference pass over a fit's inputs (cached activations, frozen
+    features, the probe's features, BatchNorm re-estimation): batches go to
+    ``ctx.device`` un-augmented, under the fit's autocast precision.
+    ``training`` follows :func:`iterate_batches` (no last batch of one).
+    """
+    order = inputs.positions(np.arange(len(inputs)))
+    batches = iterate_batches(
+        inputs, order, batch_size, training=training, device=ctx.device
+    )
+    with torch.no_grad(), autocast(ctx.device, ctx.dtype), closing(batches):
+        return [fn(inputs.to_model(raw, ctx.device)) for _, raw in batches]

@@ -578,6 +578,23 @@ def test_text_augmentation_callable_gets_strings():
     assert len(seen) == len(TEXTS) and all(isinstance(t, str) for t in seen)
 
 
+def test_text_predictions_run_in_token_length_order(monkeypatch):
+    from skltransfer.inputs import text
+
+    clf = FineTuneClassifier("test_tiny_bert", max_epochs=1).fit(TEXTS, LABELS)
+    # The unknown word is fewer characters but more tokens than the film.
+    texts = ["a", "film film film film", "xqzvkwjpy", "cat"]
+    tokens = clf.module_.backbone.tokenize(texts)["attention_mask"].sum(1)
+    assert tokens[2] > tokens[1]
+    orders = []
+    order_of = text.length_order
+    monkeypatch.setattr(text, "length_order", lambda n: orders.append(n) or order_of(n))
+    proba = clf.predict_proba(texts)
+    np.testing.assert_array_equal(orders[0], tokens.numpy())
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(proba[i], clf.predict_proba([t])[0], atol=1e-6)
+
+
 def test_no_warnings_in_a_plain_fit(small_digits):
     X, y = small_digits
     with warnings.catch_warnings():

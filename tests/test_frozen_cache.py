@@ -11,7 +11,8 @@ import pytest
 
 from skltransfer import FineTuneClassifier
 from skltransfer.exceptions import FrozenCacheWarning
-from skltransfer.finetune import _cache, _data
+from skltransfer.finetune import _cache
+from skltransfer.inputs import batches
 
 IMAGE = {"backbone": "test_tiny_cnn", "image_shape": (8, 8), "max_epochs": 2}
 
@@ -52,7 +53,7 @@ def test_statuses(data, plain):
 def test_images_decoded_lazily_are_cached_too(data, plain, monkeypatch):
     """Images too large to keep in memory no longer lose the cache (a cliff)."""
     X, y, X_test = data
-    monkeypatch.setattr(_data, "MATERIALIZE_BYTES", 0)
+    monkeypatch.setattr(batches, "MATERIALIZE_BYTES", 0)
     clf = _fit(X, y)
     assert clf.cache_status_ == "memory" and clf.cached_groups_ == 3
     np.testing.assert_allclose(clf.predict_proba(X_test), plain, atol=1e-6)

@@ -1,5 +1,6 @@
 """The batched inference loop: order, dtype, prefetching and out-of-memory retries."""
 
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from skltransfer._inference import batch_slices, run_batched
+from skltransfer._inference import batch_slices, prefetched, run_batched
 from skltransfer.exceptions import SkltransferWarning
 
 DATA = torch.arange(20, dtype=torch.float64).reshape(10, 2)
@@ -121,3 +122,24 @@ def test_batch_preparation_leaves_the_cores_to_a_cpu_model():
         default = plain.submit(torch.get_num_threads).result()
     with prefetch_pool(torch.device("cuda")) as pool:  # no model on the CPU
         assert pool.submit(torch.get_num_threads).result() == default
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_prefetched_batches_load_one_ahead_in_the_worker(ahead):
+    asked, threads = [], set()
+
+    def keys():
+        for key in range(4):
+            asked.append(key)
+            yield key
+
+    def load(key):
+        threads.add(threading.get_ident())
+        return key * 10
+
+    seen = []
+    for key, batch in prefetched(load, keys(), torch.device("cpu"), ahead=ahead):
+        seen.append((key, batch, asked[-1]))
+    ahead_by = 1 if ahead else 0
+    assert seen == [(k, k * 10, min(k + ahead_by, 3)) for k in range(4)]
+    assert (threading.get_ident() in threads) is not ahead

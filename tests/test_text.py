@@ -26,7 +26,12 @@ from skltransfer.backbones import (
 )
 from skltransfer.backbones._text import masked_pool
 from skltransfer.exceptions import MissingDependencyError, TruncationWarning
-from skltransfer.inputs.text import length_order, restore_order, tokenize_texts
+from skltransfer.inputs.text import (
+    in_length_order,
+    length_order,
+    restore_order,
+    tokenize_texts,
+)
 
 TEXTS = [
     "a good film",
@@ -344,6 +349,19 @@ def test_length_order_is_restored():
     assert list(order) == [1, 3, 4, 0, 2]
     rows = np.arange(5.0)[order, None]
     np.testing.assert_array_equal(restore_order(rows, order)[:, 0], np.arange(5.0))
+
+
+def test_texts_run_longest_first_and_come_back_in_input_order():
+    lengths = np.array([2, 5, 1, 5])
+    orders = []
+
+    def run(order):
+        orders.append(order.tolist())
+        return lengths[order, None] * 10.0
+
+    out = in_length_order(lengths, run)
+    assert orders == [[1, 3, 0, 2]]
+    np.testing.assert_array_equal(out[:, 0], lengths * 10.0)
 
 
 def test_missing_as_empty(fitted):

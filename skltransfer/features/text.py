@@ -29,13 +29,7 @@ from ..caching import (
     text_keys,
 )
 from ..exceptions import TruncationWarning, warn_at_caller
-from ..inputs.text import (
-    MISSING_OPTIONS,
-    as_texts,
-    length_order,
-    restore_order,
-    tokenize_texts,
-)
+from ..inputs.text import MISSING_OPTIONS, as_texts, in_length_order, tokenize_texts
 
 __all__ = ["PretrainedTextEmbeddings"]
 
@@ -267,7 +261,6 @@ class PretrainedTextEmbeddings(
                 f"max_length={self.max_length_} tokens and were truncated.",
                 TruncationWarning,
             )
-        order = length_order(tokens.lengths)
         device = self._device()
         dtype = resolve_precision(self.precision, device)
         self.backbone_.to(device)
@@ -276,18 +269,22 @@ class PretrainedTextEmbeddings(
         key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
         key += (self.max_length_, str(device), dtype)
         slices, sizer = plan_batches(len(texts), self.batch_size, device, key)
-        outputs = run_batched(
-            lambda sl: tokens.batch(order[sl]),
-            self._embed,
-            slices,
-            device=device,
-            dtype=dtype,
-            sizer=sizer,
-            verbose=self.verbose,
-            desc="Embedding texts",
-            total=len(texts),
-        )
-        return restore_order(np.concatenate(outputs), order)
+
+        def run(order) -> np.ndarray:
+            outputs = run_batched(
+                lambda sl: tokens.batch(order[sl]),
+                self._embed,
+                slices,
+                device=device,
+                dtype=dtype,
+                sizer=sizer,
+                verbose=self.verbose,
+                desc="Embedding texts",
+                total=len(texts),
+            )
+            return np.concatenate(outputs)
+
+        return in_length_order(tokens.lengths, run)
 
     def _embed(self, batch: dict) -> torch.Tensor:
         body = self.backbone_.body

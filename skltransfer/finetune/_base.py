@@ -22,7 +22,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from .._config import get_config
 from .._device import PRECISIONS, resolve_precision
-from .._inference import batch_slices, run_batched
+from .._inference import batch_slices, n_steps_per_epoch, run_batched
 from .._malloc import release_freed_memory
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..augmentation import make_augmentation
@@ -30,10 +30,11 @@ from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
 from ..base import TorchModelMixin, load_verified
 from ..caching import module_fingerprint
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
+from ..inputs.batches import TensorInputs
+from ..inputs.text import in_length_order
+from ..inputs.validation import InputsMixin
 from ._cache import frozen_prefix
-from ._data import TensorInputs, n_steps_per_epoch
 from ._heads import FineTuneNetwork, build_head, check_head
-from ._inputs import InputsMixin
 from ._loop import FitContext, TrainingLoopMixin
 from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
 
@@ -375,35 +376,36 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     # -- predict ---------------------------------------------------------------
 
     def _forward_all(self, X, activation=None) -> np.ndarray:
-        """Network outputs for every sample of ``X`` as float32 numpy."""
+        """Network outputs for every sample of ``X`` as float32 numpy; texts
+        run longest first, so that each batch pads little."""
         check_is_fitted(self, "module_")
         inputs, _ = self._validate_inputs(X, None, reset=False)
         device = self._device()
         self.module_.to(device).eval()
-        order = inputs.length_order() if hasattr(inputs, "length_order") else None
-        ordered = inputs if order is None else inputs.subset(order)
         cpu = torch.device("cpu")
 
         def forward(batch):
             out = self.module_(batch).float()
             return out if activation is None else activation(out)
 
-        outputs = run_batched(
-            lambda sl: ordered.to_model(ordered.load(sl), cpu),
-            forward,
-            batch_slices(len(ordered), self.batch_size),
-            device=device,
-            dtype=resolve_precision(self.precision, device),
-            verbose=self.verbose,
-            desc="Predicting",
-            total=len(ordered),
+        def run(part) -> np.ndarray:
+            outputs = run_batched(
+                lambda sl: part.to_model(part.load(sl), cpu),
+                forward,
+                batch_slices(len(part), self.batch_size),
+                device=device,
+                dtype=resolve_precision(self.precision, device),
+                verbose=self.verbose,
+                desc="Predicting",
+                total=len(part),
+            )
+            return np.concatenate(outputs).astype(np.float32, copy=False)
+
+        if inputs.kind != "text":
+            return run(inputs)
+        return in_length_order(
+            inputs.lengths(), lambda order: run(inputs.subset(order))
         )
-        out = np.concatenate(outputs).astype(np.float32, copy=False)
-        if order is None:
-            return out
-        restored = np.empty_like(out)
-        restored[order] = out
-        return restored
 
     # -- reuse as a source model ---------------------------------------------------
 

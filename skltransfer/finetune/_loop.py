@@ -19,9 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .._device import autocast
+from .._inference import iterate_batches
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..freezing import freeze, n_unfrozen_at, set_train_mode
-from ._data import TensorInputs, iterate_batches
 
 __all__ = ["FitContext", "TrainingLoopMixin", "lr_factor"]
 
@@ -210,10 +210,7 @@ class TrainingLoopMixin:
         return float(total) / len(inputs)
 
     def _epoch_order(self, ctx: FitContext, n: int, inputs):
-        order = ctx.rng.permutation(n)
-        if isinstance(inputs, TensorInputs):
-            return torch.from_numpy(order).to(ctx.device)
-        return order
+        return inputs.positions(ctx.rng.permutation(n))
 
     def _train_step(self, ctx: FitContext, xb, yb, wb=None) -> torch.Tensor:
         """Forward, backward and one optimiser step; returns the detached loss."""
@@ -274,7 +271,7 @@ class TrainingLoopMixin:
         The next epoch puts the network back in training mode.
         """
         self.module_.eval()
-        order = np.arange(len(inputs))
+        order = inputs.positions(np.arange(len(inputs)))
         outputs = []
         with torch.inference_mode(), autocast(ctx.device, ctx.dtype):
             batches = iterate_batches(

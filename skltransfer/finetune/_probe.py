@@ -35,7 +35,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._data import map_batches
+from .._inference import map_batches
 
 __all__ = ["PROBE_CS", "fit_probe", "head_features", "last_linear"]
 

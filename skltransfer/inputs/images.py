@@ -424,10 +424,10 @@ class ImageSource:
         return [_item_key(x) for x in self.items]
 
     def subset(self, indices) -> ImageSource:
-        """The images at ``indices``, with the same conventions."""
+        """The images at ``indices`` (positions), with the same conventions."""
         if self.array is not None:
             return replace(self, array=self.array[indices])
-        return replace(self, items=[self.items[i] for i in indices])
+        return replace(self, items=[self.items[i] for i in np.asarray(indices)])
 
     def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].

@@ -9,7 +9,8 @@ read as a sequence of characters), as are non-string entries. Missing values
 
 Batching (:func:`tokenize_texts`) tokenises every text once, sorts the texts
 by token count, longest first, and pads each batch on the right to its own
-longest text only; :func:`restore_order` puts the results back in input order.
+longest text only; :func:`in_length_order` runs batches in that order and
+puts the results back in input order.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "MISSING_OPTIONS",
     "TokenizedTexts",
     "as_texts",
+    "in_length_order",
     "length_order",
     "restore_order",
     "tokenize_texts",
@@ -134,6 +136,21 @@ def restore_order(sorted_rows: np.ndarray, order: np.ndarray) -> np.ndarray:
     out = np.empty_like(sorted_rows)
     out[order] = sorted_rows
     return out
+
+
+def in_length_order(lengths, run) -> np.ndarray:
+    """``run(order)`` over the texts sorted longest first, rows back in input order.
+
+    ``run`` receives the positions of the texts in sorted order and returns
+    one row per text in that order. Neighbouring texts then have similar
+    lengths, so each batch pads little. ``lengths`` are counted in tokens,
+    not characters: padding is counted in tokens, and the number of
+    characters per token varies (rare words split into several pieces,
+    digits, other scripts), so an order by characters puts texts of quite
+    different token counts in one batch.
+    """
+    order = length_order(lengths)
+    return restore_order(run(order), order)
 
 
 @dataclass
