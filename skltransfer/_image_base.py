@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,9 +11,14 @@ from sklearn.base import BaseEstimator
 
 from ._batch_size import default_batch_size, plan_batches
 from ._compile import compiled_forward
-from ._device import PRECISIONS, resolve_precision
+from ._device import resolve_precision
 from ._inference import run_batched
-from ._validation import Interval, StrOptions, check_is_fitted, validate_data
+from ._validation import (
+    check_is_fitted,
+    image_input_constraints,
+    runtime_constraints,
+    validate_data,
+)
 from .backbones import ModuleBackbone, get_spec
 from .base import TorchModelMixin
 from .inputs.images import as_image_source, background_rgb
@@ -70,15 +74,8 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "backbone": "no_validation",  # checked by get_spec in fit
-        "image_size": [Interval(Integral, 8, None, closed="left"), None],
-        "crop_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="right")],
-        "background": [str, tuple, list],
-        "image_shape": [tuple, list, None],
-        "value_range": [StrOptions({"auto"}), tuple, list],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "device": [str, torch.device],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "verbose": ["verbose"],
+        **image_input_constraints(),
+        **runtime_constraints(measured_batch_size=True),
         "compile": ["boolean"],
     }
 
