@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
 from ._batch_size import default_batch_size, plan_batches
 from ._compile import compiled_forward
-from ._device import PRECISIONS, resolve_precision
+from ._device import resolve_precision
 from ._inference import run_batched
-from ._validation import Interval, StrOptions, check_is_fitted
+from ._validation import (
+    check_is_fitted,
+    image_input_constraints,
+    runtime_constraints,
+)
 from .backbones import ModuleBackbone, get_spec
 from .base import TorchModelMixin
 from .inputs.validation import fit_image_conventions, validate_images
@@ -43,15 +45,8 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "backbone": "no_validation",  # checked by get_spec in fit
-        "image_size": [Interval(Integral, 8, None, closed="left"), None],
-        "crop_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="right")],
-        "background": [str, tuple, list],
-        "image_shape": [tuple, list, None],
-        "value_range": [StrOptions({"auto"}), tuple, list],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "device": [str, torch.device],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "verbose": ["verbose"],
+        **image_input_constraints(),
+        **runtime_constraints(measured_batch_size=True),
         "compile": ["boolean"],
     }
 

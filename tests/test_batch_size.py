@@ -241,6 +241,7 @@ def test_a_compiler_failure_in_a_pipeline_names_the_users_line(monkeypatch):
     assert rec[0].filename == __file__
 
 
+@pytest.mark.slow  # compiles with inductor
 @pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")
 def test_compiled_features_match_eager():
     X = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)

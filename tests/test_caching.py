@@ -125,6 +125,7 @@ def test_bad_cache_parameter(rgb_images):
         PretrainedImageFeatures(TINY, cache=3).fit(X)
 
 
+@pytest.mark.slow  # starts two worker processes
 def test_parallel_writers_leave_only_complete_files(tmp_path):
     rows = np.arange(12, dtype=np.float32).reshape(3, 4)
     keys = ["aa01", "aa02", "bb03"]

@@ -1,7 +1,8 @@
 """scikit-learn's estimator checks over every public estimator.
 
 Each area lists its instances and expected failures (with a reason each) in a
-``tests/_common_<area>.py`` module, so the list of checks stays data.
+``tests/_common_<area>.py`` module, so the list of checks stays data. Instances
+whose checks take long are listed apart (``SLOW_INSTANCES``) and marked slow.
 """
 
 import importlib
@@ -13,7 +14,7 @@ _AREAS = ["_common_image", "_common_text", "_common_finetune"]
 
 
 def _load_areas():
-    instances, expected = [], {}
+    instances, slow, expected = [], [], {}
     for area in _AREAS:
         try:
             module = importlib.import_module(area)
@@ -22,11 +23,12 @@ def _load_areas():
                 raise
             continue
         instances.extend(module.INSTANCES)
+        slow.extend(getattr(module, "SLOW_INSTANCES", []))
         expected.update(module.EXPECTED_FAILURES)
-    return instances, expected
+    return instances, slow, expected
 
 
-INSTANCES, EXPECTED_FAILURES = _load_areas()
+INSTANCES, SLOW_INSTANCES, EXPECTED_FAILURES = _load_areas()
 
 
 def _expected_failed_checks(estimator):
@@ -38,10 +40,16 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
+@parametrize_with_checks(SLOW_INSTANCES, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator_slow(estimator, check):
+    check(estimator)
+
+
 def test_every_public_estimator_is_checked():
     import skltransfer
 
-    checked = {type(e).__name__ for e in INSTANCES}
+    checked = {type(e).__name__ for e in INSTANCES + SLOW_INSTANCES}
     settings = {"config_context", "get_config", "set_config"}  # functions
     missing = [n for n in skltransfer.__all__ if n not in checked | settings]
     assert not missing, f"No common checks for {missing}"

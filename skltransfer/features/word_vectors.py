@@ -7,16 +7,13 @@ import re
 from collections import Counter
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-)
+from sklearn.base import BaseEstimator
 
-from .._validation import StrOptions, check_is_fitted, validate_params
-from ..caching import CACHE_CONSTRAINT, cached_rows, hash_bytes, text_keys
+from .._validation import StrOptions, check_is_fitted, fit_context
+from ..caching import CACHE_CONSTRAINT, hash_bytes
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..inputs.text import MISSING_OPTIONS, as_texts
+from ._base import TextFeaturesMixin
 from ._vector_files import WordVectors, as_word_vectors
 
 __all__ = ["TOKEN_PATTERN", "PretrainedWordVectors", "WordVectors"]
@@ -28,9 +25,7 @@ TOKEN_PATTERN = r"\w+(?=n't\b)|n't\b|'(?:s|m|d|ll|re|ve)\b|\w+(?:-\w+)*|[^\w\s]"
 _CHUNK_TOKENS = 1 << 16  # tokens gathered at once: bounds transform memory
 
 
-class PretrainedWordVectors(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
-):
+class PretrainedWordVectors(TextFeaturesMixin, BaseEstimator):
     """Embed texts as pooled pretrained word vectors (GloVe, word2vec, fastText).
 
     The "pre-trained distributed word embeddings" strategy: each text is
@@ -154,6 +149,7 @@ default="glove-6b-50d"
         self.missing = missing
         self.cache = cache
 
+    @fit_context
     def fit(self, X, y=None):
         """Load the word vectors and, with ``weighting="tfidf"``, learn the idf.
 
@@ -167,7 +163,6 @@ default="glove-6b-50d"
         -------
         self : PretrainedWordVectors
         """
-        validate_params(self)
         self._check_options()
         texts = as_texts(X, missing=self.missing)
         self.vectors_ = as_word_vectors(self.vectors)
@@ -190,14 +185,7 @@ default="glove-6b-50d"
             Zeros for texts without a known word.
         """
         check_is_fitted(self, "vectors_")
-        texts = as_texts(X, missing=self.missing)
-        return cached_rows(
-            self.cache,
-            self._cache_key,
-            lambda: text_keys(texts),
-            lambda idx: self._embed(texts if idx is None else [texts[i] for i in idx]),
-            self.n_features_out_,
-        )
+        return self._transform_texts(X)
 
     def _cache_key(self) -> str:
         vectors = self.vectors_
@@ -217,7 +205,7 @@ default="glove-6b-50d"
             *(b"" if a is None else np.ascontiguousarray(a).tobytes() for a in idf[:2]),
         )
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str]) -> np.ndarray:
         docs = self._rows(texts)
         out = np.zeros((len(docs), self.n_features_out_), dtype=np.float32)
         for chunk in _chunks(docs):
@@ -294,17 +282,6 @@ default="glove-6b-50d"
         pooled = np.add.reduceat(vecs, starts)
         out[full] = pooled / total[:, None] if self.pooling == "mean" else pooled
         return out
-
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        tags.transformer_tags.preserves_dtype = []
-        return tags
 
 
 def _chunks(docs: list[np.ndarray]) -> list[slice]:

@@ -21,10 +21,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
 from .._config import get_config
-from .._device import PRECISIONS, resolve_precision
+from .._device import resolve_precision
 from .._inference import batch_slices, n_steps_per_epoch, run_batched
 from .._malloc import release_freed_memory
-from .._validation import Interval, StrOptions, check_is_fitted, validate_params
+from .._validation import (
+    Interval,
+    StrOptions,
+    check_is_fitted,
+    fit_context,
+    image_input_constraints,
+    runtime_constraints,
+)
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
 from ..base import TorchModelMixin, load_verified
@@ -82,7 +89,6 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             StrOptions({"auto"}),
         ],
         "head_init": [StrOptions({"probe", "random"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
@@ -90,22 +96,17 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "augmentation": "no_validation",  # checked by make_augmentation
-        "image_size": [Interval(Integral, 8, None, closed="left"), None],
-        "crop_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="right")],
-        "background": [str, tuple, list],
-        "image_shape": [tuple, list, None],
-        "value_range": [StrOptions({"auto"}), tuple, list],
+        **image_input_constraints(),
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
         "cache_frozen": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "verbose": ["verbose"],
+        **runtime_constraints(measured_batch_size=False),
         "warm_start": ["boolean"],
     }
 
     # -- fit -------------------------------------------------------------------
 
+    @fit_context
     def fit(self, X, y, sample_weight=None):
         """Fine-tune the backbone and a new head on ``(X, y)``.
 
@@ -127,7 +128,6 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self : object
             The fitted estimator.
         """
-        validate_params(self)
         check_head(self.head)
         if self.max_epochs == 0 and self.head_init != "probe":
             raise ValueError(

@@ -9,194 +9,12 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
+from .._docstring import fill_doc
 from .._validation import StrOptions
 from ..backbones._registry import spec_input_kind
 from ._base import BaseFineTune
 
 __all__ = ["FineTuneClassifier", "FineTuneRegressor"]
-
-_PARAMS = """backbone : str, BackboneSpec, Module or fitted estimator, \
-default="efficientnet_lite0"
-        The pretrained model. A registered image model or text encoder
-        (:func:`skltransfer.backbones.list_backbones`), ``"torchvision:NAME"``,
-        ``"timm:NAME"``, ``"hf:HUB_ID"``, a spec such as
-        :class:`~skltransfer.backbones.HFTextBackbone`, a ``torch.nn.Module``
-        taking numeric arrays (e.g. an MLP for tabular data), or a fitted
-        FineTuneClassifier/FineTuneRegressor (a *source model*), best wrapped
-        as ``sklearn.frozen.FrozenEstimator(source)`` so that it survives
-        ``clone`` in ``GridSearchCV`` and ``cross_val_score``
-        (``source.to_backbone_spec()`` does too). What ``X`` holds follows
-        from it: images, strings or numeric arrays.
-    unfreeze : int, "all" or "auto", default="auto"
-        How many of the backbone's last layer groups train along with the new
-        head: 0 trains the head alone on a frozen body, ``"all"`` fine-tunes
-        everything. Values above the number of groups raise a ValueError
-        naming the maximum. ``"auto"`` depends on what ``X`` holds: 1 for
-        image backbones; 0 for text encoders (on a few hundred to a few
-        thousand texts, training the top layer of a sentence encoder lost to
-        its frozen embedding out of domain, at about 50 times the cost);
-        ``"all"`` for a module on numeric arrays (typically a small source
-        network, whose layers all adapt at layer-wise rates). See
-        ``benchmarks/bench_small_data.py``.
-    head : "linear" or tuple of int, default="linear"
-        The new head: one linear layer, or an MLP with these hidden sizes
-        (ReLU between layers). With ``unfreeze=0`` an MLP head trained on a
-        frozen body combines a pretrained model with a new network.
-    head_dropout : float, default=0.0
-        Dropout before each layer of the head.
-    lr : float, default=1e-3
-        Peak learning rate of the head (AdamW).
-    lr_decay : float, default=0.5
-        Layer-wise decay: the group at depth ``d`` below the head learns at
-        ``lr * lr_decay**d`` (discriminative learning rates); 1.0 disables it.
-    weight_decay : float, default=0.01
-        AdamW weight decay of weight matrices and kernels (not of biases and
-        normalisation parameters).
-    unfreeze_schedule : int or None, default=None
-        Gradual unfreezing: train the head alone for this many epochs, then
-        unfreeze one more group (top first) every this many epochs, up to
-        ``unfreeze``. None unfreezes them all from the start.
-    freeze_batchnorm : bool, default=True
-        Frozen groups run in inference mode, so their BatchNorm running
-        statistics stay as pretrained. False lets them adapt to the new data
-        (their weights stay frozen).
-    head_init : {"probe", "random"}, default="probe"
-        How the head's output layer starts. ``"probe"`` fits it first as a
-        convex linear model on the frozen features of the training split
-        (multinomial logistic regression for classes, one logistic regression
-        per label for multi-label targets, ridge for regression), with the
-        regularisation chosen by cross-validation, then fine-tunes from there
-        (LP-FT). An MLP head's output layer is probed on its last hidden layer
-        at initialisation. ``"random"`` starts from PyTorch's random
-        initialisation.
-    max_epochs : int or "auto", default="auto"
-        Number of passes over the training data (fewer with early stopping).
-        ``"auto"`` trains for at least 300 optimiser steps and at least 10
-        epochs: many epochs on small data, 10 on large data. 0 (with
-        ``head_init="probe"``) keeps the head start alone, a linear probe.
-    batch_size : int, default=32
-        Samples per training step and per prediction batch.
-    lr_schedule : {"cosine", "constant"}, default="cosine"
-        After the warm-up, decay the learning rates to zero along a cosine, or
-        keep them constant.
-    warmup_fraction : float, default=0.1
-        Fraction of the training steps over which learning rates rise
-        linearly from near zero.
-    max_grad_norm : float or None, default=1.0
-        Clip the gradient norm of the trainable parameters; None disables it.
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the training data (stratified for
-        classifiers), stop when the validation loss has not improved for
-        ``n_iter_no_change`` epochs and restore the best weights. ``"auto"``
-        enables it from 10,000 training samples.
-    validation_fraction : float, default=0.1
-        Share of the training data held out for early stopping.
-    n_iter_no_change : int, default=5
-        Epochs without a better validation loss before training stops.
-    augmentation : None, "light", "strong", "noise", GaussianNoise or callable, \
-default=None
-        Random transformations of the training batches only (never of
-        validation or prediction batches); see :mod:`skltransfer.augmentation`.
-    image_size : int or None, default=None
-        Side of the square image crop; None uses the size the weights were
-        trained at. Image backbones only.
-    crop_fraction : "auto" or float in (0, 1], default="auto"
-        The share of each image's shorter side that the centre crop keeps;
-        ``"auto"`` follows the weights' convention (0.875 for most ImageNet
-        models), 1.0 keeps the whole shorter side. Image backbones only.
-    background : str or (int, int, int), default="white"
-        The colour transparent pixels are composited onto (a colour name, a
-        hex string or an RGB triple in 0..255). Image backbones only.
-    image_shape : tuple of int or None, default=None
-        Shape (H, W) or (H, W, C) of each row when ``X`` is a 2-D array of
-        flattened images, e.g. ``(8, 8)`` for ``load_digits().data``.
-    value_range : "auto" or (float, float), default="auto"
-        How numeric, non-uint8 pixel values map to [0, 1]; ``"auto"`` learns
-        it from the training images.
-    max_length : int or None, default=None
-        Tokens kept per text; None uses the encoder's default. Text only.
-    cache_frozen : bool or "auto", default="auto"
-        When the first layer groups stay frozen for the whole fit, there is no
-        augmentation and ``freeze_batchnorm`` is True, compute their outputs
-        once per fit and train the rest on them (with ``unfreeze=0``, the
-        backbone's features; for texts, the token states at the boundary and
-        their attention masks); the results equal those of the plain path.
-        The activations stay in memory up to a quarter of the available
-        memory and go to a memory-mapped temporary file beyond.
-        ``"auto"`` caches whenever it can and warns
-        (:class:`~skltransfer.exceptions.FrozenCacheWarning`) with the reason
-        when frozen groups must run at every epoch; True raises instead;
-        False never caches.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the head's initialisation, the validation split, shuffling,
-        dropout and augmentation. The same seed gives the same predictions on
-        the CPU. The global torch and numpy random states are left untouched.
-    device : str or torch.device, default="auto"
-        Where training and prediction run; ``"auto"`` picks CUDA, then MPS,
-        then the CPU.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Autocast precision of the forward passes; ``"auto"`` is bf16 (or fp16
-        with gradient scaling) on a GPU and fp32 on the CPU.
-    verbose : int, default=0
-        Show a progress bar over epochs with the losses when positive.
-    warm_start : bool, default=False
-        Continue training the fitted network (and optimiser state) for
-        ``max_epochs`` more epochs instead of starting again; ``history_``
-        grows. Parameters that define the network (backbone, head) are then
-        ignored. Only a fit with ``warm_start=True`` keeps the optimiser
-        state; otherwise a later warm start begins with fresh moments."""
-
-_ATTRIBUTES = """module_ : FineTuneNetwork
-        The trained network: ``module_.backbone`` (a
-        :class:`~skltransfer.backbones.Backbone`) and ``module_.head``.
-    optimizer_ : torch.optim.AdamW
-        The optimiser; its state (the moments) is kept only with
-        ``warm_start=True``.
-    criterion_ : torch.nn.Module
-        The loss.
-    history_ : list of dict
-        One record per epoch: ``epoch``, ``train_loss``, ``valid_loss`` and
-        ``valid_score`` (with early stopping), ``lr`` (of the head, at the end
-        of the epoch), ``n_unfrozen`` and ``seconds``.
-    n_iter_ : int
-        Epochs trained (over all calls to ``fit`` with ``warm_start``).
-    n_steps_ : int
-        Optimiser steps taken (over all calls to ``fit`` with ``warm_start``).
-    head_start_ : dict
-        With ``head_init="probe"``: the regularisation the probe chose
-        (``{"C": ...}`` for classifiers, ``{"alpha": ...}`` for regressors).
-    best_epoch_ : int
-        The epoch whose weights were kept (0: the head start, when training
-        did not improve the validation loss).
-    layer_groups_ : list of str
-        The backbone's layer groups, stem first.
-    n_trainable_groups_ : int
-        How many of them trained (``unfreeze`` resolved, "auto" included).
-    cached_groups_ : int
-        How many frozen groups ran once per fit instead of at every epoch
-        (see ``cache_frozen``); 0 when the last fit took the plain path.
-    cache_status_ : str
-        Where the last fit kept the frozen groups' outputs: ``"memory"``,
-        ``"disk"`` (a memory-mapped file), ``"off"`` (``cache_frozen=False``),
-        ``"nothing frozen"``, or ``"plain: "`` followed by the reason the
-        frozen groups ran at every epoch.
-    input_kind_ : {"tensor", "image", "text"}
-        What ``X`` holds, as decided by the backbone.
-    preprocessing_ : ImagePreprocessing
-        Image backbones only: resize, crop and normalisation.
-    value_range_ : tuple of float or None
-        Image backbones only: pixel value range learned from numeric images.
-    n_features_in_ : int
-        Number of columns of a 2-D numeric ``X``.
-    feature_names_in_ : ndarray of str
-        Column names of a DataFrame ``X``."""
-
-
-def _document(cls):
-    cls.__doc__ = cls.__doc__.replace("{params}", _PARAMS).replace(
-        "{attributes}", _ATTRIBUTES
-    )
-    return cls
 
 
 class _FineTuneTags:
@@ -212,7 +30,7 @@ class _FineTuneTags:
         return tags
 
 
-@_document
+@fill_doc
 class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
     """Fine-tune a pretrained backbone with a new classification head.
 
@@ -224,7 +42,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
 
     Parameters
     ----------
-    {params}
+    {finetune_params}
     class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss: ``"balanced"`` weighs them
         inversely to their frequency; a dict maps labels to weights (others
@@ -234,7 +52,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels (``arange(n_labels)`` for multi-label ``y``).
-    {attributes}
+    {finetune_attributes}
 
     See Also
     --------
@@ -479,7 +297,7 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
-@_document
+@fill_doc
 class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
     """Fine-tune a pretrained backbone with a new regression head.
 
@@ -489,13 +307,13 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
 
     Parameters
     ----------
-    {params}
+    {finetune_params}
 
     Attributes
     ----------
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         The targets are standardised with these for training.
-    {attributes}
+    {finetune_attributes}
 
     See Also
     --------

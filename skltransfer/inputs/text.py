@@ -25,6 +25,7 @@ __all__ = [
     "MISSING_OPTIONS",
     "TokenizedTexts",
     "as_texts",
+    "check_max_length",
     "in_length_order",
     "length_order",
     "restore_order",
@@ -245,3 +246,14 @@ def tokenize_texts(
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
     values = {key: np.concatenate(arrays) for key, arrays in parts.items()}
     return TokenizedTexts(values, offsets, _pad_values(tokenizer), n_truncated)
+
+
+def check_max_length(max_length: int | None, limit: int, model: str) -> None:
+    """Refuse a ``max_length`` above the ``limit`` of tokens that ``model`` takes.
+
+    None (the model's own default) always passes.
+    """
+    if max_length is not None and max_length > limit:
+        raise ValueError(
+            f"max_length={max_length} exceeds what {model!r} accepts ({limit} tokens)."
+        )

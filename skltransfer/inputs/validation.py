@@ -22,7 +22,7 @@ from .._validation import validate_data
 from ..backbones._spec import input_kind
 from .batches import ImageInputs, TensorInputs, TextInputs
 from .images import ImageSource, as_image_source, background_rgb
-from .text import as_texts
+from .text import as_texts, check_max_length
 
 __all__ = [
     "InputsMixin",
@@ -220,12 +220,7 @@ class InputsMixin:
             _forget_features(self)
         y = _check_y(self, y, self._y_numeric)
         check_lengths(len(texts), y)
-        limit = backbone.model_max_length
-        if self.max_length is not None and self.max_length > limit:
-            raise ValueError(
-                f"max_length={self.max_length} is more than the {limit} tokens "
-                f"that {backbone.name!r} accepts."
-            )
+        check_max_length(self.max_length, backbone.model_max_length, backbone.name)
         array = np.empty(len(texts), dtype=object)
         array[:] = texts
         return TextInputs(array, backbone, self.max_length), y

@@ -1,0 +1,53 @@
+"""What the feature transformers share: output names, cached rows, text inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+
+from ..caching import cached_rows, text_keys
+from ..inputs.text import as_texts
+
+__all__ = ["FeaturesMixin", "TextFeaturesMixin"]
+
+
+class FeaturesMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
+    """A transformer with ``n_features_out_`` output columns and a ``cache``.
+
+    Output names are the lower-cased class name followed by the column index.
+    Subclasses define ``_cache_key()``: everything besides the sample that
+    changes its row.
+    """
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def _cached_rows(self, sample_keys, compute) -> np.ndarray:
+        """Rows of the samples, read from ``cache`` where present; see
+        :func:`skltransfer.caching.cached_rows`."""
+        return cached_rows(
+            self.cache, self._cache_key, sample_keys, compute, self.n_features_out_
+        )
+
+
+class TextFeaturesMixin(FeaturesMixin):
+    """A transformer of texts into one row each.
+
+    Subclasses have the ``missing`` and ``cache`` parameters and define
+    ``_encode(texts) -> ndarray``, the rows of a list of str in its order.
+    """
+
+    def _transform_texts(self, X) -> np.ndarray:
+        texts = as_texts(X, missing=self.missing)
+        return self._cached_rows(
+            lambda: text_keys(texts),
+            lambda idx: self._encode(texts if idx is None else [texts[i] for i in idx]),
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags

@@ -1,0 +1,63 @@
+"""Parameter validation at fit, with the constraints the estimators share."""
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skltransfer import (
+    FineTuneClassifier,
+    PretrainedImageClassifier,
+    PretrainedImageFeatures,
+    PretrainedTextEmbeddings,
+    PretrainedWordVectors,
+)
+from skltransfer.inputs.text import check_max_length
+
+IMAGES = np.zeros((2, 16, 16, 3), np.uint8)
+TEXTS = ["a good film", "a bad film"]
+WORDS = (np.eye(3, dtype=np.float32), ["good", "bad", "film"])
+
+ESTIMATORS = [
+    (lambda **kw: PretrainedImageFeatures("test_tiny_cnn", **kw), IMAGES),
+    (lambda **kw: PretrainedImageClassifier("test_tiny_cnn", **kw), IMAGES),
+    (lambda **kw: PretrainedTextEmbeddings("test_tiny_bert", **kw), TEXTS),
+]
+
+
+@pytest.mark.parametrize(("make", "X"), ESTIMATORS)
+@pytest.mark.parametrize(
+    "bad", [{"verbose": -1}, {"precision": "fp8"}, {"device": 0}, {"batch_size": 0}]
+)
+def test_bad_runtime_parameters_raise_at_fit(make, X, bad):
+    est = make(**bad)  # __init__ only stores them
+    with pytest.raises(InvalidParameterError, match=next(iter(bad))):
+        est.fit(X)
+
+
+@pytest.mark.parametrize(("make", "X"), ESTIMATORS)
+def test_feature_estimators_measure_their_batch_size(make, X):
+    make(batch_size=None).fit(X)
+
+
+def test_fine_tuning_needs_a_batch_size():
+    clf = FineTuneClassifier("test_tiny_cnn", batch_size=None, max_epochs=1)
+    with pytest.raises(InvalidParameterError, match="batch_size"):
+        clf.fit(IMAGES, [0, 1])
+
+
+def test_scikit_learn_can_skip_the_validation():
+    est = PretrainedWordVectors(WORDS, pooling="median")
+    with pytest.raises(InvalidParameterError, match="pooling"):
+        est.fit(TEXTS)
+    with sklearn.config_context(skip_parameter_validation=True):
+        est.fit(TEXTS)  # the invalid pooling only fails where it is used
+    with pytest.raises(InvalidParameterError):
+        est.fit(TEXTS)
+
+
+def test_max_length_above_the_limit_names_both():
+    check_max_length(None, 64, "tiny")
+    check_max_length(64, 64, "tiny")
+    with pytest.raises(ValueError, match=r"max_length=65 exceeds .*'tiny'.*64 tokens"):
+        check_max_length(65, 64, "tiny")
