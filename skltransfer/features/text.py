@@ -17,6 +17,7 @@ from .._batch_size import plan_batches
 from .._device import PRECISIONS, resolve_precision
 from .._docstring import fill_doc
 from .._inference import run_batched
+from .._process_state import load_frozen
 from .._validation import Interval, StrOptions, check_is_fitted, validate_params
 from ..backbones._text import (
     TOKEN_POOLINGS,
@@ -125,6 +126,9 @@ class PretrainedTextEmbeddings(
     ['pretrainedtextembeddings0', 'pretrainedtextembeddings1']
     """
 
+    # The model parameter may hold a trained encoder (see TorchModelMixin).
+    _device_state = ("model", "backbone_")
+
     _parameter_constraints = {
         "model": "no_validation",  # resolved by get_text_spec in fit
         "pooling": [StrOptions(set(TOKEN_POOLINGS))],
@@ -186,8 +190,8 @@ class PretrainedTextEmbeddings(
         validate_params(self)
         as_texts(X, missing=self.missing)
         spec = get_text_spec(self.model, trust_remote_code=self.trust_remote_code)
-        backbone = load_text_backbone(spec)
-        self.backbone_ = backbone.eval().requires_grad_(False)
+        backbone = load_frozen(spec, load_text_backbone)
+        self.backbone_ = backbone
         self._remember_spec(spec)
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)
