@@ -120,7 +120,7 @@ def embedding_part(args, paths, cores) -> dict:
         def load_time():
             import skltransfer
 
-            skltransfer.clear_process_state()  # the backbone too, as in a fresh worker
+            skltransfer.clear_process_state()  # as in a fresh worker
             return _timed(lambda: embed.estimator().backbone_)[0]
 
         loads = list(client.run(load_time).values())

@@ -1,7 +1,5 @@
 """Process-wide state: what this process remembers from one estimator to the next.
 
-(It imports no torch, so that :mod:`skltransfer.distributed` stays light.)
-
 Every memo the library keeps outside estimators is here, named for what it
 holds. Each lives as long as the process, is bounded or small, and holds
 nothing a result depends on: emptying it (:func:`clear_process_state`) only
@@ -22,6 +20,11 @@ costs the work it saved, done again on next use.
 ``loaded_estimators`` (four entries)
     Fitted estimators unpickled by :class:`skltransfer.distributed.BatchFunction`
     in this (worker) process, by the SHA-256 of their pickle.
+
+Not here: the word-vector tables that estimators share through weak
+references (``features/_vector_files.py``), which live only while an
+estimator holds them. This module imports no torch, so that
+:mod:`skltransfer.distributed` stays light.
 """
 
 from __future__ import annotations

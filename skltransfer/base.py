@@ -8,9 +8,11 @@ know how they travel:
 - pickling serialises the declared attributes with :func:`torch.save` into
   bytes, which copies each tensor to host memory once, straight from the
   device, and leaves the live model as it is (no copy of the module first);
-- unpickling loads them with :func:`torch.load` onto the estimator's
-  ``device`` where this machine has it, else onto the CPU, warning when
-  tensors saved on an accelerator land on the CPU because it is missing.
+- unpickling loads the fitted ones with :func:`torch.load` onto the
+  estimator's ``device`` where this machine has it, else onto the CPU
+  (parameters always onto the CPU: a fit copies them, they never compute),
+  warning when tensors saved on an accelerator land on the CPU because it is
+  missing.
 
 Pretrained weights travel by reference: a frozen ``backbone_`` loaded from a
 reloadable spec (see ``BackboneSpec.reloadable``) is pickled as that spec plus
@@ -40,7 +42,10 @@ from .exceptions import SkltransferWarning, warn_at_caller
 __all__ = ["TorchModelMixin", "cpu_copy", "load_verified"]
 
 _CPU = torch.device("cpu")
-# The key of the serialised device state in a pickled estimator's state.
+# Keys of the serialised tensors in a pickled estimator's state: those of
+# parameters (loaded on the CPU: a fit copies them, so they never compute) and
+# those of the fitted state (loaded on the estimator's device).
+_TORCH_PARAMS = "_torch_params"
 _TORCH_STATE = "_torch_state"
 
 
@@ -147,17 +152,23 @@ class TorchModelMixin:
         # A copy: on Python >= 3.11 the parent returns the live __dict__ itself.
         state = dict(super().__getstate__())
         self._state_to_pickle(state, by_reference=by_reference)
-        tensors = {k: state.pop(k) for k in self._device_state if k in state}
-        if tensors:
-            state[_TORCH_STATE] = _save(tensors)
+        params = set(self._get_param_names())
+        declared = [k for k in self._device_state if k in state]
+        for key, names in (
+            (_TORCH_PARAMS, [k for k in declared if k in params]),
+            (_TORCH_STATE, [k for k in declared if k not in params]),
+        ):
+            if names:
+                state[key] = _save({k: state.pop(k) for k in names})
         return state
 
     def __setstate__(self, state):
         state = dict(state)
-        blob = state.pop(_TORCH_STATE, None)
-        if blob is not None:
-            device = load_device(state.get("device", "auto"))
-            state.update(_load(blob, device, type(self).__name__))
+        fitted_on = load_device(state.get("device", "auto"))
+        for key, device in ((_TORCH_PARAMS, _CPU), (_TORCH_STATE, fitted_on)):
+            blob = state.pop(key, None)
+            if blob is not None:
+                state.update(_load(blob, device, type(self).__name__))
         super().__setstate__(state)
 
     def _state_to_pickle(self, state: dict, *, by_reference: bool) -> None:

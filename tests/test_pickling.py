@@ -110,6 +110,21 @@ def test_fine_tuned_pickles_what_training_changed(small_digits):
     assert loaded.n_iter_ == 4
 
 
+@pytest.mark.parametrize("first_with_weights", [True, False])
+def test_an_unpickled_fine_tuned_model_pickles_again(small_digits, first_with_weights):
+    """Unpickled without its optimiser (warm_start=False), it pickles again by
+    reference, its whole backbone counting as changed."""
+    X, y = small_digits
+    kw = {"image_shape": (8, 8), "max_epochs": 1, "unfreeze": 1, "random_state": 0}
+    clf = FineTuneClassifier("test_tiny_cnn", **kw).fit(X[:60], y[:60])
+    with skltransfer.config_context(pickle_weights=first_with_weights):
+        loaded = pickle.loads(pickle.dumps(clf))
+    again = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(
+        again.predict_proba(X[60:90]), clf.predict_proba(X[60:90])
+    )
+
+
 def test_warm_start_keeps_the_optimiser_state(small_digits):
     X, y = small_digits
     clf = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=2, warm_start=True)

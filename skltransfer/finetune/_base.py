@@ -472,13 +472,19 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _changed_state(self, module) -> dict:
         """The new head and the backbone entries training may have changed
         (trainable parameters and every buffer); the rest is the pretrained
-        weights, loaded again from the spec."""
-        trainable = {id(p) for g in self.optimizer_.param_groups for p in g["params"]}
+        weights, loaded again from the spec. Without an optimiser (unpickled
+        without its state) every entry counts as changed."""
+        optimizer = self.__dict__.get("optimizer_")
+        trainable = None
+        if optimizer is not None:
+            trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
         entries = module.backbone.state_dict(keep_vars=True)
         changed = {
             k: v.detach()
             for k, v in entries.items()
-            if id(v) in trainable or not isinstance(v, torch.nn.Parameter)
+            if trainable is None
+            or id(v) in trainable
+            or not isinstance(v, torch.nn.Parameter)
         }
         return {"head": module.head, "backbone": changed}
 
