@@ -33,14 +33,14 @@ import torch
 from bench_image_accuracy import load_fashion
 
 from skltransfer import FineTuneClassifier
-from skltransfer.finetune import _cache
+from skltransfer.finetune import _frozen_activations
 
 
 def run(X, y, epochs: int, *, disk: bool = False) -> dict:
     clf = FineTuneClassifier(image_size=224, max_epochs=epochs, random_state=0)
-    budget = (lambda: 0) if disk else _cache.memory_budget
+    budget = (lambda: 0) if disk else _frozen_activations.memory_budget
     start = time.perf_counter()
-    with mock.patch.object(_cache, "memory_budget", budget):
+    with mock.patch.object(_frozen_activations, "memory_budget", budget):
         clf.fit(X, y)
     total = time.perf_counter() - start
     epoch = float(np.mean([r["seconds"] for r in clf.history_]))

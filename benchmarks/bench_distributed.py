@@ -44,7 +44,7 @@ from skltransfer import (
     PretrainedImageFeatures,
     PretrainedTextEmbeddings,
 )
-from skltransfer.distributed import BatchFunction, clear_loaded_estimators
+from skltransfer.distributed import BatchFunction
 
 
 def _timed(fn):
@@ -118,10 +118,9 @@ def embedding_part(args, paths, cores) -> dict:
             )
 
         def load_time():
-            from skltransfer._image_base import _LAST_FROZEN
+            import skltransfer
 
-            clear_loaded_estimators()
-            _LAST_FROZEN.clear()  # the backbone too, as in a fresh worker
+            skltransfer.clear_process_state()  # as in a fresh worker
             return _timed(lambda: embed.estimator().backbone_)[0]
 
         loads = list(client.run(load_time).values())

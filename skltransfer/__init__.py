@@ -2,6 +2,10 @@
 
 Importing the package is cheap: the estimators (and torch, torchvision,
 transformers) load on first use of a name.
+
+A process remembers a few things between estimators (the last frozen model
+loaded, measured batch sizes, compiled forward passes, estimators a worker
+loaded); :func:`clear_process_state` forgets them all.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ _LAZY = {
     "PretrainedWordVectors": "skltransfer.features.word_vectors",
     "FineTuneClassifier": "skltransfer.finetune",
     "FineTuneRegressor": "skltransfer.finetune",
+    "clear_process_state": "skltransfer._process_state",
     "config_context": "skltransfer._config",
     "get_config": "skltransfer._config",
     "set_config": "skltransfer._config",

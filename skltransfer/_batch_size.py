@@ -7,7 +7,8 @@ set-up costs: kernel selection, memory pools, so only later runs are timed),
 and doubling stops when throughput gains less than ``min_gain`` or the device
 runs out of memory. The fastest size measured then serves the rest of the
 input and is remembered, per model and input configuration, for later calls
-in the same process: the folds of a cross-validation tune once. A much
+in the same process (``measured_batch_sizes`` in :mod:`._process_state`): the
+folds of a cross-validation tune once. A much
 larger input (four times the one measured on) measures again: a short input
 gives few batches to measure on.
 
@@ -16,9 +17,10 @@ Nothing is computed twice: every measured batch is part of the output.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
+
+from ._process_state import measured_batch_sizes
 
 __all__ = [
     "AutoBatchSize",
@@ -43,24 +45,19 @@ _GPU_SWEEP = (32, 1024)
 # Inputs shorter than this are not measured on (the default serves them).
 _MIN_MEASURED = 32
 
-# key -> (batch size chosen by a finished measurement, inputs it ran over).
-_CHOSEN: dict[Hashable, tuple[int, int]] = {}
 # A remembered choice is measured again on an input this many times larger
 # than the one it came from: a short input gives few batches to measure on.
 _REMEASURE_GROWTH = 4
-_LOCK = threading.Lock()
 
 
 def chosen_batch_sizes() -> dict:
     """The batch sizes chosen so far in this process, by configuration."""
-    with _LOCK:
-        return {key: size for key, (size, _) in _CHOSEN.items()}
+    return {key: size for key, (size, _) in measured_batch_sizes.items()}
 
 
 def forget_batch_sizes() -> None:
     """Forget every chosen batch size, so the next large input measures again."""
-    with _LOCK:
-        _CHOSEN.clear()
+    measured_batch_sizes.clear()
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:
@@ -146,8 +143,8 @@ class AutoBatchSize:
         the batches recorded by then.
         """
         self._n = n
-        with _LOCK:
-            remembered = _CHOSEN.get(self.key) if self.key is not None else None
+        # (batch size chosen by a finished measurement, inputs it ran over)
+        remembered = None if self.key is None else measured_batch_sizes.get(self.key)
         if remembered is not None and n <= _REMEASURE_GROWTH * remembered[1]:
             self.chosen = remembered[0]
         elif n < self.min_samples():
@@ -196,5 +193,4 @@ class AutoBatchSize:
 
     def _remember(self) -> None:
         if self.key is not None:
-            with _LOCK:
-                _CHOSEN[self.key] = (self.chosen, self._n)
+            measured_batch_sizes.put(self.key, (self.chosen, self._n))

@@ -4,30 +4,23 @@ Frozen feature extraction is the case where compilation pays best: the weights
 never change, so inductor's *freezing* folds them into the graph as constants
 (convolution + batch-norm fusion, pre-packed weights for oneDNN on the CPU).
 Compilation costs seconds to a minute on the first batch. The compiled forward
-is kept per (model, forward configuration), so the clones that cross-validation
-and grid search fit on the same loaded model (see ``load_frozen``) reuse it
-instead of compiling again.
+is kept per (model, forward configuration) in ``compiled_forwards`` (see
+:mod:`._process_state`), so the clones that cross-validation and grid search
+fit on the same loaded model (see ``load_frozen``) reuse it instead of
+compiling again.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import torch
 
 from ._inference import _is_oom
+from ._process_state import compiled_forwards
 from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = ["compiled_forward"]
-
-# (id(model), key) -> (model, CompiledForward); the model is held so that its
-# id cannot be reused while the entry lives. A few entries: each holds
-# compiled code and, with freezing, a copy of the weights.
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 4
-_LOCK = threading.Lock()
 
 
 class CompiledForward:
@@ -72,13 +65,10 @@ def compiled_forward(model: torch.nn.Module, key: Hashable, forward: Callable):
     (layer, pooling, device, precision); ``forward`` must not hold on to an
     estimator, since the compiled result outlives it.
     """
-    with _LOCK:
-        entry = _CACHE.get((id(model), key))
-        if entry is not None and entry[0] is model:
-            _CACHE.move_to_end((id(model), key))
-            return entry[1]
-        compiled = CompiledForward(forward)
-        _CACHE[(id(model), key)] = (model, compiled)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-        return compiled
+    # Entries hold the model, so that its id cannot be reused while they live.
+    _, compiled = compiled_forwards.get_or_put(
+        (id(model), key),
+        lambda: (model, CompiledForward(forward)),
+        valid=lambda entry: entry[0] is model,
+    )
+    return compiled

@@ -10,38 +10,22 @@ from ._batch_size import default_batch_size, plan_batches
 from ._compile import compiled_forward
 from ._device import resolve_precision
 from ._inference import run_batched
+from ._process_state import load_frozen
 from ._validation import (
     check_is_fitted,
     image_input_constraints,
     runtime_constraints,
 )
-from .backbones import ModuleBackbone, get_spec
+from .backbones import get_spec
 from .base import TorchModelMixin
 from .inputs.validation import fit_image_conventions, validate_images
-
-# The most recently loaded frozen backbone, reused by the next fit of the same
-# spec: cross-validation and grid search refit a clone per fold, and loading
-# weights (plus the first forward pass of a new module) would otherwise cost
-# about a second each time. Frozen estimators never change weights, so sharing
-# the module is safe; a user's own module is never shared, since the user may
-# go on training it.
-_LAST_FROZEN: dict = {}
-
-
-def load_frozen(spec):
-    """Load ``spec`` in eval mode without gradients, reusing the last one loaded."""
-    if isinstance(spec, ModuleBackbone):
-        return spec.load().eval().requires_grad_(False)
-    backbone = _LAST_FROZEN.get(spec)
-    if backbone is None:
-        backbone = spec.load().eval().requires_grad_(False)
-        _LAST_FROZEN.clear()
-        _LAST_FROZEN[spec] = backbone
-    return backbone
 
 
 class PretrainedImageBase(TorchModelMixin, BaseEstimator):
     """Shared fit/inference machinery of the image estimators (not public)."""
+
+    # The backbone parameter may hold a user's module (see TorchModelMixin).
+    _device_state = ("backbone", "backbone_")
 
     _parameter_constraints: dict = {
         "backbone": "no_validation",  # checked by get_spec in fit
@@ -49,9 +33,6 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         **runtime_constraints(measured_batch_size=True),
         "compile": ["boolean"],
     }
-
-    def _load_frozen_spec(self, spec):
-        return load_frozen(spec)
 
     def _fit_backbone(self, X):
         """Load weights and learn the image conventions (of ``X`` when given)."""

@@ -1,22 +1,52 @@
-"""Behaviour shared by every torch-backed estimator: device handling and pickling."""
+"""Device placement and pickling of every torch-backed estimator.
+
+:class:`TorchModelMixin` is the one owner of both. Each estimator declares in
+``_device_state`` the attributes that may hold tensors (modules, optimisers
+and their state, a parameter holding a user's module); nothing else needs to
+know how they travel:
+
+- pickling serialises the declared attributes with :func:`torch.save` into
+  bytes, which copies each tensor to host memory once, straight from the
+  device, and leaves the live model as it is (no copy of the module first);
+- unpickling loads the fitted ones with :func:`torch.load` onto the
+  estimator's ``device`` where this machine has it, else onto the CPU
+  (parameters always onto the CPU: a fit copies them, they never compute),
+  warning when tensors saved on an accelerator land on the CPU because it is
+  missing.
+
+Pretrained weights travel by reference: a frozen ``backbone_`` loaded from a
+reloadable spec (see ``BackboneSpec.reloadable``) is pickled as that spec plus
+a fingerprint of its weights and loaded again on first use; see
+:func:`skltransfer.config_context` to keep the weights in the pickle.
+Estimators whose fitted state differs (fine-tuning) override the two hooks
+:meth:`TorchModelMixin._state_to_pickle` and
+:meth:`TorchModelMixin._load_reference`.
+"""
 
 from __future__ import annotations
 
 import copy
+import io
+import pickle
 
 import torch
 from torch import nn
+from torch.serialization import default_restore_location
 
 from ._config import get_config
 from ._device import resolve_device
+from ._process_state import load_frozen
 from .caching import module_fingerprint
+from .exceptions import SkltransferWarning, warn_at_caller
 
-__all__ = ["TorchModelMixin", "load_verified"]
+__all__ = ["TorchModelMixin", "cpu_copy", "load_verified"]
 
-
-def _on_accelerator(module: nn.Module) -> bool:
-    tensors = list(module.parameters()) + list(module.buffers())
-    return any(t.device.type != "cpu" for t in tensors)
+_CPU = torch.device("cpu")
+# Keys of the serialised tensors in a pickled estimator's state: those of
+# parameters (loaded on the CPU: a fit copies them, so they never compute) and
+# those of the fitted state (loaded on the estimator's device).
+_TORCH_PARAMS = "_torch_params"
+_TORCH_STATE = "_torch_state"
 
 
 def load_verified(load, spec, fingerprint: str) -> nn.Module:
@@ -34,59 +64,146 @@ def load_verified(load, spec, fingerprint: str) -> nn.Module:
     return backbone
 
 
+def cpu_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` on the CPU, each tensor copied once, straight to
+    host memory (a copy on the device first would need its memory twice)."""
+    memo = {}  # deepcopy takes these copies for the tensors they stand for
+    for tensor in [*module.parameters(), *module.buffers()]:
+        host = tensor.detach().to(_CPU, copy=True)
+        if isinstance(tensor, nn.Parameter):
+            host = nn.Parameter(host, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = host
+    return copy.deepcopy(module, memo)
+
+
+def _available(device: torch.device) -> bool:
+    """Whether this machine has ``device``."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        index = device.index or 0
+        return torch.cuda.is_available() and index < torch.cuda.device_count()
+    backend = getattr(torch.backends, device.type, None) or getattr(
+        torch, device.type, None
+    )
+    is_available = getattr(backend, "is_available", None)
+    return bool(is_available is not None and is_available())
+
+
+def load_device(device) -> torch.device:
+    """Where an unpickled estimator's tensors go: its ``device`` parameter
+    where this machine has that device, else the CPU."""
+    try:
+        resolved = resolve_device(device)
+    except ValueError:  # "cuda" where CUDA is missing, ...
+        return _CPU
+    return resolved if _available(resolved) else _CPU
+
+
+def _save(tensors: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    return buffer.getvalue()
+
+
+def _load(blob: bytes, device: torch.device, owner: str) -> dict:
+    """What :func:`_save` wrote, every tensor mapped to ``device``; ``owner``
+    names the estimator in the warning about a missing device."""
+    missing = set()
+
+    def restore(storage, location: str):
+        if location not in missing and not _available(torch.device(location)):
+            missing.add(location)
+            warn_at_caller(
+                f"This {owner} was pickled with tensors on {location!r}, which "
+                f"this machine does not have; they are loaded on {device} "
+                "instead.",
+                SkltransferWarning,
+            )
+        return default_restore_location(storage, str(device))
+
+    # Not weights_only: this is the estimator's own pickle, trusted already.
+    return torch.load(io.BytesIO(blob), map_location=restore, weights_only=False)
+
+
 class TorchModelMixin:
     """Device resolution and device-portable pickling for fitted torch state.
 
-    Fitted modules live in attributes ending in ``_``. Pickling stores them on
-    the CPU so that a model fitted on a GPU loads on a machine without one; the
-    next call that computes moves them to the estimator's device again.
-
-    A frozen ``backbone_`` loaded from a reloadable spec (see
-    ``BackboneSpec.reloadable``) is pickled as that spec plus a fingerprint of
-    its weights, and loaded again on first use after unpickling; see
+    Subclasses list in ``_device_state`` the attributes that may hold
+    tensors; pickling copies them to host memory and loading maps them to
+    the estimator's device (see :mod:`skltransfer.base`). A frozen
+    ``backbone_`` loaded from a reloadable spec (see
+    ``BackboneSpec.reloadable``) is pickled as that spec plus a fingerprint
+    of its weights, and loaded again on first use after unpickling; see
     :func:`skltransfer.config_context` to keep the weights in the pickle.
     """
+
+    #: Attributes that may hold tensors: pickled through :func:`torch.save`.
+    _device_state: tuple[str, ...] = ()
 
     def _device(self) -> torch.device:
         return resolve_device(getattr(self, "device", "auto"))
 
     def __getstate__(self):
+        by_reference = not get_config()["pickle_weights"]
+        if not by_reference:
+            for name in self._device_state:
+                getattr(self, name, None)  # loads what was pickled by reference
         # A copy: on Python >= 3.11 the parent returns the live __dict__ itself.
         state = dict(super().__getstate__())
-        frozen = "backbone_" in state or "_backbone_fingerprint" in state
-        if frozen and state.get("_backbone_spec") is not None:
-            if get_config()["pickle_weights"]:
-                state["backbone_"] = self.backbone_  # loaded, if it was not yet
-            elif "backbone_" in state:
-                # A reference to installed weights instead of the weights.
-                backbone = state.pop("backbone_")
-                state["_backbone_fingerprint"] = module_fingerprint(backbone)
-        for key, value in state.items():
-            if isinstance(value, nn.Module) and _on_accelerator(value):
-                # Copy rather than move: pickling must not change the live model.
-                state[key] = copy.deepcopy(value).to("cpu")
+        self._state_to_pickle(state, by_reference=by_reference)
+        params = set(self._get_param_names())
+        declared = [k for k in self._device_state if k in state]
+        for key, names in (
+            (_TORCH_PARAMS, [k for k in declared if k in params]),
+            (_TORCH_STATE, [k for k in declared if k not in params]),
+        ):
+            if names:
+                state[key] = _save({k: state.pop(k) for k in names})
         return state
 
-    def __getattr__(self, name):
-        # Only reached when normal lookup fails: ``backbone_`` of an estimator
-        # unpickled from a reference loads on first use.
+    def __setstate__(self, state):
+        state = dict(state)
+        fitted_on = load_device(state.get("device", "auto"))
+        for key, device in ((_TORCH_PARAMS, _CPU), (_TORCH_STATE, fitted_on)):
+            blob = state.pop(key, None)
+            if blob is not None:
+                state.update(_load(blob, device, type(self).__name__))
+        super().__setstate__(state)
+
+    def _state_to_pickle(self, state: dict, *, by_reference: bool) -> None:
+        """Edit ``state`` (a copy of ``__dict__``) into what the pickle holds.
+
+        With ``by_reference``, a frozen ``backbone_`` from a reloadable spec
+        becomes a fingerprint of its weights, next to the spec.
+        """
+        spec = state.get("_backbone_spec")
+        if by_reference and spec is not None and "backbone_" in state:
+            state["_backbone_fingerprint"] = module_fingerprint(state.pop("backbone_"))
+
+    def _load_reference(self, name: str):
+        """The attribute ``name``, loaded now if it was pickled by reference
+        (else None)."""
         state = self.__dict__
-        if name == "backbone_" and "_backbone_fingerprint" in state:
-            backbone = load_verified(
-                self._load_frozen_spec,
-                state["_backbone_spec"],
-                state["_backbone_fingerprint"],
-            )
-            state["backbone_"] = backbone
-            return backbone
-        raise AttributeError(
-            f"{type(self).__name__!r} object has no attribute {name!r}"
+        if name != "backbone_" or "_backbone_fingerprint" not in state:
+            return None
+        backbone = load_verified(
+            load_frozen, state["_backbone_spec"], state["_backbone_fingerprint"]
         )
+        state["backbone_"] = backbone
+        return backbone
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: an attribute pickled by
+        # reference loads on first use.
+        value = None if name.startswith("__") else self._load_reference(name)
+        if value is None:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}"
+            )
+        return value
 
     def _remember_spec(self, spec) -> None:
         """Pickle ``backbone_`` by reference when ``spec`` can load it anywhere."""
         self._backbone_spec = spec if getattr(spec, "reloadable", False) else None
         self.__dict__.pop("_backbone_fingerprint", None)
-
-    def _load_frozen_spec(self, spec):
-        return spec.load().eval().requires_grad_(False)

@@ -34,29 +34,28 @@ import functools
 import hashlib
 import os
 import pickle
-import threading
-from collections import OrderedDict
 
 import numpy as np
+
+from ._process_state import loaded_estimators
 
 __all__ = ["BatchFunction", "worker_setup", "clear_loaded_estimators"]
 
 _METHODS = ("transform", "predict", "predict_proba", "decision_function")
 
-# Fitted estimators this worker process has unpickled, by the SHA-256 of
-# their pickle: loaded on a process's first task, reused by every later task.
-# Lifetime: the process. Bounded (least recently used goes first) so that a
-# long-lived worker serving many models (a search) does not grow without
-# limit; ``clear_loaded_estimators()`` empties it.
-_LOADED_ESTIMATORS: OrderedDict[str, object] = OrderedDict()
-_LOADED_MAX = 4
-_LOADED_LOCK = threading.Lock()
+# Fitted estimators this worker process has unpickled are kept in
+# ``loaded_estimators`` (see skltransfer._process_state): loaded on a process's
+# first task, reused by every later task, bounded so that a long-lived worker
+# serving many models (a search) does not grow without limit.
 
 
 def clear_loaded_estimators() -> None:
-    """Forget the estimators this process loaded for :class:`BatchFunction`."""
-    with _LOADED_LOCK:
-        _LOADED_ESTIMATORS.clear()
+    """Forget the estimators this process loaded for :class:`BatchFunction`.
+
+    :func:`skltransfer.clear_process_state` forgets them too, with the rest
+    of what the process remembers.
+    """
+    loaded_estimators.clear()
 
 
 # -- worker set-up ----------------------------------------------------------
@@ -283,15 +282,7 @@ class BatchFunction:
 
     def estimator(self):
         """The fitted estimator, as loaded in this process (once)."""
-        with _LOADED_LOCK:
-            est = _LOADED_ESTIMATORS.get(self._key)
-            if est is None:
-                est = pickle.loads(self._blob)
-                _LOADED_ESTIMATORS[self._key] = est
-                while len(_LOADED_ESTIMATORS) > _LOADED_MAX:
-                    _LOADED_ESTIMATORS.popitem(last=False)
-            _LOADED_ESTIMATORS.move_to_end(self._key)
-        return est
+        return loaded_estimators.get_or_put(self._key, lambda: pickle.loads(self._blob))
 
     def _apply(self, X) -> np.ndarray:
         worker_setup(self.n_threads)

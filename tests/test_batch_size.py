@@ -18,6 +18,7 @@ from skltransfer._batch_size import (
 )
 from skltransfer._compile import compiled_forward
 from skltransfer._inference import run_batched
+from skltransfer._process_state import ProcessMemo
 from skltransfer.exceptions import SkltransferWarning
 
 CPU = torch.device("cpu")
@@ -185,7 +186,7 @@ def fake_compile(monkeypatch):
         return fn
 
     monkeypatch.setattr(compile_module.torch, "compile", compile_)
-    monkeypatch.setattr(compile_module, "_CACHE", type(compile_module._CACHE)())
+    monkeypatch.setattr(compile_module, "compiled_forwards", ProcessMemo(maxsize=4))
     return calls
 
 
@@ -233,7 +234,7 @@ def test_a_compiler_failure_in_a_pipeline_names_the_users_line(monkeypatch):
         return run
 
     monkeypatch.setattr(compile_module.torch, "compile", broken_compile)
-    monkeypatch.setattr(compile_module, "_CACHE", type(compile_module._CACHE)())
+    monkeypatch.setattr(compile_module, "compiled_forwards", ProcessMemo(maxsize=4))
     X = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
     pipe = make_pipeline(PretrainedImageFeatures("test_tiny_cnn", compile=True))
     with pytest.warns(SkltransferWarning, match="running the model uncompiled") as rec:

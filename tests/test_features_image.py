@@ -16,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 import skltransfer
 from skltransfer import PretrainedImageFeatures
 from skltransfer.backbones import TimmBackbone
+from skltransfer.exceptions import SkltransferWarning
 
 TINY = "test_tiny_cnn"
 
@@ -208,17 +209,21 @@ def test_pickle_and_joblib_round_trip(rgb_images, tmp_path):
 
 def test_pickling_moves_accelerator_state_to_cpu(monkeypatch, rgb_images):
     """A model on a GPU is pickled as a CPU copy; the live model stays put."""
-    import skltransfer.base as base
-
     X, _ = rgb_images
     est = PretrainedImageFeatures(TINY).fit(X)
-    monkeypatch.setattr(base, "_on_accelerator", lambda module: True)
     assert "backbone_" not in est.__getstate__()  # by default, a reference
+    live = est.backbone_
+    # Tensors tagged as on a GPU, on a machine without one.
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda _s: "cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with skltransfer.config_context(pickle_weights=True):
-        state = est.__getstate__()
-    assert state["backbone_"] is not est.backbone_
-    assert est.__dict__["backbone_"] is est.backbone_  # the live model is kept
-    assert all(p.device.type == "cpu" for p in state["backbone_"].parameters())
+        blob = pickle.dumps(est)
+    assert est.__dict__["backbone_"] is live  # the live model is kept
+    with pytest.warns(SkltransferWarning, match="tensors on 'cuda:0'.*on cpu"):
+        loaded = pickle.loads(blob)
+    assert loaded.backbone_ is not live
+    assert all(p.device.type == "cpu" for p in loaded.backbone_.parameters())
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
 
 
 def test_errors(rgb_images):

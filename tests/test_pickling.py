@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from _common_finetune import mlp
 
 import skltransfer
@@ -111,6 +112,21 @@ def test_fine_tuned_pickles_what_training_changed(small_digits):
     assert loaded.n_iter_ == 4
 
 
+@pytest.mark.parametrize("first_with_weights", [True, False])
+def test_an_unpickled_fine_tuned_model_pickles_again(small_digits, first_with_weights):
+    """Unpickled without its optimiser (warm_start=False), it pickles again by
+    reference, its whole backbone counting as changed."""
+    X, y = small_digits
+    kw = {"image_shape": (8, 8), "max_epochs": 1, "unfreeze": 1, "random_state": 0}
+    clf = FineTuneClassifier("test_tiny_cnn", **kw).fit(X[:60], y[:60])
+    with skltransfer.config_context(pickle_weights=first_with_weights):
+        loaded = pickle.loads(pickle.dumps(clf))
+    again = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(
+        again.predict_proba(X[60:90]), clf.predict_proba(X[60:90])
+    )
+
+
 def test_warm_start_keeps_the_optimiser_state(small_digits):
     X, y = small_digits
     clf = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=2, warm_start=True)
@@ -133,3 +149,117 @@ def test_warm_start_by_reference_rebuilds_the_optimiser_on_the_network(small_dig
     assert loaded.optimizer_.state_dict()["state"]  # the moments came along
     loaded.fit(X[:60], y[:60])
     assert loaded.n_iter_ == 4
+
+
+# -- device placement: one owner, TorchModelMixin ---------------------------------
+
+
+def _warm_fine_tuned(small_digits, **kw):
+    X, y = small_digits
+    params = {"unfreeze": "all", "max_epochs": 1, "warm_start": True, **kw}
+    return FineTuneClassifier(mlp(), random_state=0, **params).fit(X[:60], y[:60])
+
+
+def test_pickling_copies_nothing_of_the_live_model(small_digits, monkeypatch):
+    clf = _warm_fine_tuned(small_digits)
+    live = {name: (p, p.detach().clone()) for name, p in clf.module_.named_parameters()}
+    copies = []
+    for cls in (torch.Tensor, torch.nn.Parameter):
+        real = cls.__deepcopy__
+        monkeypatch.setattr(
+            cls,
+            "__deepcopy__",
+            lambda t, memo, real=real: copies.append(1) or real(t, memo),
+        )
+    with skltransfer.config_context(pickle_weights=True):
+        blob = pickle.dumps(clf)
+    assert not copies  # each tensor is written once, from where it lives
+    for name, p in clf.module_.named_parameters():
+        assert p is live[name][0] and torch.equal(p, live[name][1])
+    loaded = pickle.loads(blob)
+    params = {id(p) for p in loaded.module_.parameters()}
+    in_optimizer = [p for g in loaded.optimizer_.param_groups for p in g["params"]]
+    assert in_optimizer and all(id(p) in params for p in in_optimizer)
+
+
+@pytest.mark.parametrize("by_reference", [False, True])
+def test_tensors_of_a_missing_device_load_on_the_cpu_with_a_warning(
+    small_digits, monkeypatch, by_reference
+):
+    """Simulated: tensors tagged as saved on a GPU, loaded where CUDA is absent."""
+    X, y = small_digits
+    if by_reference:
+        kw = {"image_shape": (8, 8), "unfreeze": 1, "random_state": 0}
+        clf = FineTuneClassifier("test_tiny_cnn", max_epochs=1, warm_start=True, **kw)
+        clf.fit(X[:60], y[:60])
+    else:
+        clf = _warm_fine_tuned(small_digits)
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda _s: "cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    blob = pickle.dumps(clf)
+    with pytest.warns(skltransfer.exceptions.SkltransferWarning, match="'cuda:0'"):
+        loaded = pickle.loads(blob)
+    assert {p.device.type for p in loaded.module_.parameters()} == {"cpu"}
+    state = loaded.optimizer_.state_dict()["state"]
+    assert {t.device.type for s in state.values() for t in s.values()} == {"cpu"}
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X[60:90]), clf.predict_proba(X[60:90])
+    )
+
+
+def test_tensors_load_on_the_estimators_device_where_this_machine_has_it(monkeypatch):
+    from skltransfer.base import load_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert load_device("auto") == load_device("cuda") == torch.device("cuda")
+    assert load_device("cuda:1") == load_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load_device("cuda") == torch.device("cpu")
+
+
+def test_every_attribute_holding_torch_state_is_declared(small_digits):
+    """What is not declared in ``_device_state`` would be pickled as it lives."""
+    fitted = [
+        PretrainedImageFeatures("test_tiny_cnn").fit(IMAGES),
+        PretrainedTextEmbeddings("test_tiny_bert").fit(TEXTS),
+        _warm_fine_tuned(small_digits),
+    ]
+    holds = (torch.nn.Module, torch.Tensor, torch.optim.Optimizer)
+    for est in fitted:
+        for name, value in vars(est).items():
+            if isinstance(value, holds):
+                assert name in type(est)._device_state, (type(est).__name__, name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fitted_on_a_gpu_loads_on_the_gpu_or_on_a_machine_without_one(small_digits):
+    X, _ = small_digits
+    clf = _warm_fine_tuned(small_digits, device="cuda")
+    live = [p.data_ptr() for p in clf.module_.parameters()]
+    blob = pickle.dumps(clf)
+    assert [p.data_ptr() for p in clf.module_.parameters()] == live  # not moved
+    loaded = pickle.loads(blob)
+    assert {p.device.type for p in loaded.module_.parameters()} == {"cuda"}
+    code = (
+        "import pickle, sys, warnings\n"
+        "blob, X = pickle.loads(sys.stdin.buffer.read())\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    est = pickle.loads(blob)\n"
+        "devices = {p.device.type for p in est.module_.parameters()}\n"
+        "proba = est.set_params(device='cpu').predict_proba(X)\n"
+        "out = ([str(w.message) for w in caught], devices, proba)\n"
+        "sys.stdout.buffer.write(pickle.dumps(out))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=pickle.dumps((blob, X[60:90])),
+        capture_output=True,
+        check=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # a machine without one
+    )
+    messages, devices, proba = pickle.loads(out.stdout)
+    assert any("'cuda:0'" in m for m in messages) and devices == {"cpu"}
+    np.testing.assert_allclose(proba, clf.predict_proba(X[60:90]), atol=1e-5)

@@ -13,6 +13,7 @@ from .._batch_size import plan_batches
 from .._device import resolve_precision
 from .._docstring import fill_doc
 from .._inference import run_batched
+from .._process_state import load_frozen
 from .._validation import (
     Interval,
     StrOptions,
@@ -115,6 +116,9 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
     ['pretrainedtextembeddings0', 'pretrainedtextembeddings1']
     """
 
+    # The model parameter may hold a trained encoder (see TorchModelMixin).
+    _device_state = ("model", "backbone_")
+
     _parameter_constraints = {
         "model": "no_validation",  # resolved by get_spec in fit
         "pooling": [StrOptions(set(TOKEN_POOLINGS))],
@@ -175,8 +179,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         spec = get_spec(
             self.model, modality="text", trust_remote_code=self.trust_remote_code
         )
-        backbone = load_text_backbone(spec)
-        self.backbone_ = backbone.eval().requires_grad_(False)
+        self.backbone_ = backbone = load_frozen(spec, load_text_backbone)
         self._remember_spec(spec)
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)

@@ -20,7 +20,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
-from .._config import get_config
 from .._device import resolve_precision
 from .._inference import batch_slices, n_steps_per_epoch, run_batched
 from .._malloc import release_freed_memory
@@ -34,13 +33,13 @@ from .._validation import (
 )
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
-from ..base import TorchModelMixin, load_verified
+from ..base import TorchModelMixin, cpu_copy, load_verified
 from ..caching import module_fingerprint
 from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
 from ..inputs.batches import TensorInputs
 from ..inputs.text import in_length_order
 from ..inputs.validation import InputsMixin
-from ._cache import frozen_prefix
+from ._frozen_activations import FrozenActivationsConfig, frozen_activations
 from ._heads import FineTuneNetwork, build_head, check_head
 from ._loop import FitContext, TrainingLoopMixin
 from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
@@ -326,9 +325,15 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         if valid is not None:
             ctx.valid_weights = _to_device(valid[2], ctx.device)
             valid = (_tensors_to(valid[0], ctx.device), valid[1].to(ctx.device))
-        # The cache reads images once, so they are decoded into memory for
-        # the whole fit only when it does not apply.
-        with frozen_prefix(self, ctx, inputs, valid) as (inputs, valid):
+        # Stored activations read images once, so they are decoded into
+        # memory for the whole fit only when the activations are not stored.
+        config = FrozenActivationsConfig(
+            self.cache_frozen, self.batch_size, self.freeze_batchnorm
+        )
+        stored = frozen_activations(self.module_, config, ctx, inputs, valid)
+        with stored as (inputs, valid, frozen):
+            self.cached_groups_ = frozen.cached_groups
+            self.cache_status_ = frozen.status
             inputs = self._prepare_for_training(inputs, ctx.device)
             if valid is not None:
                 valid = (self._prepare_for_training(valid[0], ctx.device), valid[1])
@@ -434,68 +439,83 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 "FrozenEstimator) or backbone=source.to_backbone_spec() instead, "
                 "after fitting the source."
             )
-        backbone = copy.deepcopy(self.module_.backbone).cpu().eval()
+        backbone = cpu_copy(self.module_.backbone).eval()
         backbone.requires_grad_(True)
         if self.input_kind_ == "text":
             return TrainedBackbone(backbone)
         preprocessing = getattr(self, "preprocessing_", None)
         return ModuleBackbone(backbone.body, preprocessing=preprocessing)
 
-    # -- pickling --------------------------------------------------------------
+    # -- pickling: the hooks of TorchModelMixin ----------------------------------
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        optimizer = state.get("optimizer_")
-        module = self.__dict__.get("module_")
-        if optimizer is not None and module is not None and _on_accelerator(module):
-            # Copy the network and its optimiser together so that the copied
-            # optimiser still refers to the copied parameters, then move both.
-            module, optimizer = copy.deepcopy((module, optimizer))
-            module.to("cpu")
-            _optimizer_to(optimizer, torch.device("cpu"))
-            state["module_"], state["optimizer_"] = module, optimizer
+    # What may hold tensors. The backbone parameter may hold a user's module
+    # or a fitted source estimator; the last two are the network and the
+    # optimiser state pickled by reference.
+    _device_state = (
+        "backbone",
+        "module_",
+        "criterion_",
+        "optimizer_",
+        "_module_ref",
+        "_optimizer_state",
+    )
+
+    def _state_to_pickle(self, state: dict, *, by_reference: bool) -> None:
+        """Drop the optimiser state unless a warm start would continue from it;
+        with ``by_reference``, keep of the network only what training changed."""
         if not self.warm_start:
-            state.pop("optimizer_", None)  # only a warm start continues from it
-        by_reference = not get_config()["pickle_weights"]
+            state.pop("optimizer_", None)
         if by_reference and state.get("_pretrained_spec") and "module_" in state:
             state["_module_ref"] = self._changed_state(state.pop("module_"))
             if "optimizer_" in state:
                 # By index, not by parameter: the network is rebuilt on load.
                 state["_optimizer_state"] = state.pop("optimizer_").state_dict()
-        return state
 
     def _changed_state(self, module) -> dict:
         """The new head and the backbone entries training may have changed
         (trainable parameters and every buffer); the rest is the pretrained
-        weights, loaded again from the spec."""
-        trainable = {id(p) for g in self.optimizer_.param_groups for p in g["params"]}
-        live = self.__dict__["module_"].backbone.state_dict(keep_vars=True)
-        keys = [
-            k
-            for k, v in live.items()
-            if id(v) in trainable or not isinstance(v, torch.nn.Parameter)
-        ]
-        state = module.backbone.state_dict()
-        return {"head": module.head, "backbone": {k: state[k] for k in keys}}
+        weights, loaded again from the spec. Without an optimiser (unpickled
+        without its state) every entry counts as changed."""
+        optimizer = self.__dict__.get("optimizer_")
+        trainable = None
+        if optimizer is not None:
+            trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        entries = module.backbone.state_dict(keep_vars=True)
+        changed = {
+            k: v.detach()
+            for k, v in entries.items()
+            if trainable is None
+            or id(v) in trainable
+            or not isinstance(v, torch.nn.Parameter)
+        }
+        return {"head": module.head, "backbone": changed}
 
-    def __getattr__(self, name):
+    def _load_reference(self, name: str):
         state = self.__dict__
         if name == "module_" and "_module_ref" in state:
-            backbone = load_verified(
-                _load_fresh, state["_pretrained_spec"], state["_pretrained_fingerprint"]
-            )
-            ref = state.pop("_module_ref")
-            backbone.load_state_dict(ref["backbone"], strict=False)
-            module = FineTuneNetwork(backbone, ref["head"]).eval()
-            state["module_"] = module
-            if "_optimizer_state" in state:
-                self._initialize_optimizer(torch.device("cpu"))
-                self.optimizer_.load_state_dict(state.pop("_optimizer_state"))
-            return module
+            return self._rebuild_network()
         if name == "optimizer_" and "_optimizer_state" in state:
-            self.module_  # noqa: B018 - rebuilds the network and its optimiser
+            self._rebuild_network()
             return state["optimizer_"]
-        return super().__getattr__(name)
+        return super()._load_reference(name)
+
+    def _rebuild_network(self):
+        """``module_`` (and ``optimizer_``) of an estimator pickled by reference:
+        the pretrained weights, loaded again, updated with what training changed."""
+        state = self.__dict__
+        backbone = load_verified(
+            _load_fresh, state["_pretrained_spec"], state["_pretrained_fingerprint"]
+        )
+        ref = state.pop("_module_ref")
+        backbone.load_state_dict(ref["backbone"], strict=False)
+        # On the device the pickled head was loaded on (see TorchModelMixin).
+        device = next(ref["head"].parameters()).device
+        module = FineTuneNetwork(backbone, ref["head"]).to(device).eval()
+        state["module_"] = module
+        if "_optimizer_state" in state:
+            self._initialize_optimizer(device)
+            self.optimizer_.load_state_dict(state.pop("_optimizer_state"))
+        return module
 
 
 def _load_fresh(spec):
@@ -568,10 +588,6 @@ def _tensors_to(inputs, device):
 
 def _to_device(weights, device):
     return None if weights is None else weights.to(device)
-
-
-def _on_accelerator(module) -> bool:
-    return any(p.device.type != "cpu" for p in module.parameters())
 
 
 def _optimizer_to(optimizer, device) -> None:

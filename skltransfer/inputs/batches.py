@@ -135,7 +135,7 @@ class TokenStateInputs(_Inputs):
 
     A batch is the dict a text body takes, cut to its longest text: the
     attention mask, placeholder token ids of the same shape, and the states
-    under ``CACHED_KEY`` (see :mod:`skltransfer.finetune._cache`).
+    under ``CACHED_KEY`` (see :mod:`skltransfer.finetune._frozen_activations`).
     """
 
     states: torch.Tensor | np.ndarray

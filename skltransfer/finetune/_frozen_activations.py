@@ -1,12 +1,12 @@
-"""The frozen-prefix cache: run the frozen first layer groups once per fit.
+"""Frozen activations: run the frozen first layer groups once per fit.
 
 When the first layer groups stay frozen for a whole fit (and run in inference
 mode, with no augmentation of the inputs), their output for a sample is the
-same at every epoch. The cache computes it once, then trains the rest of the
-network on it: inside the body, the ``forward`` of each module of the frozen
-groups is replaced by a stub; the last one returns the cached activations of
-the batch, the others return (broadcast) zeros of their usual shape, so that
-the code between groups runs unchanged and cheaply.
+same at every epoch. :func:`frozen_activations` computes it once, then the
+rest of the network trains on it: inside the body, the ``forward`` of each
+module of the frozen groups is replaced by a stub; the last one returns the
+stored activations of the batch, the others return (broadcast) zeros of their
+usual shape, so that the code between groups runs unchanged and cheaply.
 
 When every group stays frozen (``unfreeze=0``), the backbone's features
 themselves are computed once, for any input kind (texts included), and only
@@ -14,15 +14,21 @@ the head trains.
 
 The split is checked on a probe batch before use: when the network's output
 through the stubs differs from its plain output (a skip connection across
-the boundary, work on the raw input before the first group, ...), the cache
-is not used and training takes the plain path.
+the boundary, work on the raw input before the first group, ...), the stored
+activations are not used and training takes the plain path.
 
 Where the activations go is decided on what is stored (the activations at
 the freeze boundary, not the inputs): in memory up to :func:`memory_budget`,
 else in a memory-mapped file in a temporary folder that lives as long as the
-fit. Every fit records the outcome in ``cache_status_``; with
+fit. The estimator passes its settings as a :class:`FrozenActivationsConfig`
+and records the :class:`FrozenActivationsResult` it gets back; with
 ``cache_frozen="auto"`` a fit that has frozen groups but takes the plain path
 warns with the reason, and ``cache_frozen=True`` raises it instead.
+
+The stubs are set on the module instances (a forward hook cannot skip the
+computation it follows) only inside the ``with`` block of
+:func:`frozen_activations` and of the probe, and removed on leaving it, also
+when training fails: the fitted network keeps its own ``forward`` methods.
 """
 
 from __future__ import annotations
@@ -31,28 +37,77 @@ import contextlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._inference import map_batches
 from ..exceptions import FrozenCacheWarning, warn_at_caller
-from ._data import (
+from ..inputs.batches import (
     CACHED_KEY,
     ImageInputs,
     MappedInputs,
     TensorInputs,
     TextInputs,
     TokenStateInputs,
-    map_batches,
 )
 
-__all__ = ["frozen_prefix", "memory_budget"]
+__all__ = [
+    "FrozenActivationsConfig",
+    "FrozenActivationsResult",
+    "frozen_activations",
+    "memory_budget",
+]
 
 # Cached activations are kept in memory up to a quarter of the available
 # memory, and at least this much.
 CACHE_BYTES = 1 << 30
 _STOCHASTIC = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+
+
+@dataclass(frozen=True)
+class FrozenActivationsConfig:
+    """The estimator's settings that :func:`frozen_activations` acts on.
+
+    Attributes
+    ----------
+    cache_frozen : bool or "auto"
+        False trains on the plain path; True raises when the activations
+        cannot be stored; "auto" warns and trains on the plain path then.
+    batch_size : int
+        Samples per batch of the pass that computes the activations.
+    freeze_batchnorm : bool
+        Whether frozen BatchNorm layers keep their statistics; if not, the
+        frozen groups' outputs change between epochs.
+    """
+
+    cache_frozen: bool | str
+    batch_size: int
+    freeze_batchnorm: bool
+
+
+@dataclass(frozen=True)
+class FrozenActivationsResult:
+    """What became of the frozen layer groups in one fit.
+
+    Attributes
+    ----------
+    status : str
+        "memory" or "disk" (where the activations are stored), "off"
+        (``cache_frozen=False``), "nothing frozen", or "plain: " and the
+        reason the frozen groups run at every epoch.
+    cached_groups : int
+        Layer groups whose activations are stored (0 on the plain path).
+    folder : str or None
+        The temporary folder of the stored activations when on disk, removed
+        when the fit ends.
+    """
+
+    status: str
+    cached_groups: int = 0
+    folder: str | None = None
 
 
 class _Replay:
@@ -131,7 +186,7 @@ def memory_budget() -> int:
     return max(CACHE_BYTES, available // 4)
 
 
-def _check_applicable(estimator, ctx, inputs) -> None:
+def _check_applicable(network, config, ctx, inputs) -> None:
     """Raise :class:`_NotCached` with the reason the split cannot be cached."""
     if not isinstance(inputs, TensorInputs | ImageInputs | TextInputs):
         raise _NotCached(f"{type(inputs).__name__} cannot be cached")
@@ -139,21 +194,21 @@ def _check_applicable(estimator, ctx, inputs) -> None:
         side = getattr(inputs.backbone.tokenizer, "padding_side", "right")
         if side != "right":
             raise _NotCached("the tokenizer pads on the left")
-    _check_frozen_forward(estimator, ctx)
+    _check_frozen_forward(network, config, ctx)
     if "" in _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable):
         raise _NotCached("a frozen group is the whole body")
 
 
-def _check_frozen_forward(estimator, ctx) -> None:
+def _check_frozen_forward(network, config, ctx) -> None:
     """Raise :class:`_NotCached` when the frozen groups' outputs could change
     between epochs (any split, the whole body included)."""
     if ctx.augment is not None:
         raise _NotCached("augmentation changes the inputs at every epoch")
-    if not estimator.freeze_batchnorm:
+    if not config.freeze_batchnorm:
         raise _NotCached(
             "freeze_batchnorm=False lets the frozen BatchNorm statistics change"
         )
-    if _free_stochastic(estimator.module_.backbone.body, ctx):
+    if _free_stochastic(network.backbone.body, ctx):
         raise _NotCached("dropout or BatchNorm outside the layer groups would train")
 
 
@@ -186,25 +241,38 @@ def _outputs(body: nn.Module, names: list[str], probe) -> dict:
     return captured
 
 
-class _Swap:
-    """Frozen modules of ``body`` answering from the cache; :meth:`restore` undoes it.
+@contextlib.contextmanager
+def _answering_from_store(body: nn.Module, names: list[str], examples: dict):
+    """Inside the block, the frozen modules ``names`` of ``body`` answer from
+    the stored activations; yields the :class:`_Replay` they read.
 
     The modules stay in place (their attributes may be read by the code
-    around them); only their ``forward`` is overridden on the instance.
+    around them); only their ``forward`` is overridden on the instance, and
+    the override removed on exit.
     """
-
-    def __init__(self, body: nn.Module, names: list[str], examples: dict):
-        self.modules = [body.get_submodule(n) for n in names]
-        self.replay = _Replay()
-        self.hook = body.register_forward_pre_hook(self.replay.capture)
-        for name, module in zip(names[:-1], self.modules[:-1], strict=True):
-            module.forward = _Zeros(self.replay, examples[name])
-        self.modules[-1].forward = _Cached(self.replay)
-
-    def restore(self) -> None:
-        self.hook.remove()
-        for module in self.modules:
+    modules = [body.get_submodule(n) for n in names]
+    replay = _Replay()
+    hook = body.register_forward_pre_hook(replay.capture)
+    try:
+        for name, module in zip(names[:-1], modules[:-1], strict=True):
+            module.forward = _Zeros(replay, examples[name])
+        modules[-1].forward = _Cached(replay)
+        yield replay
+    finally:
+        hook.remove()
+        for module in modules:
             vars(module).pop("forward", None)
+
+
+@contextlib.contextmanager
+def _features_given(backbone: nn.Module):
+    """Inside the block, ``backbone.forward_features`` returns its input: the
+    stored features (the override is removed on exit)."""
+    backbone.forward_features = _identity
+    try:
+        yield
+    finally:
+        vars(backbone).pop("forward_features", None)
 
 
 def _probe(module, names: list[str], probe):
@@ -229,17 +297,17 @@ def _replay_input(cached: torch.Tensor, batch):
 
 def _split_reproduces(module, names, plain, examples, probe) -> bool:
     """Whether the stubbed network maps the cached probe to the plain output."""
-    swap = _Swap(module.backbone.body, names, examples)
     try:
-        with torch.no_grad():
+        with (
+            _answering_from_store(module.backbone.body, names, examples) as replay,
+            torch.no_grad(),
+        ):
             replayed = module(_replay_input(examples[names[-1]], probe))
-        return swap.replay.calls == 1 and torch.allclose(
+        return replay.calls == 1 and torch.allclose(
             plain, replayed, rtol=1e-4, atol=1e-5
         )
     except Exception:  # any failure of the stubbed network: use the plain path
         return False
-    finally:
-        swap.restore()
 
 
 def _store(n: int, example: torch.Tensor, folder: str | None):
@@ -322,15 +390,15 @@ def _where(n_bytes: int) -> str:
     )
 
 
-def _plan(estimator, ctx, inputs):
+def _plan(network, config, ctx, inputs):
     """The frozen module names and probe outputs; raises :class:`_NotCached`."""
-    _check_applicable(estimator, ctx, inputs)
+    _check_applicable(network, config, ctx, inputs)
     names = _frozen_names(ctx.groups, len(ctx.groups) - ctx.n_trainable)
     probe = inputs.to_model(inputs.load(slice(0, 2)), ctx.device)
-    probed = _probe(estimator.module_, names, probe)
+    probed = _probe(network, names, probe)
     if probed is None:
         raise _NotCached("a frozen group does not return a tensor")
-    if not _split_reproduces(estimator.module_, names, *probed, probe):
+    if not _split_reproduces(network, names, *probed, probe):
         raise _NotCached(
             "the network does not reproduce its output from the activations at "
             "the freeze boundary (a skip connection across it?)"
@@ -343,7 +411,7 @@ def _n_samples(inputs, valid) -> int:
 
 
 def _whole_body_frozen(ctx) -> bool:
-    """Whether every group stays frozen, so the features themselves can be cached.
+    """Whether every group stays frozen, so the features themselves can be stored.
 
     This holds for any input kind (texts included): the backbone's
     ``forward_features`` is computed once and only the head trains.
@@ -355,68 +423,70 @@ def _identity(x):
     return x
 
 
-def _features_plan(estimator, ctx, inputs):
-    """``forward_features`` as the cached function, and its output on a probe."""
-    _check_frozen_forward(estimator, ctx)
-    module = estimator.module_
-    module.eval()
+def _features_plan(network, config, ctx, inputs):
+    """``forward_features`` as the stored function, and its output on a probe."""
+    _check_frozen_forward(network, config, ctx)
+    network.eval()
 
     def features(x):
-        return module.backbone.forward_features(x).float()
+        return network.backbone.forward_features(x).float()
 
     with torch.no_grad():
         example = features(inputs.to_model(inputs.load(slice(0, 2)), ctx.device))
     return features, example
 
 
-def _prefix_plan(estimator, ctx, inputs):
-    names, examples = _plan(estimator, ctx, inputs)
-    module = estimator.module_
-    module.eval()
+def _prefix_plan(network, config, ctx, inputs):
+    names, examples = _plan(network, config, ctx, inputs)
+    network.eval()
 
     def prefix(x):
-        return module.backbone.forward_layer(x, names[-1])
+        return network.backbone.forward_layer(x, names[-1])
 
     return prefix, names, examples
 
 
-def _fail(estimator, ctx, reason: str) -> None:
-    estimator.cache_status_ = f"plain: {reason}"
-    if estimator.cache_frozen is True:
+def _plain(config, n_frozen: int, reason: str) -> FrozenActivationsResult:
+    """The plain path, for ``reason``: raised with ``cache_frozen=True``, else
+    warned about."""
+    if config.cache_frozen is True:
         raise ValueError(
             f"cache_frozen=True cannot be honoured: {reason}. Use "
             "cache_frozen='auto' to train on the plain path."
         )
     warn_at_caller(
-        f"The {len(ctx.groups) - ctx.n_trainable} frozen layer groups run at "
-        f"every epoch, because {reason}. Pass cache_frozen=False to silence "
-        "this warning.",
+        f"The {n_frozen} frozen layer groups run at every epoch, because "
+        f"{reason}. Pass cache_frozen=False to silence this warning.",
         FrozenCacheWarning,
     )
+    return FrozenActivationsResult(f"plain: {reason}")
 
 
 @contextlib.contextmanager
-def frozen_prefix(estimator, ctx, inputs, valid):
-    """Yield ``(inputs, valid)``, replaced by cached activations when possible.
+def frozen_activations(network, config: FrozenActivationsConfig, ctx, inputs, valid):
+    """Yield ``(inputs, valid, result)``: the inputs replaced by the frozen
+    groups' activations when they can be stored, and a
+    :class:`FrozenActivationsResult` saying what was done.
 
-    Sets ``estimator.cached_groups_`` (the number of layer groups cached) and
-    ``estimator.cache_status_`` ("memory", "disk", "off", "nothing frozen",
-    or "plain: " and the reason the frozen groups run at every epoch).
+    ``network`` is the :class:`~._heads.FineTuneNetwork` being trained;
+    ``ctx`` the fit's context (device, precision, layer groups, the number
+    of trainable groups, augmentation). Inside the block the network answers
+    from the stored activations; on exit it is as it was and any file of
+    activations is removed.
     """
-    estimator.cached_groups_ = 0
     n_frozen = len(ctx.groups) - ctx.n_trainable
-    if estimator.cache_frozen is False or n_frozen == 0:
-        estimator.cache_status_ = "off" if n_frozen else "nothing frozen"
-        yield inputs, valid
+    if config.cache_frozen is False or n_frozen == 0:
+        status = "off" if n_frozen else "nothing frozen"
+        yield inputs, valid, FrozenActivationsResult(status)
         return
     whole = _whole_body_frozen(ctx)
     # Token states of texts (a frozen prefix of an encoder) are per token.
     tokens = not whole and isinstance(inputs, TextInputs)
     try:
         if whole:
-            fn, example = _features_plan(estimator, ctx, inputs)
+            fn, example = _features_plan(network, config, ctx, inputs)
         else:
-            fn, names, examples = _prefix_plan(estimator, ctx, inputs)
+            fn, names, examples = _prefix_plan(network, config, ctx, inputs)
             example = examples[names[-1]]
         if tokens:
             parts = (inputs,) if valid is None else (inputs, valid[0])
@@ -426,8 +496,7 @@ def frozen_prefix(estimator, ctx, inputs, valid):
             per_sample = example[0].nbytes
         where = _where(_n_samples(inputs, valid) * per_sample)
     except _NotCached as exc:
-        _fail(estimator, ctx, str(exc))
-        yield inputs, valid
+        yield inputs, valid, _plain(config, n_frozen, str(exc))
         return
     with contextlib.ExitStack() as stack:
         folder = None
@@ -437,7 +506,7 @@ def frozen_prefix(estimator, ctx, inputs, valid):
             )
 
         def compute(part):
-            size = estimator.batch_size
+            size = config.batch_size
             if tokens:
                 return _compute_tokens(fn, part, ctx, size, example, folder, longest)
             return _compute(fn, part, ctx, size, example, folder)
@@ -445,14 +514,10 @@ def frozen_prefix(estimator, ctx, inputs, valid):
         inputs = compute(inputs)
         if valid is not None:
             valid = (compute(valid[0]), valid[1])
-        module = estimator.module_
         if whole:
-            # The backbone answers with the features it is given, for this fit only.
-            module.backbone.forward_features = _identity
-            stack.callback(vars(module.backbone).pop, "forward_features", None)
+            # The backbone answers with the features it is given.
+            stack.enter_context(_features_given(network.backbone))
         else:
-            swap = _Swap(module.backbone.body, names, examples)
-            stack.callback(swap.restore)
-        estimator.cached_groups_ = n_frozen
-        estimator.cache_status_ = where
-        yield inputs, valid
+            body = network.backbone.body
+            stack.enter_context(_answering_from_store(body, names, examples))
+        yield inputs, valid, FrozenActivationsResult(where, n_frozen, folder)

@@ -1,4 +1,4 @@
-"""The frozen-prefix cache: where the activations go, and what a fit says when
+"""Frozen activations: where they go, and what a fit says when
 it cannot use them."""
 
 import os
@@ -8,10 +8,16 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+from _common_finetune import mlp
 
 from skltransfer import FineTuneClassifier
 from skltransfer.exceptions import FrozenCacheWarning
-from skltransfer.finetune import _cache
+from skltransfer.finetune import _frozen_activations
+from skltransfer.finetune._frozen_activations import (
+    FrozenActivationsConfig,
+    FrozenActivationsResult,
+    frozen_activations,
+)
 from skltransfer.inputs import batches
 
 IMAGE = {"backbone": "test_tiny_cnn", "image_shape": (8, 8), "max_epochs": 2}
@@ -70,8 +76,10 @@ def test_activations_beyond_memory_go_to_a_mapped_file(data, monkeypatch, unfree
         folders.append(folder.name)
         return folder
 
-    monkeypatch.setattr(_cache, "memory_budget", lambda: 0)
-    monkeypatch.setattr(_cache.tempfile, "TemporaryDirectory", recording_folder)
+    monkeypatch.setattr(_frozen_activations, "memory_budget", lambda: 0)
+    monkeypatch.setattr(
+        _frozen_activations.tempfile, "TemporaryDirectory", recording_folder
+    )
     clf = _fit(X, y, unfreeze=unfreeze, early_stopping=True)
     assert clf.cache_status_ == "disk" and clf.cached_groups_ > 0
     assert len(folders) == 1 and not os.path.exists(folders[0])  # removed after fit
@@ -81,9 +89,11 @@ def test_activations_beyond_memory_go_to_a_mapped_file(data, monkeypatch, unfree
 
 
 def _no_room(monkeypatch):
-    monkeypatch.setattr(_cache, "memory_budget", lambda: 0)
+    monkeypatch.setattr(_frozen_activations, "memory_budget", lambda: 0)
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(_cache.shutil, "disk_usage", lambda _p: usage(1, 1, 0))
+    monkeypatch.setattr(
+        _frozen_activations.shutil, "disk_usage", lambda _p: usage(1, 1, 0)
+    )
 
 
 def test_no_room_anywhere_warns_at_the_users_line(data, plain, monkeypatch):
@@ -122,7 +132,7 @@ def test_every_plain_path_says_why(data, params, reason):
 
 
 def test_memory_budget_is_at_least_the_floor():
-    assert _cache.memory_budget() >= _cache.CACHE_BYTES
+    assert _frozen_activations.memory_budget() >= _frozen_activations.CACHE_BYTES
 
 
 # -- texts: token states at the freeze boundary -----------------------------------
@@ -147,7 +157,7 @@ def _fit_text(**kw):
 def test_frozen_lower_blocks_of_a_text_encoder_run_once(where, monkeypatch):
     plain = _fit_text(cache_frozen=False, early_stopping=True)
     if where == "disk":
-        monkeypatch.setattr(_cache, "memory_budget", lambda: 0)
+        monkeypatch.setattr(_frozen_activations, "memory_budget", lambda: 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FrozenCacheWarning)
         cached = _fit_text(early_stopping=True)
@@ -193,3 +203,74 @@ def test_left_padding_tokenizers_take_the_plain_path(monkeypatch):
     with pytest.warns(FrozenCacheWarning, match="pads on the left"):
         clf = _fit_text()
     assert clf.cache_status_ == "plain: the tokenizer pads on the left"
+
+
+# -- the module's own interface: a config in, a result out ----------------------
+
+
+def _network_and_context(small_digits, n_trainable=1):
+    import torch
+
+    from skltransfer.finetune._loop import FitContext
+
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), unfreeze=1, max_epochs=1, random_state=0)
+    net = clf.fit(X[:60], y[:60]).module_.eval()
+    groups = net.backbone.layer_groups()
+    ctx = FitContext(
+        device=torch.device("cpu"),
+        dtype=None,
+        groups=groups,
+        group_params=[],
+        n_trainable=n_trainable,
+        total_steps=0,
+        warmup_steps=0,
+    )
+    return net, ctx, batches.TensorInputs(torch.as_tensor(X[:60]))
+
+
+def _patched(net) -> list:
+    return [m for m in net.modules() if {"forward", "forward_features"} & set(vars(m))]
+
+
+def test_a_config_in_and_a_result_out(small_digits):
+    import torch
+
+    net, ctx, inputs = _network_and_context(small_digits)
+    with torch.no_grad():
+        plain = net(inputs.X)
+    config = FrozenActivationsConfig("auto", batch_size=16, freeze_batchnorm=True)
+    n_frozen = len(ctx.groups) - 1
+    with frozen_activations(net, config, ctx, inputs, None) as (stored, valid, result):
+        assert result == FrozenActivationsResult("memory", n_frozen)
+        assert valid is None and len(stored) == len(inputs)
+        assert _patched(net)  # the frozen groups answer from the store
+        with torch.no_grad():
+            torch.testing.assert_close(net(stored.X), plain)
+    assert not _patched(net)  # restored on leaving the block
+    off = FrozenActivationsConfig(False, batch_size=16, freeze_batchnorm=True)
+    with frozen_activations(net, off, ctx, inputs, None) as (same, _, result):
+        assert same is inputs and result == FrozenActivationsResult("off")
+
+
+def test_the_network_is_restored_when_training_fails(small_digits):
+    net, ctx, inputs = _network_and_context(small_digits, n_trainable=0)
+    config = FrozenActivationsConfig("auto", batch_size=16, freeze_batchnorm=True)
+    with (
+        pytest.raises(RuntimeError, match="diverged"),
+        frozen_activations(net, config, ctx, inputs, None) as (*_, result),
+    ):
+        assert result.status == "memory" and _patched(net)
+        raise RuntimeError("diverged")
+    assert not _patched(net)
+
+
+def test_the_plain_path_is_a_result_too(small_digits):
+    net, ctx, inputs = _network_and_context(small_digits)
+    config = FrozenActivationsConfig("auto", batch_size=16, freeze_batchnorm=False)
+    with (
+        pytest.warns(FrozenCacheWarning, match="freeze_batchnorm=False"),
+        frozen_activations(net, config, ctx, inputs, None) as (same, _, result),
+    ):
+        assert same is inputs and result.cached_groups == 0
+        assert result.status.startswith("plain: freeze_batchnorm=False")
