@@ -31,6 +31,7 @@ __all__ = [
     "check_positive_int",
     "fit_context",
     "image_input_constraints",
+    "text_input_constraints",
     "runtime_constraints",
     "validate_data",
 ]
@@ -73,6 +74,11 @@ def image_input_constraints() -> dict:
         "image_shape": [tuple, list, None],
         "value_range": [StrOptions({"auto"}), tuple, list],
     }
+
+
+def text_input_constraints() -> dict:
+    """Constraints of the parameters that say how texts are tokenised."""
+    return {"max_length": [Interval(Integral, 1, None, closed="left"), None]}
 
 
 def check_positive_int(value, name: str) -> int:

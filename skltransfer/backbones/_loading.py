@@ -1,7 +1,7 @@
 """What every loader shares: reproducible random weights, quiet and clear loading.
 
-A leaf module: it imports nothing else from :mod:`skltransfer.backbones`, so
-that every source module can use it.
+It imports only :mod:`._spec` from :mod:`skltransfer.backbones`, so that
+every source module can use it.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ import contextlib
 import difflib
 import os
 import socket
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ..exceptions import WeightsUnavailableError
+from ..exceptions import WeightsUnavailableError, missing_dependency
+from ._spec import BackboneSpec
 
 __all__ = [
+    "HuggingFaceSpec",
     "check_local_folder",
     "close_matches",
     "fetching_weights",
@@ -122,3 +126,39 @@ def close_matches(name: str, options, cutoff: float = 0.6) -> str:
     """A " Did you mean: ...?" hint naming the options closest to ``name``."""
     close = difflib.get_close_matches(name, list(options), n=5, cutoff=cutoff)
     return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+@dataclass(frozen=True)
+class HuggingFaceSpec(BackboneSpec):
+    """What the Hugging Face specs share: a hub id or local folder, checked and
+    loaded offline-first with a clear message when the weights are missing.
+
+    Subclasses set ``_remedy`` (what to do when the weights are not here) and
+    implement ``_load(transformers, path, kwargs)``.
+    """
+
+    reloadable: ClassVar[bool] = True
+    _remedy: ClassVar[str] = (
+        "Run once with network access (the model is then cached), or pass a "
+        "local folder saved by save_pretrained."
+    )
+
+    path: str
+    trust_remote_code: bool = False
+
+    def load(self):
+        try:
+            import transformers
+        except ImportError:
+            raise missing_dependency(
+                "transformers", f"The Hugging Face model {self.path!r}"
+            ) from None
+        path = os.fspath(self.path)
+        check_local_folder(path)
+        with fetching_weights(f"'hf:{path}'", self._remedy):
+            return self._load(
+                transformers, path, {"trust_remote_code": self.trust_remote_code}
+            )
+
+    def _load(self, transformers, path: str, kwargs: dict):  # pragma: no cover
+        raise NotImplementedError

@@ -20,7 +20,7 @@ from ..exceptions import missing_dependency
 from ._api import Backbone, split_head
 from ._groups import LayerGroup, declared_layer_groups
 from ._loading import (
-    check_local_folder,
+    HuggingFaceSpec,
     close_matches,
     fetching_weights,
     quiet_weight_loading,
@@ -316,7 +316,7 @@ def _hf_preprocessing(processor) -> ImagePreprocessing:
 
 
 @dataclass(frozen=True)
-class HFImageBackbone(BackboneSpec):
+class HFImageBackbone(HuggingFaceSpec):
     """A Hugging Face image model by hub id or local folder.
 
     Checkpoints with an image-classification head keep it (and their
@@ -331,45 +331,30 @@ class HFImageBackbone(BackboneSpec):
         Allow model code shipped with the checkpoint to run.
     """
 
-    reloadable: ClassVar[bool] = True
     input_kind: ClassVar[str] = "image"
+    _remedy: ClassVar[str] = _HF_REMEDY
 
-    path: str
-    trust_remote_code: bool = False
-
-    def load(self) -> Backbone:
-        try:
-            import transformers
-        except ImportError:
-            raise missing_dependency(
-                "transformers", "A Hugging Face backbone"
-            ) from None
-        check_local_folder(self.path)
-        with fetching_weights(f"'hf:{self.path}'", _HF_REMEDY):
-            return self._load(transformers)
-
-    def _load(self, transformers) -> Backbone:
-        kw = {"trust_remote_code": self.trust_remote_code}
-        config = transformers.AutoConfig.from_pretrained(self.path, **kw)
-        processor = transformers.AutoImageProcessor.from_pretrained(self.path, **kw)
+    def _load(self, transformers, path: str, kw: dict) -> Backbone:
+        config = transformers.AutoConfig.from_pretrained(path, **kw)
+        processor = transformers.AutoImageProcessor.from_pretrained(path, **kw)
         archs = getattr(config, "architectures", None) or []
         with seeded(), quiet_weight_loading():
             if any(a.endswith("ForImageClassification") for a in archs):
                 model = transformers.AutoModelForImageClassification.from_pretrained(
-                    self.path, **kw
+                    path, **kw
                 )
                 body, head = split_head(_HFLogits(model))
                 id2label = model.config.id2label
                 names = [id2label[i] for i in sorted(id2label)]
             else:
-                model = transformers.AutoModel.from_pretrained(self.path, **kw)
+                model = transformers.AutoModel.from_pretrained(path, **kw)
                 body, head, names = _HFPooled(model), None, None
         return Backbone(
             body,
             head,
             preprocessing=_hf_preprocessing(processor),
             class_names=names,
-            name=f"hf:{self.path}",
+            name=f"hf:{path}",
         )
 
 

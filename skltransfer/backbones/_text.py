@@ -35,6 +35,8 @@ import importlib
 import json
 import os
 import string
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -44,8 +46,8 @@ from torch import nn
 from ..exceptions import missing_dependency
 from ._api import Backbone
 from ._groups import LayerGroup, _execution_order
-from ._loading import check_local_folder, fetching_weights, quiet_weight_loading, seeded
-from ._spec import BackboneSpec, Entry
+from ._loading import HuggingFaceSpec, quiet_weight_loading, seeded
+from ._spec import Entry
 
 __all__ = [
     "BUILTINS",
@@ -147,6 +149,25 @@ def _group_name(modules: list[str], blocks: str) -> str:
     return head.split(".", 1)[1] if head.startswith("model.") else head
 
 
+_TOKENIZER_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def tokenizer_lock(tokenizer) -> threading.Lock:
+    """The lock that serialises the calls of one tokenizer across threads.
+
+    A Hugging Face fast tokenizer sets its truncation and padding in place on
+    every call, so two threads calling the same one (estimators sharing a
+    loaded model, the threads of a Dask worker) can fail with "Already
+    borrowed". Tokenising is quick next to the encoder; waiting costs little.
+    """
+    with _LOCKS_GUARD:
+        lock = _TOKENIZER_LOCKS.get(tokenizer)
+        if lock is None:
+            lock = _TOKENIZER_LOCKS[tokenizer] = threading.Lock()
+        return lock
+
+
 class TextBackbone(Backbone):
     """A text encoder with its tokenizer (see the module docstring for the contract).
 
@@ -194,13 +215,14 @@ class TextBackbone(Backbone):
 
     def tokenize(self, texts, max_length: int | None = None) -> dict:
         """Tokenise ``texts`` (a list of str) into a padded batch of tensors."""
-        out = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=max_length or self.max_length,
-            return_tensors="pt",
-        )
+        with tokenizer_lock(self.tokenizer):
+            out = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=max_length or self.max_length,
+                return_tensors="pt",
+            )
         return dict(out)
 
     def forward_features(self, x: dict) -> torch.Tensor:
@@ -257,7 +279,7 @@ def _length_limits(path: str, tokenizer, config) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class HFTextBackbone(BackboneSpec):
+class HFTextBackbone(HuggingFaceSpec):
     """A Hugging Face encoder by hub id or local folder (AutoTokenizer + AutoModel).
 
     The default ``max_length`` is the ``max_seq_length`` of a
@@ -273,28 +295,16 @@ class HFTextBackbone(BackboneSpec):
         Allow model code shipped with the checkpoint to run.
     """
 
-    reloadable: ClassVar[bool] = True
     input_kind: ClassVar[str] = "text"
+    _remedy: ClassVar[str] = (
+        "Run once with network access (the model is then cached), or pass "
+        "a local folder saved by save_pretrained (or by sentence-transformers)."
+    )
 
-    path: str
-    trust_remote_code: bool = False
-
-    def load(self) -> TextBackbone:
-        try:
-            import transformers
-        except ImportError:
-            raise missing_dependency("transformers", "A text encoder") from None
-        path = str(self.path)
-        check_local_folder(path)
-        kw = {"trust_remote_code": self.trust_remote_code}
-        remedy = (
-            "Run once with network access (the model is then cached), or pass "
-            "a local folder saved by save_pretrained (or by sentence-transformers)."
-        )
-        with fetching_weights(repr(path), remedy):
-            tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kw)
-            with seeded(), quiet_weight_loading():
-                model = transformers.AutoModel.from_pretrained(path, **kw)
+    def _load(self, transformers, path: str, kw: dict) -> TextBackbone:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kw)
+        with seeded(), quiet_weight_loading():
+            model = transformers.AutoModel.from_pretrained(path, **kw)
         default, largest = _length_limits(path, tokenizer, model.config)
         return TextBackbone(
             HFTextEncoder(model).eval(),

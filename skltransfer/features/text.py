@@ -15,11 +15,11 @@ from .._docstring import fill_doc
 from .._inference import run_batched
 from .._process_state import load_frozen
 from .._validation import (
-    Interval,
     StrOptions,
     check_is_fitted,
     fit_context,
     runtime_constraints,
+    text_input_constraints,
 )
 from ..backbones import get_spec, load_text_backbone
 from ..backbones._text import TOKEN_POOLINGS, attention_mask, masked_pool
@@ -124,7 +124,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         "pooling": [StrOptions(set(TOKEN_POOLINGS))],
         "normalize": ["boolean"],
         "layer": [Integral, list, tuple, None],
-        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        **text_input_constraints(),
         "missing": [StrOptions(set(MISSING_OPTIONS))],
         "trust_remote_code": ["boolean"],
         **runtime_constraints(measured_batch_size=True),

@@ -30,6 +30,7 @@ from .._validation import (
     fit_context,
     image_input_constraints,
     runtime_constraints,
+    text_input_constraints,
 )
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
@@ -96,7 +97,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "augmentation": "no_validation",  # checked by make_augmentation
         **image_input_constraints(),
-        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        **text_input_constraints(),
         "cache_frozen": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         **runtime_constraints(measured_batch_size=False),

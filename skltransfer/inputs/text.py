@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backbones._text import tokenizer_lock
+
 __all__ = [
     "MISSING_OPTIONS",
     "TokenizedTexts",
@@ -210,10 +212,12 @@ def _tokenize_chunk(tokenizer, texts: list[str], max_length: int):
     without materialising their full token sequences; only those are redone.
     """
     kw = {"truncation": True, "return_tensors": None}
-    encoded = dict(tokenizer(texts, max_length=max_length + 1, **kw))
+    with tokenizer_lock(tokenizer):
+        encoded = dict(tokenizer(texts, max_length=max_length + 1, **kw))
     long = [i for i, seq in enumerate(encoded["input_ids"]) if len(seq) > max_length]
     if long:
-        cut = tokenizer([texts[i] for i in long], max_length=max_length, **kw)
+        with tokenizer_lock(tokenizer):
+            cut = tokenizer([texts[i] for i in long], max_length=max_length, **kw)
         for key, seqs in encoded.items():
             for i, seq in zip(long, cut[key], strict=True):
                 seqs[i] = seq
