@@ -108,3 +108,36 @@ def test_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
         ["a", "b", "c"]
     ]
+
+
+# The layers of docs/architecture.md, top first: a module imports only from
+# its own part of the package or from layers below its own.
+LAYERS = [
+    {"finetune", "distributed", "demo"},
+    {"features", "direct", "_image_base"},
+    {"base", "freezing", "augmentation", "_compile"},
+    {"inputs"},
+    {"backbones"},
+    {"caching", "_inference", "_batch_size", "_process_state", "_device"}
+    | {"_validation", "_docstring", "_config", "_malloc", "exceptions"},
+]
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1]
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def test_imports_go_down_the_layers():
+    """What docs/architecture.md says of the import order stays true."""
+    paths = [
+        p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.stem != "__init__"
+    ]
+    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    upward = [
+        (_module_name(p), target)
+        for p in paths
+        for target in _imported_modules(p, modules)
+        if target != "skltransfer" and _layer(target) < _layer(_module_name(p))
+    ]
+    assert upward == []
