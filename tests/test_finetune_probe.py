@@ -1,27 +1,16 @@
-"""The probe head start (LP-FT) and the training length of max_epochs="auto"."""
+"""The probe head start (finetune/_probe.py, LP-FT): the new head's output layer
+starts as a convex probe on the frozen features."""
 
 import numpy as np
 import pytest
 import torch
-from _common_finetune import mlp
-from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.model_selection import GridSearchCV
 from torch import nn
 
 from skltransfer import FineTuneClassifier, FineTuneRegressor
-from skltransfer.finetune._base import MIN_EPOCHS, MIN_STEPS
 from skltransfer.finetune._probe import PROBE_CS, RIDGE_ALPHAS, _weighted_mean_se
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def source(small_digits):
-    X, y = small_digits
-    return FineTuneClassifier(mlp(), unfreeze="all", random_state=0).fit(
-        X[y < 5][:300], y[y < 5][:300]
-    )
 
 
 def _features(backbone, X):
@@ -98,6 +87,22 @@ def test_head_start_honours_class_weight(small_digits, source):
     )
 
 
+def test_head_start_honours_sample_weight(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
+    w = np.where(y_tr == 7, 20.0, 1.0)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0)
+    clf.fit(X_tr, y_tr, sample_weight=w)
+    Z = _scaled(_features(source, X_tr))
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    to_probe = _probe_space(F_tr)
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(Z, y_tr, sample_weight=w / w.mean())  # only the ratios count
+    np.testing.assert_allclose(
+        clf.predict_proba(X_te), lr.predict_proba(to_probe(F_te)), atol=1e-4
+    )
+
+
 def test_binary_head_start_matches_the_binary_probe(small_digits, source):
     X, y = small_digits
     X_tr, y_tr = X[:120], (y[:120] % 2).astype(bool)
@@ -144,26 +149,6 @@ def test_mlp_head_output_layer_is_probed(small_digits, source):
     assert random.score(X[y >= 5][:100], y[y >= 5][:100]) < 0.5
 
 
-def test_validation_keeps_the_probe_when_training_does_not_help(small_digits, source):
-    X, y = small_digits
-    X_tr, y_tr = X[y >= 5][:200], y[y >= 5][:200]
-    # A learning rate this high wrecks the head: the validation loss never
-    # beats the head start's, whose weights are then restored.
-    clf = FineTuneClassifier(
-        source, unfreeze=0, lr=5.0, max_epochs=3, early_stopping=True, random_state=0
-    )
-    clf.fit(X_tr, y_tr)
-    assert clf.best_epoch_ == 0 and clf.n_iter_ == 3
-    # The same split and probe without training: the same weights.
-    probe = FineTuneClassifier(
-        source, unfreeze=0, max_epochs=0, early_stopping=True, random_state=0
-    ).fit(X_tr, y_tr)
-    np.testing.assert_allclose(clf.predict_proba(X), probe.predict_proba(X), atol=1e-6)
-    clf.set_params(early_stopping=False).fit(X_tr, y_tr)  # the wrecked weights
-    assert clf.best_epoch_ == 3
-    assert np.abs(clf.predict_proba(X) - probe.predict_proba(X)).max() > 0.1
-
-
 def test_never_worse_than_the_probe_with_a_frozen_body(small_digits, source):
     X, y = small_digits
     X_tr, y_tr, X_te, y_te = (
@@ -176,15 +161,6 @@ def test_never_worse_than_the_probe_with_a_frozen_body(small_digits, source):
     trained = FineTuneClassifier(source, unfreeze=0, random_state=0)
     probe_score = probe.fit(X_tr, y_tr).score(X_te, y_te)
     assert trained.fit(X_tr, y_tr).score(X_te, y_te) >= probe_score - 0.01
-
-
-def test_random_head_init_is_still_available(small_digits, source):
-    X, y = small_digits
-    clf = FineTuneClassifier(source, head_init="random", max_epochs=2, random_state=0)
-    clf.fit(X[:60], y[:60])
-    assert not hasattr(clf, "head_start_")
-    with pytest.raises(ValueError, match="head_init='probe'"):
-        FineTuneClassifier(source, head_init="random", max_epochs=0).fit(X[:60], y[:60])
 
 
 def test_batchnorm_of_trainable_groups_is_re_estimated_before_the_probe(small_digits):
@@ -216,144 +192,3 @@ def test_batchnorm_of_trainable_groups_is_re_estimated_before_the_probe(small_di
     )
     frozen_bn = next(m for m in frozen.modules() if isinstance(m, nn.BatchNorm2d))
     torch.testing.assert_close(frozen_bn.running_mean, pretrained_bn.running_mean)
-
-
-# -- training length -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "n, batch_size, epochs",
-    [(10, 32, MIN_STEPS), (50, 32, MIN_STEPS // 2), (64, 32, MIN_STEPS // 2),
-     (1000, 32, MIN_EPOCHS), (100_000, 32, MIN_EPOCHS), (33, 32, MIN_STEPS)],
-)  # fmt: skip
-def test_auto_epochs_rule(n, batch_size, epochs):
-    clf = FineTuneClassifier(batch_size=batch_size)
-    assert clf._n_epochs(n) == epochs
-    assert FineTuneClassifier(max_epochs=7)._n_epochs(n) == 7
-
-
-def test_tiny_data_trains_the_minimum_steps_on_every_sample(small_digits, source):
-    X, y = small_digits
-    X_tr, y_tr = X[y >= 5][:10], y[y >= 5][:10]
-    seen = []
-    clf = FineTuneClassifier(source, unfreeze=0, random_state=0)
-    clf.fit(X_tr, y_tr)
-    assert clf.n_steps_ == MIN_STEPS and clf.n_iter_ == MIN_STEPS
-    # Every sample is in every epoch's single batch: none is dropped.
-
-    def count(module, args):
-        if module.training:  # training batches, not the cache's probes
-            seen.append(len(args[0]))
-
-    hook = clf.module_.head.register_forward_pre_hook(count)
-    clf.set_params(warm_start=True, max_epochs=1).fit(X_tr, y_tr)
-    hook.remove()
-    assert seen == [10] and clf.n_steps_ == MIN_STEPS + 1
-
-
-def test_steps_follow_the_epochs(small_digits, source):
-    X, y = small_digits
-    clf = FineTuneClassifier(source, batch_size=16, max_epochs=3, random_state=0)
-    clf.fit(X[:100], y[:100])
-    assert clf.n_steps_ == 3 * 7
-
-
-# -- source models the scikit-learn way ----------------------------------------
-
-
-def test_frozen_estimator_source_in_grid_search(small_digits, source):
-    X, y = small_digits
-    before = {k: v.clone() for k, v in source.module_.state_dict().items()}
-    target = FineTuneClassifier(FrozenEstimator(source), max_epochs=5, random_state=0)
-    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
-    search.fit(X[y >= 5][:80], y[y >= 5][:80])
-    assert search.best_estimator_.layer_groups_ == source.layer_groups_
-    assert search.best_score_ > 0.7
-    # The source itself is never modified by the searches.
-    for key, value in source.module_.state_dict().items():
-        torch.testing.assert_close(value, before[key])
-
-
-def test_unfitted_source_names_both_ways(small_digits):
-    X, y = small_digits
-    unfitted = FineTuneClassifier(mlp())
-    with pytest.raises(Exception, match=r"FrozenEstimator\(source\).*to_backbone_spec"):
-        FineTuneClassifier(unfitted).fit(X[:20], y[:20])
-
-
-def test_seeded_default_fits_are_identical(small_digits, source):
-    X, y = small_digits
-    a = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
-    b = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
-    np.testing.assert_array_equal(
-        a.predict_proba(X[60:200]), b.predict_proba(X[60:200])
-    )
-
-
-def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source):
-    X, y = small_digits
-    module = FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40])
-    assert module.n_trainable_groups_ == len(module.layer_groups_) == 2
-    image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
-    assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 1
-    texts = ["a good film", "great movie", "bad film", "awful movie"] * 3
-    text = FineTuneClassifier("test_tiny_bert", max_epochs=1)
-    text.fit(texts, [1, 1, 0, 0] * 3)
-    assert text.n_trainable_groups_ == 0
-    assert text.cached_groups_ == len(text.layer_groups_)  # features run once
-    # With the top block training, the blocks below run once too (token states).
-    refit = text.set_params(unfreeze=1).fit(texts, [1, 1, 0, 0] * 3)
-    assert refit.cached_groups_ == len(text.layer_groups_) - 1
-
-
-# -- sample weights ------------------------------------------------------------
-
-
-def test_head_start_honours_sample_weight(small_digits, source):
-    X, y = small_digits
-    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
-    w = np.where(y_tr == 7, 20.0, 1.0)
-    clf = FineTuneClassifier(source, max_epochs=0, random_state=0)
-    clf.fit(X_tr, y_tr, sample_weight=w)
-    Z = _scaled(_features(source, X_tr))
-    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
-    to_probe = _probe_space(F_tr)
-    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
-    lr.fit(Z, y_tr, sample_weight=w / w.mean())  # only the ratios count
-    np.testing.assert_allclose(
-        clf.predict_proba(X_te), lr.predict_proba(to_probe(F_te)), atol=1e-4
-    )
-
-
-def test_sample_weight_in_training(small_digits, source):
-    X, y = small_digits
-    X_tr, y_tr = X[y >= 5][:80], y[y >= 5][:80]
-    kw = {"head_init": "random", "max_epochs": 20, "random_state": 0}
-    plain = FineTuneClassifier(source, **kw).fit(X_tr, y_tr)
-    ones = FineTuneClassifier(source, **kw).fit(X_tr, y_tr, np.ones(len(y_tr)))
-    np.testing.assert_allclose(
-        plain.predict_proba(X), ones.predict_proba(X), rtol=1e-5, atol=1e-6
-    )
-    heavy = np.where(y_tr == 7, 50.0, 1.0)
-    weighted = FineTuneClassifier(source, **kw).fit(X_tr, y_tr, heavy)
-    assert (weighted.predict(X) == 7).sum() > (plain.predict(X) == 7).sum()
-    # Zero weights: those samples do not count at all.
-    keep = y_tr != 9
-    zeroed = FineTuneClassifier(source, **kw).fit(X_tr, y_tr, keep.astype(float))
-    assert zeroed.predict_proba(X)[:, -1].mean() < plain.predict_proba(X)[:, -1].mean()
-
-
-def test_regressor_sample_weight_and_validation(small_digits, source):
-    X, y = small_digits
-    target = y[:200].astype(float)
-    w = np.linspace(0.5, 2.0, 200)
-    reg = FineTuneRegressor(source, max_epochs=2, early_stopping=True, random_state=0)
-    reg.fit(X[:200], target, sample_weight=w)
-    assert np.isfinite(reg.history_[-1]["valid_loss"])
-
-
-@pytest.mark.parametrize("w", [[-1.0] * 40, [0.0] * 40, [np.nan] * 40, [1.0] * 39])
-def test_bad_sample_weight(small_digits, source, w):
-    X, y = small_digits
-    with pytest.raises(ValueError):
-        FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40], sample_weight=w)
