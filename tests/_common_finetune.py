@@ -1,15 +1,17 @@
-"""Fine-tuning estimators for the common scikit-learn checks.
+"""Fine-tuning estimators for the common scikit-learn checks, and the settings
+and data the fine-tuning tests share.
 
 The checks fit many times on small 2-D float arrays, so every instance trains
 a tiny network for a few epochs. The tabular instances name their module by
 a spec (a frozen dataclass): the checks compare parameters before and after
 ``fit`` by hashing deep copies, and a deep copy of a torch module never
-hashes like the original (``tests/test_finetune.py`` checks that a module
-passed as ``backbone`` is left untouched).
+hashes like the original (``tests/test_finetune_estimators.py`` checks that a
+module passed as ``backbone`` is left untouched).
 """
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,7 +47,24 @@ class TinyMLPSpec(BackboneSpec):
         return ModuleBackbone(TinyMLP(self.width)).load()
 
 
-_FAST = {"max_epochs": 20, "lr": 0.01, "unfreeze": "all"}
+# The tiny CNN on 8x8 digits (``small_digits`` read as images), two epochs.
+IMAGE = {"backbone": "test_tiny_cnn", "image_shape": (8, 8), "max_epochs": 2}
+# Training a randomly initialised module: every group at the same, higher rate.
+SCRATCH = {"unfreeze": "all", "lr": 1e-2, "lr_decay": 1.0, "max_epochs": 10}
+# A short seeded fit of every layer group.
+FAST = {"unfreeze": "all", "max_epochs": 3, "random_state": 0}
+# Short texts with string labels, for fine-tuning the tiny BERT.
+SENTIMENT_TEXTS = [
+    "a good film",
+    "great movie",
+    "happy cat",
+    "bad film",
+    "awful movie",
+] * 4
+SENTIMENT_LABELS = np.array(["pos", "pos", "pos", "neg", "neg"] * 4)
+
+
+_TABULAR = {"max_epochs": 20, "lr": 0.01, "unfreeze": "all"}
 
 # Images: each row is read as a one-pixel-high grey image (see _common_image).
 _IMAGE = {
@@ -57,8 +76,8 @@ _IMAGE = {
 }
 
 INSTANCES = [
-    FineTuneClassifier(TinyMLPSpec(), **_FAST),
-    FineTuneRegressor(TinyMLPSpec(), **_FAST),
+    FineTuneClassifier(TinyMLPSpec(), **_TABULAR),
+    FineTuneRegressor(TinyMLPSpec(), **_TABULAR),
     FineTuneClassifier("test_tiny_bert", max_epochs=2),
 ]
 # The same estimators on images: each check trains a convolutional network
@@ -71,7 +90,7 @@ SLOW_INSTANCES = [
 _WEIGHTS_VS_REPEATS = (
     "minibatch training: a sample of weight 2 and the same sample twice give "
     "different batches and a different number of steps per epoch, so the fits "
-    "differ; weights of ones and zeros are tested in test_head_start.py"
+    "differ; weights of ones and zeros are tested in test_finetune_loop.py"
 )
 EXPECTED_FAILURES = {
     "FineTuneClassifier": {
@@ -83,7 +102,7 @@ EXPECTED_FAILURES = {
             "float32 matrix products round differently for a batch of one and "
             "a batch of twenty (relative differences near 1e-5, seen after the "
             "probe head start); the check's tolerance is an absolute 1e-7. "
-            "test_finetune.py::test_regressor checks one-by-one predictions "
+            "test_finetune_estimators.py::test_regressor checks one-by-one predictions "
             "against batched ones at float32 tolerance"
         ),
     },

@@ -4,9 +4,11 @@ Both estimators take a sequence of strings and say so in their tags
 (``input_tags.string = True``, ``two_d_array = False``). For such estimators
 scikit-learn's ``parametrize_with_checks`` runs only ``check_estimator_cloneable``
 and skips the rest, whose data are numeric 2-D arrays; so there are no expected
-failures to list. ``tests/test_text.py`` runs the data-free API checks
+failures to list. ``tests/test_common.py`` runs the data-free API checks
 (:data:`API_CHECKS`) and string-data versions of the others on
 :data:`INSTANCES`.
+
+Also the texts and word vectors several text test files share.
 """
 
 import numpy as np
@@ -48,3 +50,19 @@ API_CHECKS = [
     ec.check_get_params_invariance,
     ec.check_set_params,
 ]
+
+# Texts for the tiny BERT, an empty one among them.
+TEXTS = [
+    "a good film",
+    "an awful movie, really bad",
+    "",
+    "the cat and the dog are happy",
+    "great",
+    "this film is not good and not great but it is a film",
+]
+LABELS = np.array([1, 0, 0, 1, 1, 0])
+
+# A vocabulary as vector files hold it: a contraction, punctuation, a
+# multi-word entry and an accented word.
+WORDS = ["good", "bad", "film", "movie", "do", "n't", "!", "new york", "café"]
+MATRIX = np.random.default_rng(0).normal(size=(len(WORDS), 4)).astype(np.float32)

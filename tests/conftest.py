@@ -1,4 +1,5 @@
-"""Shared fixtures: offline mode, seeds, tiny models loaded once per session."""
+"""Shared fixtures: offline mode, seeds, and the data and tiny models several
+test files use."""
 
 import os
 
@@ -69,3 +70,97 @@ def small_digits(digits):
     """The 8x8 digits scaled to [0, 1], float32."""
     X, y = digits
     return (X / 16.0).astype(np.float32), y
+
+
+# -- models several test files share, loaded once per file ---------------------------
+
+
+@pytest.fixture(scope="module")
+def source(small_digits):
+    """An MLP fine-tuned on the digits 0 to 4: a source model to transfer from."""
+    from _common_finetune import mlp
+
+    from skltransfer import FineTuneClassifier
+
+    X, y = small_digits
+    return FineTuneClassifier(mlp(), unfreeze="all", random_state=0).fit(
+        X[y < 5][:300], y[y < 5][:300]
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted_image(small_digits):
+    """The tiny CNN fine-tuned on 8x8 digits, its top layer group trained."""
+    from _common_finetune import IMAGE
+
+    from skltransfer import FineTuneClassifier
+
+    X, y = small_digits
+    return FineTuneClassifier(**IMAGE, unfreeze=1, random_state=0).fit(X[:90], y[:90])
+
+
+@pytest.fixture(scope="module")
+def tiny_bert():
+    """The tiny BERT text backbone."""
+    from skltransfer.backbones import load_text_backbone
+
+    return load_text_backbone("test_tiny_bert")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_folder(tmp_path_factory, tiny_bert):
+    """The tiny BERT saved as a local Hugging Face folder."""
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tiny_bert.body.model.save_pretrained(folder)
+    tiny_bert.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def text_embeddings():
+    """PretrainedTextEmbeddings on the tiny BERT, fitted on ``_common_text.TEXTS``."""
+    from _common_text import TEXTS
+
+    from skltransfer import PretrainedTextEmbeddings
+
+    return PretrainedTextEmbeddings("test_tiny_bert").fit(TEXTS)
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_vit(tmp_path_factory):
+    """A tiny ViT with an image-classification head saved as a local folder."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        id2label={0: "ant", 1: "bee", 2: "cat"},
+        label2id={"ant": 0, "bee": 1, "cat": 2},
+    )
+    path = tmp_path_factory.mktemp("hf_vit")
+    torch.manual_seed(0)
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network, the hub in offline mode, and empty weight caches."""
+    import socket
+
+    from huggingface_hub import constants
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -1,7 +1,9 @@
 import pytest
 import torch
+from _common_finetune import IMAGE, SCRATCH, SENTIMENT_LABELS, SENTIMENT_TEXTS, mlp
 from torchvision.transforms import v2
 
+from skltransfer import FineTuneClassifier
 from skltransfer.augmentation import (
     GaussianNoise,
     PerSample,
@@ -75,3 +77,70 @@ def test_callables_pass_through_and_per_sample():
     batch = torch.rand(2, 3, 4, 4)
     assert torch.equal(flip(batch), batch.flip(-1))
     assert "RandomHorizontalFlip" in repr(flip)
+
+
+# -- augmentation in fine-tuning ---------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self, seen):
+        self.seen = seen
+
+    def __call__(self, batch):
+        assert batch.min() >= 0 and batch.max() <= 1  # before normalisation
+        self.seen.append(len(batch))
+        return batch
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_augmentation_only_touches_training_batches(small_digits):
+    X, y = small_digits
+    seen = []
+    clf = FineTuneClassifier(
+        **IMAGE, augmentation=_Recorder(seen), early_stopping=True, batch_size=16
+    )
+    clf.fit(X[:40], y[:40])
+    assert sum(seen) == 36 * 2  # the training split, at every epoch
+    n = len(seen)
+    clf.predict(X[:40])
+    clf.score(X[:40], y[:40])
+    assert len(seen) == n
+    assert clf.cached_groups_ == 0  # augmented inputs are never cached
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("augmentation", ["light", "strong", "noise"])
+def test_image_augmentations_train(small_digits, augmentation):
+    X, y = small_digits
+    clf = FineTuneClassifier(**{**IMAGE, "max_epochs": 1}, augmentation=augmentation)
+    assert clf.fit(X[:40], y[:40]).predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_noise_augmentation_on_tabular_input(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **SCRATCH, augmentation="noise")
+    assert clf.fit(X[:100], y[:100]).score(X[:100], y[:100]) > 0.5
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_text_augmentation_callable_gets_strings():
+    seen = []
+
+    def upper(texts):
+        seen.extend(texts)
+        return [t.upper() for t in texts]
+
+    FineTuneClassifier("test_tiny_bert", augmentation=upper, max_epochs=1).fit(
+        SENTIMENT_TEXTS, SENTIMENT_LABELS
+    )
+    assert len(seen) == len(SENTIMENT_TEXTS) and all(isinstance(t, str) for t in seen)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_unknown_augmentation(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match="Unknown augmentation 'blur'"):
+        FineTuneClassifier(**IMAGE, augmentation="blur").fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="image preset"):
+        FineTuneClassifier(mlp(), augmentation="light").fit(X[:20], y[:20])

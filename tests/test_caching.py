@@ -5,12 +5,15 @@ import os
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 
 from skltransfer import PretrainedImageFeatures
+from skltransfer.backbones import ImagePreprocessing
 from skltransfer.caching import EmbeddingCache
+from skltransfer.exceptions import SkltransferWarning
 
 TINY = "test_tiny_cnn"
 
@@ -187,3 +190,165 @@ def test_no_cache_means_no_hashing(rgb_images, monkeypatch):
     monkeypatch.setattr(image_module, "module_fingerprint", forbidden)
     monkeypatch.setattr(caching, "hash_bytes", forbidden)
     assert est.transform(X).shape == (12, 32)
+
+
+# -- a wrong row is never served, work is never lost -------------------------------
+
+
+def _row_path(cache, key):
+    return cache._path(key)
+
+
+def _pooled(pool):
+    from skltransfer.backbones import ModuleBackbone
+
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pool(1), torch.nn.Flatten())
+    torch.manual_seed(0)
+    return ModuleBackbone(body, preprocessing=ImagePreprocessing(16, None))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_module_keys_see_structure_attributes_and_all_buffers():
+    from skltransfer.caching import module_fingerprint
+
+    avg = _pooled(torch.nn.AdaptiveAvgPool2d).load()
+    mx = _pooled(torch.nn.AdaptiveMaxPool2d).load()
+    assert module_fingerprint(avg) != module_fingerprint(mx)
+    a, b = torch.nn.Dropout(0.1), torch.nn.Dropout(0.5)  # no tensors at all
+    assert module_fingerprint(a) != module_fingerprint(b)
+    m = torch.nn.Linear(2, 2)
+    key = module_fingerprint(m)
+    m.register_buffer("scale", torch.ones(1), persistent=False)
+    with_buffer = module_fingerprint(m)
+    assert with_buffer != key
+    m.scale.mul_(2)  # changed in place: the remembered key is not reused
+    assert module_fingerprint(m) != with_buffer
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_in_place_change_of_a_shared_backbone_changes_the_key(tmp_path):
+    X = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), np.uint8)
+    est = PretrainedImageFeatures("test_tiny_cnn", cache=tmp_path).fit(X)
+    first = est.transform(X)
+    with torch.no_grad():
+        next(est.backbone_.parameters()).mul_(3)
+    assert not np.allclose(est.transform(X), first)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tokenizer_and_word_order_are_part_of_the_key():
+    from skltransfer import PretrainedTextEmbeddings, PretrainedWordVectors
+    from skltransfer.features.word_vectors import WordVectors
+
+    est = PretrainedTextEmbeddings("test_tiny_bert", cache="unused").fit(["a b"])
+    key = est._cache_key()
+    est.backbone_.tokenizer.add_tokens(["zzzzword"])
+    assert est._cache_key() != key
+    vectors = np.eye(3, dtype=np.float32)
+    keys = [
+        PretrainedWordVectors(WordVectors(vectors, words), cache="unused")
+        .fit(["good bad"])
+        ._cache_key()
+        for words in (["good", "bad", "film"], ["bad", "good", "film"])
+    ]
+    assert keys[0] != keys[1]
+
+
+def _entries(tmp_path):
+    from skltransfer.caching import EmbeddingCache
+
+    cache = EmbeddingCache(str(tmp_path), "model")
+    rows = np.arange(8, dtype=np.float32).reshape(2, 4)
+    cache.transform(["k1" * 16, "k2" * 16], lambda idx: rows[idx], 4)
+    return cache, rows
+
+
+def _forbidden(idx):
+    raise AssertionError("recomputed")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_entries_of_another_sample_nan_or_a_huge_header_are_recomputed(tmp_path):
+    import shutil
+    import struct
+
+    cache, rows = _entries(tmp_path)
+    k1, k2 = "k1" * 16, "k2" * 16
+    shutil.copy(_row_path(cache, k1), _row_path(cache, k2))  # a valid foreign row
+    fresh = np.full((1, 4), 7.0, np.float32)
+    np.testing.assert_array_equal(cache.transform([k2], lambda idx: fresh, 4), fresh)
+    with open(_row_path(cache, k1), "r+b") as f:  # NaN in place of the values
+        f.seek(struct.calcsize("<8s32sQ"))
+        f.write(np.full(4, np.nan, np.float32).tobytes())
+    np.testing.assert_array_equal(cache.transform([k1], lambda idx: fresh, 4), fresh)
+    with open(_row_path(cache, k1), "r+b") as f:  # a header claiming 2**40 values
+        f.write(struct.pack("<8s32sQ", b"SKLTROW1", k1.encode(), 2**40))
+    np.testing.assert_array_equal(cache.transform([k1], lambda idx: fresh, 4), fresh)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_and_links_in_the_cache_are_never_followed(tmp_path):
+    cache, rows = _entries(tmp_path / "c")
+    k1, k2 = "k1" * 16, "k2" * 16
+    os.remove(_row_path(cache, k1))
+    os.mkfifo(_row_path(cache, k1))  # reading it would block forever
+    outside = tmp_path / "outside.row"
+    os.replace(_row_path(cache, k2), outside)
+    os.symlink(outside, _row_path(cache, k2))
+    fresh = np.full((2, 4), 3.0, np.float32)
+    np.testing.assert_array_equal(
+        cache.transform([k1, k2], lambda idx: fresh[idx], 4), fresh
+    )
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_failure_late_in_the_input_keeps_the_rows_before(tmp_path, monkeypatch):
+    from skltransfer import caching
+
+    monkeypatch.setattr(caching, "CHUNK", 2)
+    cache = caching.EmbeddingCache(str(tmp_path), "model")
+    keys = [f"{i:032d}" for i in range(5)]
+
+    def compute(idx):
+        if 4 in idx:
+            raise ValueError("Sample 4: cannot read")
+        return np.ones((len(idx), 3), np.float32) * idx[:, None]
+
+    with pytest.raises(ValueError, match="Sample 4"):
+        cache.transform(keys, compute, 3)
+    kept = cache.transform(keys[:4], _forbidden, 3)
+    np.testing.assert_array_equal(kept[:, 0], [0, 1, 2, 3])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_unwritable_cache_warns_once_and_goes_on(tmp_path, monkeypatch):
+    from skltransfer import caching
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(caching.tempfile, "mkstemp", full_disk)
+    with pytest.warns(SkltransferWarning, match="No space left") as record:
+        out = caching.EmbeddingCache(str(tmp_path), "m").transform(
+            ["a" * 32, "b" * 32], lambda idx: np.ones((len(idx), 2), np.float32), 2
+        )
+    assert len(record) == 1 and out.shape == (2, 2)
+    assert record[0].filename == __file__
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_orphaned_temporary_files_are_cleaned(tmp_path):
+    cache, _ = _entries(tmp_path)
+    folder = os.path.dirname(_row_path(cache, "k3" * 16))
+    os.makedirs(folder)
+    old, new = os.path.join(folder, "x.tmp"), os.path.join(folder, "y.tmp")
+    for path in (old, new):
+        open(path, "wb").close()
+    os.utime(old, (0, 0))
+    from skltransfer.caching import EmbeddingCache
+
+    EmbeddingCache(str(tmp_path), "model").transform(
+        ["k3" * 16], lambda idx: np.zeros((1, 4), np.float32), 4
+    )
+    assert not os.path.exists(old) and os.path.exists(new)  # a live writer's file stays

@@ -1,7 +1,9 @@
 import pytest
 import torch
+from _common_finetune import IMAGE
 from torch import nn
 
+from skltransfer import FineTuneClassifier
 from skltransfer.backbones import load_backbone
 from skltransfer.freezing import (
     freeze,
@@ -87,3 +89,61 @@ def test_layerwise_param_groups(tiny_cnn):
     assert n_params == 2 + sum(len(ps) for ps in top_two)
     # A usable optimiser.
     torch.optim.AdamW(groups)
+
+
+# -- freezing in fine-tuning -------------------------------------------------------
+
+
+def _frozen_and_top(state, top="stages.2."):
+    frozen = {k: v for k, v in state.items() if not k.startswith(top)}
+    trained = {k: v for k, v in state.items() if k.startswith(top)}
+    return frozen, trained
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("cache_frozen", [False, True])
+def test_frozen_groups_are_bit_identical(small_digits, cache_frozen):
+    X, y = small_digits
+    clf = FineTuneClassifier(
+        **IMAGE, unfreeze=1, cache_frozen=cache_frozen, random_state=0
+    ).fit(X[:90], y[:90])
+    before = _frozen_and_top(load_backbone("test_tiny_cnn").body.state_dict())
+    after = _frozen_and_top(clf.module_.backbone.body.state_dict())
+    for key, value in before[0].items():  # weights and BatchNorm statistics
+        assert torch.equal(value, after[0][key]), key
+    changed = [not torch.equal(v, after[1][k]) for k, v in before[1].items()]
+    assert all(changed)  # conv weight, BN weight/bias and running statistics
+    assert clf.cached_groups_ == (3 if cache_frozen else 0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_batchnorm_switch_lets_frozen_statistics_adapt(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze=1, freeze_batchnorm=False)
+    clf.fit(X[:60], y[:60])
+    before = load_backbone("test_tiny_cnn").body.state_dict()
+    after = clf.module_.backbone.body.state_dict()
+    assert torch.equal(before["stem.0.weight"], after["stem.0.weight"])
+    assert not torch.equal(before["stem.1.running_mean"], after["stem.1.running_mean"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gradual_unfreezing_and_layerwise_rates(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(
+        **{**IMAGE, "max_epochs": 4}, unfreeze=2, unfreeze_schedule=1, lr_decay=0.5
+    ).fit(X[:60], y[:60])
+    assert [r["n_unfrozen"] for r in clf.history_] == [0, 1, 2, 2]
+    base = {g["depth"]: g["base_lr"] for g in clf.optimizer_.param_groups}
+    assert base == {0: 1e-3, 1: 5e-4, 2: 2.5e-4}
+    before = load_backbone("test_tiny_cnn").body.state_dict()
+    after = clf.module_.backbone.body.state_dict()
+    assert torch.equal(before["stages.0.0.weight"], after["stages.0.0.weight"])
+    assert not torch.equal(before["stages.1.0.weight"], after["stages.1.0.weight"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_unfreeze_out_of_range_names_the_maximum(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match="between 0 and 4 \\(the maximum\\)"):
+        FineTuneClassifier(**IMAGE, unfreeze=5).fit(X[:20], y[:20])

@@ -143,3 +143,22 @@ def test_prefetched_batches_load_one_ahead_in_the_worker(ahead):
     ahead_by = 1 if ahead else 0
     assert seen == [(k, k * 10, min(k + ahead_by, 3)) for k in range(4)]
     assert (threading.get_ident() in threads) is not ahead
+
+
+def test_padding_keeps_one_batch_shape_and_drops_the_padding():
+    data = torch.arange(10, dtype=torch.float32).reshape(10, 1)
+    shapes = []
+
+    def forward(batch):
+        shapes.append(tuple(batch.shape))
+        return batch + 1
+
+    out = run_batched(
+        lambda sl: data[sl],
+        forward,
+        [slice(0, 4), slice(4, 8), slice(8, 10)],
+        device=torch.device("cpu"),
+        pad_to=4,
+    )
+    assert shapes == [(4, 1)] * 3
+    np.testing.assert_array_equal(np.concatenate(out), data.numpy() + 1)

@@ -1,10 +1,13 @@
 """Reading images from every accepted input form, and rejecting bad ones."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from skltransfer import PretrainedImageFeatures
 from skltransfer.backbones import ImagePreprocessing
 from skltransfer.inputs.images import (
     WHITE,
@@ -281,3 +284,125 @@ def test_uint8_resampling_is_within_rounding_of_the_float_pipeline():
     cropped = as_image_source(at_size).load_resized(slice(0, 2), pre)
     expected = torch.from_numpy(at_size[:, 4:68, 4:68]).permute(0, 3, 1, 2) / 255.0
     assert torch.equal(cropped, expected)
+
+
+# -- images are read as they are ---------------------------------------------------
+
+
+SMALL_PRE = ImagePreprocessing(crop_size=8, resize_size=None)
+
+
+def _pixels(items):
+    return as_image_source(items).load_resized(slice(0, len(items)), SMALL_PRE)
+
+
+def _save(tmp_path, name, image):
+    path = tmp_path / name
+    image.save(path)
+    return str(path)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_16_bit_images_keep_their_values(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 65536, (16, 16)).astype(np.uint16)
+    arrays = [np.full((16, 16), 4000, np.uint16), np.full((16, 16), 60000, np.uint16)]
+    paths = [
+        _save(tmp_path, f"{i}.png", Image.fromarray(a))
+        for i, a in enumerate([*arrays, noise])
+    ]
+    assert Image.open(paths[0]).mode.startswith("I")
+    out = _pixels(paths)
+    np.testing.assert_allclose(out[0], 4000 / 65535, atol=1e-6)
+    np.testing.assert_allclose(out[1], 60000 / 65535, atol=1e-6)
+    assert 0.4 < float(out[2].mean()) < 0.6  # noise stays noise, not saturated white
+    features = PretrainedImageFeatures("test_tiny_cnn").fit(paths).transform(paths)
+    assert not np.allclose(features[0], features[1])
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(0.25, 0.25), (1000.0, None)],  # in [0, 1]: as is; else over its own range
+)
+def test_float_images(tmp_path, values, expected):
+    arr = np.full((16, 16), values, np.float32)
+    arr[0, 0] = 0.0
+    path = _save(tmp_path, "f.tiff", Image.fromarray(arr, mode="F"))
+    out = _pixels([path])[0]
+    if expected is not None:
+        assert abs(float(out.max()) - expected) < 1e-6
+    else:
+        assert float(out.max()) == pytest.approx(1.0) and float(out.min()) >= 0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_32_bit_integer_images(tmp_path):
+    arr = np.full((16, 16), 30000, np.int32)
+    path = _save(tmp_path, "i.tiff", Image.fromarray(arr, mode="I"))
+    np.testing.assert_allclose(_pixels([path])[0], 30000 / 65535, atol=1e-6)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_transparency_is_composited_on_white_without_warnings(tmp_path):
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255  # red under ...
+    rgba[:8, :, 3] = 255  # ... opaque top half, transparent bottom half
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 1  # the whole image is transparent
+    la = Image.fromarray(
+        np.stack([np.zeros((16, 16)), rgba[..., 3]], -1).astype(np.uint8), "LA"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _pixels(
+            [
+                _save(tmp_path, "rgba.png", Image.fromarray(rgba, "RGBA")),
+                _save(tmp_path, "p.png", palette),
+                la,
+            ]
+        )
+    top, bottom = out[0][:, :3], out[0][:, 5:]  # away from the blurred edge
+    assert torch.allclose(top, torch.tensor([1.0, 0, 0]).view(3, 1, 1).expand_as(top))
+    assert torch.allclose(bottom, torch.ones_like(bottom))  # white, not red
+    assert torch.allclose(out[1], torch.ones_like(out[1]))
+    assert torch.allclose(out[2][:, :3], torch.zeros_like(out[2][:, :3]))
+    assert torch.allclose(out[2][:, 5:], torch.ones_like(out[2][:, 5:]))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cmyk_jpeg_is_read(tmp_path):
+    path = _save(tmp_path, "c.jpg", Image.new("CMYK", (16, 16), (0, 255, 255, 0)))
+    out = _pixels([path])[0]
+    assert out[0].mean() > 0.9 and out[1].mean() < 0.1  # red
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_decompression_bomb_names_the_path(tmp_path, monkeypatch):
+    path = _save(tmp_path, "bomb.png", Image.new("L", (200, 200)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ValueError, match=r"Sample 0: .*bomb\.png.*too large"):
+        _pixels([path])
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("items", "match"),
+    [
+        (
+            [np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8)],
+            "Sample 1: .*no pixels",
+        ),
+        ([np.zeros((4, 4, 3)), np.zeros((2, 4, 4, 3))], "Sample 1: expected one image"),
+        (np.zeros((2, 0, 4, 3), np.uint8), "no pixels"),
+    ],
+)
+def test_degenerate_images_are_named(items, match):
+    with pytest.raises(ValueError, match=match):
+        _pixels(items)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_one_pixel_image_is_an_image():
+    out = _pixels([np.full((1, 1, 3), 255, np.uint8)])
+    assert torch.allclose(out, torch.ones_like(out))

@@ -12,7 +12,6 @@ from skltransfer import (
     PretrainedTextEmbeddings,
     PretrainedWordVectors,
 )
-from skltransfer.inputs.text import check_max_length
 
 IMAGES = np.zeros((2, 16, 16, 3), np.uint8)
 TEXTS = ["a good film", "a bad film"]
@@ -54,10 +53,3 @@ def test_scikit_learn_can_skip_the_validation():
         est.fit(TEXTS)  # the invalid pooling only fails where it is used
     with pytest.raises(InvalidParameterError):
         est.fit(TEXTS)
-
-
-def test_max_length_above_the_limit_names_both():
-    check_max_length(None, 64, "tiny")
-    check_max_length(64, 64, "tiny")
-    with pytest.raises(ValueError, match=r"max_length=65 exceeds .*'tiny'.*64 tokens"):
-        check_max_length(65, 64, "tiny")

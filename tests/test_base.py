@@ -1,11 +1,14 @@
-"""Light pickles: fitted estimators carry a reference to installed weights,
-not the weights, and load them again on first use."""
+"""Pickling and device placement of fitted torch state (base.py,
+``TorchModelMixin``): light pickles carry a reference to installed weights, not
+the weights, and load them again on first use; tensors load on a device this
+machine has."""
 
 import os
 import pickle
 import subprocess
 import sys
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -263,3 +266,22 @@ def test_fitted_on_a_gpu_loads_on_the_gpu_or_on_a_machine_without_one(small_digi
     messages, devices, proba = pickle.loads(out.stdout)
     assert any("'cuda:0'" in m for m in messages) and devices == {"cpu"}
     np.testing.assert_allclose(proba, clf.predict_proba(X[60:90]), atol=1e-5)
+
+
+# -- a fine-tuned model ------------------------------------------------------------
+
+
+def test_pickle_and_joblib_round_trip(small_digits, fitted_image, tmp_path):
+    X, _ = small_digits
+    expected = fitted_image.predict_proba(X[:20])
+    loaded = pickle.loads(pickle.dumps(fitted_image))
+    np.testing.assert_array_equal(loaded.predict_proba(X[:20]), expected)
+    joblib.dump(fitted_image, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(loaded.predict_proba(X[:20]), expected)
+    assert "optimizer_" not in vars(loaded)  # only a warm start needs it
+    warm = pickle.loads(pickle.dumps(fitted_image.set_params(warm_start=True)))
+    fitted_image.set_params(warm_start=False)
+    params = {id(p) for p in warm.module_.parameters()}
+    in_optimizer = [p for g in warm.optimizer_.param_groups for p in g["params"]]
+    assert all(id(p) in params for p in in_optimizer)

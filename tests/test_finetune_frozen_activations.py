@@ -1,5 +1,5 @@
-"""Frozen activations: where they go, and what a fit says when
-it cannot use them."""
+"""Frozen activations (finetune/_frozen_activations.py): where they go, what a
+fit says when it cannot use them, and that they change no result."""
 
 import os
 import tempfile
@@ -8,7 +8,7 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
-from _common_finetune import mlp
+from _common_finetune import IMAGE, SENTIMENT_LABELS, SENTIMENT_TEXTS, mlp
 
 from skltransfer import FineTuneClassifier
 from skltransfer.exceptions import FrozenCacheWarning
@@ -19,8 +19,6 @@ from skltransfer.finetune._frozen_activations import (
     frozen_activations,
 )
 from skltransfer.inputs import batches
-
-IMAGE = {"backbone": "test_tiny_cnn", "image_shape": (8, 8), "max_epochs": 2}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -274,3 +272,38 @@ def test_the_plain_path_is_a_result_too(small_digits):
     ):
         assert same is inputs and result.cached_groups == 0
         assert result.status.startswith("plain: freeze_batchnorm=False")
+
+
+# -- fits with and without stored activations agree --------------------------------
+
+
+def test_cache_gives_the_plain_results(small_digits):
+    X, y = small_digits
+    kw = {**IMAGE, "unfreeze": 2, "head_dropout": 0.2, "early_stopping": True}
+    probas = [
+        FineTuneClassifier(**kw, cache_frozen=c, random_state=0)
+        .fit(X[:120], y[:120])
+        .predict_proba(X[120:160])
+        for c in (False, True)
+    ]
+    np.testing.assert_allclose(probas[0], probas[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_frozen_body_features_are_computed_once(small_digits, kind):
+    if kind == "image":
+        X, y = small_digits[0][:60], small_digits[1][:60]
+        kw = {**IMAGE, "unfreeze": 0, "head": (8,), "max_epochs": 3}
+    else:
+        X, y = SENTIMENT_TEXTS, SENTIMENT_LABELS
+        kw = {"backbone": "test_tiny_bert", "unfreeze": 0, "max_epochs": 3}
+    fits = [
+        FineTuneClassifier(**kw, cache_frozen=c, random_state=0).fit(X, y)
+        for c in (False, "auto")
+    ]
+    assert [f.cached_groups_ for f in fits] == [0, len(fits[0].layer_groups_)]
+    np.testing.assert_allclose(
+        fits[0].predict_proba(X), fits[1].predict_proba(X), atol=1e-5
+    )
+    # The backbone answers with its own features again after the fit.
+    assert "forward_features" not in vars(fits[1].module_.backbone)

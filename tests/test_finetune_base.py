@@ -1,0 +1,317 @@
+"""What the fine-tuning estimators share (finetune/_base.py): a fit completes or
+leaves the estimator as it was; fitted estimators as sources; seeds, warm
+starts and training length; parameters checked at fit."""
+
+import numpy as np
+import pytest
+import torch
+from _common_finetune import FAST, IMAGE, mlp
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+from torch import nn
+
+from skltransfer import FineTuneClassifier
+from skltransfer.backbones import ModuleBackbone
+from skltransfer.finetune._base import MIN_EPOCHS, MIN_STEPS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _state(clf):
+    return {k: v.clone() for k, v in clf.module_.state_dict().items()}
+
+
+def _same_fit(clf, before_state, before_proba, X):
+    after = clf.module_.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before_state.items())
+    np.testing.assert_array_equal(clf.predict_proba(X), before_proba)
+
+
+# -- a fit completes or leaves the estimator as it was -----------------------------
+
+
+def test_failed_refit_leaves_the_previous_fit(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST).fit(X[:60], y[:60] % 2)
+    state, proba = _state(clf), clf.predict_proba(X[:10])
+    attributes = set(vars(clf))
+    with pytest.raises(ValueError, match="unfreeze"):
+        clf.set_params(unfreeze=99).fit(X[:60], y[:60] % 4)
+    assert set(vars(clf)) == attributes
+    assert clf.classes_.tolist() == [0, 1]
+    _same_fit(clf, state, proba, X[:10])
+
+
+def test_interrupted_fit_leaves_the_previous_fit(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST).fit(X[:60], y[:60])
+    state, proba = _state(clf), clf.predict_proba(X[:10])
+    n_iter, best = clf.n_iter_, clf.best_epoch_
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    clf._run_epoch = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X[:80], y[:80])
+    del clf._run_epoch
+    assert (clf.n_iter_, clf.best_epoch_) == (n_iter, best)
+    _same_fit(clf, state, proba, X[:10])
+
+
+def test_interrupted_first_fit_leaves_nothing(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    clf._run_epoch = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X[:60], y[:60])
+    assert not [k for k in vars(clf) if k.endswith("_") and not k.startswith("_")]
+    with pytest.raises(NotFittedError):
+        clf.predict(X[:5])
+
+
+def test_warm_start_refit_that_diverges_keeps_the_previous_model(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST, warm_start=True).fit(X[:60], y[:60])
+    state, proba = _state(clf), clf.predict_proba(X[:10])
+    history = list(clf.history_)
+    with pytest.raises(FloatingPointError, match="diverged at epoch 4"):
+        clf.set_params(lr=1e12).fit(X[:60], y[:60])
+    assert clf.history_ == history and clf.n_iter_ == 3
+    _same_fit(clf, state, proba, X[:10])
+
+
+# -- fitted estimators as sources --------------------------------------------------
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN on flattened 8x8 digits; its output feeds the new head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU())
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
+        )
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU())
+
+    def forward(self, x):
+        return self.fc(self.conv2(self.conv1(x.view(-1, 1, 8, 8))))
+
+
+@pytest.mark.slow  # trains a source and two targets to convergence
+def test_pretrained_source_beats_scratch_on_50_target_samples(small_digits):
+    # Same network and training recipe for both arms; on 8x8 digits a network
+    # trained from scratch catches up given many more epochs (see
+    # benchmarks/bench_finetune_digits.py), the pretrained one starts ahead.
+    X, y = small_digits
+    source_mask = y < 5
+    recipe = {"unfreeze": "all", "lr": 1e-2, "lr_decay": 1.0, "max_epochs": 5}
+    torch.manual_seed(0)
+    source = FineTuneClassifier(DigitsCNN(), **{**recipe, "max_epochs": 15})
+    source.fit(X[source_mask], y[source_mask])
+    Xt, yt = X[~source_mask], y[~source_mask]
+    gains = []
+    for seed in range(3):
+        idx = np.random.default_rng(seed).permutation(len(yt))
+        fit_idx, test_idx = idx[:50], idx[50:]
+        scores = []
+        for backbone in (source, DigitsCNN()):
+            clf = FineTuneClassifier(backbone, **recipe, random_state=seed)
+            clf.fit(Xt[fit_idx], yt[fit_idx])
+            scores.append(clf.score(Xt[test_idx], yt[test_idx]))
+        gains.append(scores[0] - scores[1])
+    assert np.mean(gains) > 0.05, gains
+
+
+def test_source_model_spec_survives_clone(small_digits):
+    X, y = small_digits
+    source = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=2).fit(X[:60], y[:60])
+    spec = source.to_backbone_spec()
+    assert isinstance(spec, ModuleBackbone)
+    target = clone(FineTuneClassifier(spec, unfreeze=1, max_epochs=1))
+    target.fit(X[60:120], y[60:120] % 2)
+    assert target.layer_groups_ == source.layer_groups_
+    with pytest.raises(NotFittedError, match="to_backbone_spec"):
+        FineTuneClassifier(clone(source)).fit(X[:10], y[:10])
+
+
+def test_bare_source_in_grid_search_names_the_fix(small_digits):
+    X, y = small_digits
+    source = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=1).fit(X[:60], y[:60])
+    target = FineTuneClassifier(source, max_epochs=1)
+    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
+    fix = r"backbone=FrozenEstimator\(source\).*backbone=source\.to_backbone_spec\(\)"
+    with pytest.raises(ValueError, match=fix):  # every fit failed, each with that
+        search.fit(X[60:120], y[60:120] % 2)
+
+
+def test_frozen_estimator_source_in_grid_search(small_digits, source):
+    X, y = small_digits
+    before = {k: v.clone() for k, v in source.module_.state_dict().items()}
+    target = FineTuneClassifier(FrozenEstimator(source), max_epochs=5, random_state=0)
+    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
+    search.fit(X[y >= 5][:80], y[y >= 5][:80])
+    assert search.best_estimator_.layer_groups_ == source.layer_groups_
+    assert search.best_score_ > 0.7
+    # The source itself is never modified by the searches.
+    for key, value in source.module_.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+def test_unfitted_source_names_both_ways(small_digits):
+    X, y = small_digits
+    unfitted = FineTuneClassifier(mlp())
+    with pytest.raises(Exception, match=r"FrozenEstimator\(source\).*to_backbone_spec"):
+        FineTuneClassifier(unfitted).fit(X[:20], y[:20])
+
+
+# -- seeds, warm starts and what a fit keeps ---------------------------------------
+
+
+def test_seeded_default_fits_are_identical(small_digits, source):
+    X, y = small_digits
+    a = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
+    b = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
+    np.testing.assert_array_equal(
+        a.predict_proba(X[60:200]), b.predict_proba(X[60:200])
+    )
+
+
+def test_random_state_gives_identical_predictions(small_digits):
+    X, y = small_digits
+    state = torch.random.get_rng_state()
+    kw = {**IMAGE, "unfreeze": 2, "augmentation": "light", "head_dropout": 0.3}
+    fits = [
+        FineTuneClassifier(**kw, random_state=s).fit(X[:60], y[:60]) for s in (7, 7, 8)
+    ]
+    probas = [f.predict_proba(X[60:80]) for f in fits]
+    assert np.array_equal(probas[0], probas[1])
+    assert not np.array_equal(probas[0], probas[2])
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_warm_start_continues(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, warm_start=True, random_state=0)
+    clf.fit(X[:60], y[:60])
+    module, first = clf.module_, clf.predict_proba(X[:10])
+    clf.fit(X[:60], y[:60])
+    assert clf.module_ is module and clf.n_iter_ == 4 and len(clf.history_) == 4
+    assert not np.array_equal(first, clf.predict_proba(X[:10]))
+    with pytest.raises(ValueError, match="same classes"):
+        clf.fit(X[:60], y[:60] % 2)
+    cold = clone(clf).set_params(warm_start=False).fit(X[:60], y[:60])
+    assert cold.n_iter_ == 2
+
+
+def test_a_fitted_estimator_keeps_no_training_state(small_digits, monkeypatch):
+    from skltransfer.finetune import _base
+
+    released = []
+    monkeypatch.setattr(_base, "release_freed_memory", lambda: released.append(1))
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), unfreeze="all", max_epochs=1).fit(X[:40], y[:40])
+    # The fit's peak is handed back and only the weights stay: a search's
+    # worker does not grow with the layers its candidates train.
+    assert released == [1]
+    assert all(p.grad is None for p in clf.module_.parameters())
+    assert not clf.optimizer_.state  # the moments serve only a warm start
+    warm = clone(clf).set_params(warm_start=True).fit(X[:40], y[:40])
+    assert warm.optimizer_.state and len(released) == 2
+
+
+# -- training length, depth and head start -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n, batch_size, epochs",
+    [(10, 32, MIN_STEPS), (50, 32, MIN_STEPS // 2), (64, 32, MIN_STEPS // 2),
+     (1000, 32, MIN_EPOCHS), (100_000, 32, MIN_EPOCHS), (33, 32, MIN_STEPS)],
+)  # fmt: skip
+def test_auto_epochs_rule(n, batch_size, epochs):
+    clf = FineTuneClassifier(batch_size=batch_size)
+    assert clf._n_epochs(n) == epochs
+    assert FineTuneClassifier(max_epochs=7)._n_epochs(n) == 7
+
+
+def test_tiny_data_trains_the_minimum_steps_on_every_sample(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr = X[y >= 5][:10], y[y >= 5][:10]
+    seen = []
+    clf = FineTuneClassifier(source, unfreeze=0, random_state=0)
+    clf.fit(X_tr, y_tr)
+    assert clf.n_steps_ == MIN_STEPS and clf.n_iter_ == MIN_STEPS
+    # Every sample is in every epoch's single batch: none is dropped.
+
+    def count(module, args):
+        if module.training:  # training batches, not the cache's probes
+            seen.append(len(args[0]))
+
+    hook = clf.module_.head.register_forward_pre_hook(count)
+    clf.set_params(warm_start=True, max_epochs=1).fit(X_tr, y_tr)
+    hook.remove()
+    assert seen == [10] and clf.n_steps_ == MIN_STEPS + 1
+
+
+def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source):
+    X, y = small_digits
+    module = FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40])
+    assert module.n_trainable_groups_ == len(module.layer_groups_) == 2
+    image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
+    assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 1
+    texts = ["a good film", "great movie", "bad film", "awful movie"] * 3
+    text = FineTuneClassifier("test_tiny_bert", max_epochs=1)
+    text.fit(texts, [1, 1, 0, 0] * 3)
+    assert text.n_trainable_groups_ == 0
+    assert text.cached_groups_ == len(text.layer_groups_)  # features run once
+    # With the top block training, the blocks below run once too (token states).
+    refit = text.set_params(unfreeze=1).fit(texts, [1, 1, 0, 0] * 3)
+    assert refit.cached_groups_ == len(text.layer_groups_) - 1
+
+
+def test_random_head_init_is_still_available(small_digits, source):
+    X, y = small_digits
+    clf = FineTuneClassifier(source, head_init="random", max_epochs=2, random_state=0)
+    clf.fit(X[:60], y[:60])
+    assert not hasattr(clf, "head_start_")
+    with pytest.raises(ValueError, match="head_init='probe'"):
+        FineTuneClassifier(source, head_init="random", max_epochs=0).fit(X[:60], y[:60])
+
+
+# -- bad parameters, weights and backbones -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({"head": "deep"}, ValueError),
+        ({"head": (8, 0)}, ValueError),
+        ({"lr": -1.0}, ValueError),
+        ({"unfreeze": "some"}, ValueError),
+        ({"backbone": 3}, TypeError),
+    ],
+)
+def test_bad_parameters(small_digits, params, error):
+    X, y = small_digits
+    with pytest.raises(error):
+        FineTuneClassifier(**{**IMAGE, **params}).fit(X[:20], y[:20])
+
+
+@pytest.mark.parametrize("w", [[-1.0] * 40, [0.0] * 40, [np.nan] * 40, [1.0] * 39])
+def test_bad_sample_weight(small_digits, source, w):
+    X, y = small_digits
+    with pytest.raises(ValueError):
+        FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40], sample_weight=w)
+
+
+def test_backbone_that_cannot_run_on_x_says_so(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match=r"cannot run on X: .* shape \(2, 10\)"):
+        FineTuneClassifier(mlp(), max_epochs=1).fit(X[:20, :10], y[:20])

@@ -1,0 +1,194 @@
+"""The probe head start (finetune/_probe.py, LP-FT): the new head's output layer
+starts as a convex probe on the frozen features."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from torch import nn
+
+from skltransfer import FineTuneClassifier, FineTuneRegressor
+from skltransfer.finetune._probe import PROBE_CS, RIDGE_ALPHAS, _weighted_mean_se
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _features(backbone, X):
+    body = backbone.to_backbone_spec().load() if hasattr(backbone, "fit") else backbone
+    with torch.no_grad():
+        return body.forward_features(torch.as_tensor(X)).double().numpy()
+
+
+def _probe_space(F_train):
+    """The probe's scaling fitted on ``F_train``: centred, over one common scale."""
+    mean = F_train.mean(axis=0)
+    scale = np.sqrt(np.mean((F_train - mean) ** 2))
+    return lambda F: (F - mean) / scale
+
+
+def _scaled(F):
+    return _probe_space(F)(F)
+
+
+def test_probe_alone_equals_logistic_regression(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    assert clf.n_steps_ == 0 and clf.n_iter_ == 0 and clf.best_epoch_ == 0
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    to_probe = _probe_space(F_tr)
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(to_probe(F_tr), y_tr)
+    expected = lr.predict_proba(to_probe(F_te))
+    np.testing.assert_allclose(clf.predict_proba(X_te), expected, atol=1e-4)
+    np.testing.assert_array_equal(clf.predict(X_te), lr.predict(to_probe(F_te)))
+
+
+def test_probe_chooses_C_by_cross_validation(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr = X[y >= 5][:100], y[y >= 5][:100]
+    clean = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    # Labels that are noise: the CV must pick a stronger regularisation.
+    noisy = np.random.default_rng(0).permutation(y_tr)
+    shuffled = FineTuneClassifier(source, max_epochs=0, random_state=0)
+    shuffled.fit(X_tr, noisy)
+    assert shuffled.head_start_["C"] < clean.head_start_["C"]
+    # Every C predicts noise alike: the rule takes the strongest regularisation.
+    assert shuffled.head_start_["C"] == PROBE_CS[0]
+
+
+def test_one_standard_error_statistics():
+    losses = np.array([[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 4.0]])
+    weights = np.array([1.0, 1.0, 2.0, 0.0])
+    mean, se = _weighted_mean_se(losses, weights)
+    np.testing.assert_allclose(mean, [9 / 4, 2.0])
+    var = np.average((losses[0] - 9 / 4) ** 2, weights=weights)
+    n_eff = 4**2 / 6
+    np.testing.assert_allclose(se[0], np.sqrt(var / n_eff))
+
+
+def test_head_start_honours_class_weight(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:400]
+    weights = {5: 50.0}
+    clf = FineTuneClassifier(
+        source, max_epochs=0, class_weight=weights, random_state=0
+    ).fit(X_tr, y_tr)
+    plain = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    # More predictions of the up-weighted class, as a weighted logistic regression.
+    assert (clf.predict(X_te) == 5).sum() > (plain.predict(X_te) == 5).sum()
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    to_probe = _probe_space(F_tr)
+    lr = LogisticRegression(
+        C=clf.head_start_["C"], class_weight=weights, max_iter=300, random_state=0
+    ).fit(to_probe(F_tr), y_tr)
+    np.testing.assert_allclose(
+        clf.predict_proba(X_te), lr.predict_proba(to_probe(F_te)), atol=1e-4
+    )
+
+
+def test_head_start_honours_sample_weight(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr, X_te = X[y >= 5][:80], y[y >= 5][:80], X[y >= 5][80:300]
+    w = np.where(y_tr == 7, 20.0, 1.0)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0)
+    clf.fit(X_tr, y_tr, sample_weight=w)
+    Z = _scaled(_features(source, X_tr))
+    F_tr, F_te = _features(source, X_tr), _features(source, X_te)
+    to_probe = _probe_space(F_tr)
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(Z, y_tr, sample_weight=w / w.mean())  # only the ratios count
+    np.testing.assert_allclose(
+        clf.predict_proba(X_te), lr.predict_proba(to_probe(F_te)), atol=1e-4
+    )
+
+
+def test_binary_head_start_matches_the_binary_probe(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr = X[:120], (y[:120] % 2).astype(bool)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X_tr, y_tr)
+    Z = _scaled(_features(source, X_tr))
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(Z, y_tr)
+    np.testing.assert_allclose(clf.predict_proba(X_tr), lr.predict_proba(Z), atol=1e-4)
+    assert clf.predict(X_tr).dtype == bool
+
+
+def test_multilabel_head_start(small_digits, source):
+    X, y = small_digits
+    Y = np.stack([y[:150] % 2, (y[:150] > 4), np.ones(150)], axis=1).astype(int)
+    clf = FineTuneClassifier(source, max_epochs=0, random_state=0).fit(X[:150], Y)
+    assert len(clf.head_start_["C"]) == 2  # the constant label keeps its prior
+    proba = clf.predict_proba(X[:150])
+    assert np.all(proba[:, 2] > 0.99)
+    assert (clf.predict(X[:150])[:, :2] == Y[:, :2]).mean() > 0.8
+
+
+def test_regressor_head_start_equals_ridge(small_digits, source):
+    X, y = small_digits
+    target = X[:150] @ np.linspace(-1, 1, 64) + 0.1 * y[:150]
+    reg = FineTuneRegressor(source, max_epochs=0, random_state=0)
+    reg.fit(X[:150], target)
+    Z = _scaled(_features(source, X[:150]))
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, (target - target.mean()) / target.std())
+    assert reg.head_start_["alpha"] == pytest.approx(ridge.alpha_)
+    expected = ridge.predict(Z) * target.std() + target.mean()
+    np.testing.assert_allclose(reg.predict(X[:150]), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_mlp_head_output_layer_is_probed(small_digits, source):
+    X, y = small_digits
+    clf = FineTuneClassifier(source, head=(16,), max_epochs=0, random_state=0)
+    clf.fit(X[y >= 5][:100], y[y >= 5][:100])
+    # The hidden layer keeps its initialisation; the output layer is a probe
+    # on it, so it already separates the training classes well.
+    assert clf.score(X[y >= 5][:100], y[y >= 5][:100]) > 0.6
+    random = FineTuneClassifier(
+        source, head=(16,), head_init="random", max_epochs=1, lr=1e-6, random_state=0
+    ).fit(X[y >= 5][:100], y[y >= 5][:100])
+    assert random.score(X[y >= 5][:100], y[y >= 5][:100]) < 0.5
+
+
+def test_never_worse_than_the_probe_with_a_frozen_body(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr, X_te, y_te = (
+        X[y >= 5][:60],
+        y[y >= 5][:60],
+        X[y >= 5][60:],
+        y[y >= 5][60:],
+    )
+    probe = FineTuneClassifier(source, unfreeze=0, max_epochs=0, random_state=0)
+    trained = FineTuneClassifier(source, unfreeze=0, random_state=0)
+    probe_score = probe.fit(X_tr, y_tr).score(X_te, y_te)
+    assert trained.fit(X_tr, y_tr).score(X_te, y_te) >= probe_score - 0.01
+
+
+def test_batchnorm_of_trainable_groups_is_re_estimated_before_the_probe(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(
+        "test_tiny_cnn", image_shape=(8, 8), unfreeze=1, max_epochs=0, random_state=0
+    ).fit(X[:64], y[:64])
+    body = clf.module_.backbone.body
+    top = body.get_submodule(clf.layer_groups_[-1])
+    bn = next(m for m in top.modules() if isinstance(m, nn.BatchNorm2d))
+    # Running statistics equal to the statistics of the training inputs at
+    # that layer (a cumulative average over the training batches).
+    captured = []
+    hook = bn.register_forward_pre_hook(lambda _m, a: captured.append(a[0]))
+    clf.predict(X[:64])
+    hook.remove()
+    acts = torch.cat(captured)
+    np.testing.assert_allclose(
+        bn.running_mean.numpy(), acts.mean(dim=(0, 2, 3)).numpy(), atol=1e-4
+    )
+    frozen = body.get_submodule(clf.layer_groups_[0])
+    pretrained = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8))
+    pretrained_bn = next(
+        m
+        for m in pretrained._load_backbone()
+        .body.get_submodule(clf.layer_groups_[0])
+        .modules()
+        if isinstance(m, nn.BatchNorm2d)
+    )
+    frozen_bn = next(m for m in frozen.modules() if isinstance(m, nn.BatchNorm2d))
+    torch.testing.assert_close(frozen_bn.running_mean, pretrained_bn.running_mean)

@@ -1,0 +1,36 @@
+"""Validation of X and y (inputs/validation.py): what each backbone takes."""
+
+import numpy as np
+import pytest
+from _common_finetune import IMAGE, mlp
+
+from skltransfer import FineTuneClassifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_strings_for_a_numeric_backbone_say_so(small_digits):
+    _, y = small_digits
+    with pytest.raises(ValueError, match="X holds strings .* text encoder"):
+        FineTuneClassifier(mlp(), max_epochs=1).fit(["a", "b"] * 10, y[:20])
+
+
+@pytest.mark.parametrize("backbone", ["image", "tabular"])
+def test_mismatched_lengths(small_digits, backbone):
+    X, y = small_digits
+    kw = IMAGE if backbone == "image" else {"backbone": mlp()}
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        FineTuneClassifier(**kw).fit(X[:10], y[:9])
+    images = list(X[:10].reshape(10, 8, 8))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        FineTuneClassifier(**IMAGE).fit(images, y[:9])
+
+
+@pytest.mark.parametrize("backbone", ["image", "tabular"])
+def test_nan_in_X(small_digits, backbone):
+    X, y = small_digits
+    X = X[:20].copy()
+    X[3, 5] = np.nan
+    kw = IMAGE if backbone == "image" else {"backbone": mlp()}
+    with pytest.raises(ValueError, match="NaN"):
+        FineTuneClassifier(**kw).fit(X, y[:20])
