@@ -8,8 +8,9 @@ import torch
 from _common_text import TEXTS
 
 from skltransfer.backbones import HFTextBackbone, TextBackbone, load_text_backbone
-from skltransfer.backbones._text import masked_pool
+from skltransfer.backbones._text import masked_pool, tokenizer_lock
 from skltransfer.exceptions import MissingDependencyError
+from skltransfer.inputs.text import tokenize_texts
 
 
 def test_backbone_contract(tiny_bert):
@@ -79,3 +80,32 @@ def test_masked_pool_ignores_padding():
     torch.testing.assert_close(
         masked_pool(hidden, mask, "cls"), torch.tensor([[1.0, 2.0]])
     )
+
+
+class _TokenizerSpy:
+    """A tokenizer that records whether its lock was held at each call."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.calls_under_lock = []
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls_under_lock.append(tokenizer_lock(self).locked())
+        return self.tokenizer(*args, **kwargs)
+
+
+def test_every_tokenizer_call_holds_its_lock(tiny_bert, monkeypatch):
+    """Estimators share loaded text models across threads, and a fast
+    tokenizer changes its settings in place on each call: calls of one
+    tokenizer never overlap."""
+    spy = _TokenizerSpy(tiny_bert.tokenizer)
+    monkeypatch.setattr(tiny_bert, "tokenizer", spy)
+    tiny_bert.tokenize(TEXTS, max_length=4)
+    tokenize_texts(spy, TEXTS, max_length=3)  # long texts are tokenised twice
+    assert len(spy.calls_under_lock) == 3 and all(spy.calls_under_lock)
+    assert tokenizer_lock(spy) is tokenizer_lock(spy)
+    assert tokenizer_lock(spy) is not tokenizer_lock(spy.tokenizer)
+    assert not tokenizer_lock(spy).locked()
