@@ -14,6 +14,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel test workers (pytest -n) share the cores: one torch thread
+    # each, rather than each worker's threads competing for all of them.
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():
