@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import pickle
 
+import joblib
 import numpy as np
 
 from ._process_state import loaded_estimators
@@ -79,13 +79,6 @@ def _restore_malloc_thresholds() -> bool:
     )
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 @functools.cache
 def _dask_slots_on_host(address: str) -> int | None:
     """Task slots (threads) of all Dask workers on this worker's host."""
@@ -107,7 +100,9 @@ def _engine_threads() -> int | None:
         pass
     else:
         slots = _dask_slots_on_host(worker.address) or worker.state.nthreads
-        return max(1, _usable_cores() // slots)
+        # joblib counts the cores this process may use: CPU affinity and
+        # container (cgroup) quotas included.
+        return max(1, joblib.cpu_count() // slots)
     try:
         import ray
 

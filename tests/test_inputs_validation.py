@@ -34,3 +34,29 @@ def test_nan_in_X(small_digits, backbone):
     kw = IMAGE if backbone == "image" else {"backbone": mlp()}
     with pytest.raises(ValueError, match="NaN"):
         FineTuneClassifier(**kw).fit(X, y[:20])
+
+
+def test_floats_outside_0_1_for_a_model_fitted_on_files_warn(rgb_images, tmp_path):
+    """A model fitted on files learned no numeric range: float pixels are read
+    as 0-1, so 0-255 floats would clip to white without a word."""
+    import warnings
+
+    from PIL import Image
+
+    from skltransfer import PretrainedImageFeatures
+    from skltransfer.exceptions import SkltransferWarning
+
+    X, _ = rgb_images
+    paths = []
+    for i, image in enumerate(X[:3]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    features = PretrainedImageFeatures("test_tiny_cnn").fit(paths)
+    assert features.value_range_ is None
+    with pytest.warns(SkltransferWarning, match="span 0 to 255.*read as 0-1"):
+        features.transform(X[:3].astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        features.transform(X[:3])  # uint8: always 0-255
+        features.transform(X[:3] / np.float32(255))  # floats in [0, 1]
+        features.transform(paths)

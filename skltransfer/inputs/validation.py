@@ -20,6 +20,7 @@ import torch
 
 from .._validation import validate_data
 from ..backbones._spec import input_kind
+from ..exceptions import SkltransferWarning, warn_at_caller
 from .batches import ImageInputs, TensorInputs, TextInputs
 from .images import ImageSource, as_image_source, background_rgb
 from .text import as_texts, check_max_length
@@ -176,8 +177,28 @@ def validate_images(
         if estimator.value_range == "auto":
             estimator.value_range_ = source.fit_value_range()
         source.value_range = estimator.value_range_
+    elif estimator.value_range_ is None:
+        _warn_unlearned_range(source)
     check_lengths(len(source), y)
     return source, y
+
+
+def _warn_unlearned_range(source: ImageSource) -> None:
+    """Numeric images outside [0, 1] for an estimator that learned no value
+    range (fitted on files, PIL or uint8 images): they are read as 0-1 and
+    clipped, which the user should hear about."""
+    if source.array is not None and source.array.dtype == np.uint8:
+        return  # always read as 0-255
+    seen = source.fit_value_range()
+    if seen is not None and seen != (0.0, 1.0):
+        warn_at_caller(
+            f"Float pixel values span {seen[0]:g} to {seen[1]:g}, but this "
+            "estimator was fitted on images without a numeric range (files, "
+            "PIL or uint8 images), so floats are read as 0-1 and clipped. Pass "
+            "uint8 arrays, scale the images to [0, 1], or set value_range "
+            "(e.g. (0, 255)) and fit again.",
+            SkltransferWarning,
+        )
 
 
 class InputsMixin:
