@@ -6,11 +6,11 @@ Every fine-tuning column is ``FineTuneClassifier(backbone)`` with nothing else
 set (the image tasks pass ``image_size=112``, a size that fits two CPU cores;
 that is the only parameter). Columns:
 
-- ``default``: ``FineTuneClassifier()`` (``unfreeze="auto"``: 1 for images,
-  0 for the text encoder, every layer of the MLP; probe head start;
-  ``max_epochs="auto"``);
+- ``default``: ``FineTuneClassifier()`` (``unfreeze="auto"``: for images the
+  top layer group, the top two from 500 training images; 0 for the text
+  encoder; every layer of the MLP; probe head start; ``max_epochs="auto"``);
 - ``unfreeze=0``: the head alone on the frozen body (images, MLP);
-- ``unfreeze=1``: the top layer group trains too (text, MLP);
+- ``unfreeze=1``: the top layer group trains too (images, text, MLP);
 - ``probe``: the linear-probe baseline, ``LogisticRegressionCV`` (C by 3-fold
   CV) on the standardised frozen features of the same backbone;
 - ``raw``: ``LogisticRegressionCV`` on the raw input (pixels, or TF-IDF for
@@ -152,15 +152,20 @@ def _per_class(y, n: int, rng) -> np.ndarray:
 
 def _image_columns(task, X_tr, y_tr, X_te, y_te, seed) -> None:
     tests = [(X_te, y_te)]
-    for column, params in [("default", {}), ("unfreeze=0", {"unfreeze": 0})]:
+    fine_tuned = [("default", {}), ("unfreeze=0", {"unfreeze": 0})]
+    fine_tuned.append(("unfreeze=1", {"unfreeze": 1}))
+    for column, params in fine_tuned:
+        if column in SKIP:
+            continue
         model = FineTuneClassifier(image_size=IMAGE_SIZE, random_state=seed, **params)
         task.add(column, *_fit_score(model, X_tr, y_tr, tests))
     features = PretrainedImageFeatures(image_size=IMAGE_SIZE)
     probe = make_pipeline(features, *_probe_steps())
     task.add("probe", *_fit_score(probe, X_tr, y_tr, tests))
-    raw = [(X_te.reshape(len(X_te), -1) / 255.0, y_te)]
-    X_raw = X_tr.reshape(len(X_tr), -1) / 255.0
-    task.add("raw", *_fit_score(_probe_model(), X_raw, y_tr, raw))
+    if "raw" not in SKIP:
+        raw = [(X_te.reshape(len(X_te), -1) / 255.0, y_te)]
+        X_raw = X_tr.reshape(len(X_tr), -1) / 255.0
+        task.add("raw", *_fit_score(_probe_model(), X_raw, y_tr, raw))
 
 
 def fashion_task(seeds, sizes=(20, 100, 500)) -> list[Task]:
@@ -252,7 +257,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", default="digits,fashion,mnist,text")
-    parser.add_argument("--skip", default="", help="e.g. unfreeze=1")
+    parser.add_argument("--skip", default="", help="columns, e.g. unfreeze=1,raw")
     args = parser.parse_args()
     SKIP.update(c for c in args.skip.split(",") if c)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)

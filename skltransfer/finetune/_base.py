@@ -51,9 +51,11 @@ __all__ = ["BaseFineTune"]
 AUTO_EARLY_STOPPING = 10_000
 # unfreeze="auto", by input kind: text encoders keep their embedding (training
 # their top layer lost out of domain on a few thousand texts); image backbones
-# train their top stage; a user's own module on numeric arrays, typically a
-# small source network, trains every layer (discriminative learning rates).
+# train their top stage, and their top two from AUTO_DEEPER_IMAGES training
+# images (see the docstring's figures); a user's own module on numeric arrays,
+# typically a small source network, trains every layer (discriminative rates).
 AUTO_UNFREEZE = {"text": 0, "image": 1, "tensor": "all"}
+AUTO_DEEPER_IMAGES = 500
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
 MIN_EPOCHS = 10
@@ -206,7 +208,9 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 ) from exc
         groups = backbone.layer_groups(example)
         self.layer_groups_ = [g.name for g in groups]
-        self.n_trainable_groups_ = self._resolve_unfreeze(len(groups), backbone)
+        self.n_trainable_groups_ = self._resolve_unfreeze(
+            len(groups), backbone, len(inputs)
+        )
         head = build_head(
             self.head, n_features, self._n_outputs(targets), self.head_dropout
         )
@@ -229,7 +233,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         """The per-fit context: freezing, precision, schedule, augmentation."""
         backbone = self.module_.backbone
         self._to_device(device)
-        self._check_warm_start_unfreeze(backbone)
+        self._check_warm_start_unfreeze(backbone, len(inputs))
         for group in self.optimizer_.param_groups:
             group["base_lr"] = self.lr * self.lr_decay ** group["depth"]
         group_params = backbone.group_parameters()
@@ -268,17 +272,20 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self.criterion_.to(device)
         _optimizer_to(self.optimizer_, device)
 
-    def _resolve_unfreeze(self, n_groups: int, backbone) -> int:
+    def _resolve_unfreeze(self, n_groups: int, backbone, n_samples: int) -> int:
         """``unfreeze`` as a number of groups; "auto" depends on the input kind
-        (see the class docstring)."""
+        and, for images, on the number of training samples (see the class
+        docstring)."""
         unfreeze = self.unfreeze
         if unfreeze == "auto":
             unfreeze = AUTO_UNFREEZE[self.input_kind_]
+            if self.input_kind_ == "image" and n_samples >= AUTO_DEEPER_IMAGES:
+                unfreeze = 2
             unfreeze = n_groups if unfreeze == "all" else min(unfreeze, n_groups)
         return resolve_unfreeze(unfreeze, n_groups, name=f"backbone {backbone.name!r}")
 
-    def _check_warm_start_unfreeze(self, backbone) -> None:
-        n = self._resolve_unfreeze(len(self.layer_groups_), backbone)
+    def _check_warm_start_unfreeze(self, backbone, n_samples: int) -> None:
+        n = self._resolve_unfreeze(len(self.layer_groups_), backbone, n_samples)
         if n != self.n_trainable_groups_:
             # More (or fewer) groups train than the optimiser was built for.
             self.n_trainable_groups_ = n
