@@ -7,7 +7,7 @@ set (the image tasks pass ``image_size=112``, a size that fits two CPU cores;
 that is the only parameter). Columns:
 
 - ``default``: ``FineTuneClassifier()`` (``unfreeze="auto"``: for images the
-  top layer group, the top two from 500 training images; 0 for the text
+  top layer group, the top two from 1,000 training images; 0 for the text
   encoder; every layer of the MLP; probe head start; ``max_epochs="auto"``);
 - ``unfreeze=0``: the head alone on the frozen body (images, MLP);
 - ``unfreeze=1``: the top layer group trains too (images, text, MLP);

@@ -20,10 +20,10 @@ default="efficientnet_lite0"
         head: 0 trains the head alone on a frozen body, ``"all"`` fine-tunes
         everything. Values above the number of groups raise a ValueError
         naming the maximum. ``"auto"`` depends on what ``X`` holds: for
-        image backbones 1, and 2 from 500 training images (on Fashion-MNIST
+        image backbones 1, and 2 from 1,000 training images (on Fashion-MNIST
         and MNIST with 1,000 to 5,000 images the top two stages beat the top
-        one by 0.5 to 1 point, at 1.5 times the fit time; with 200 they did
-        not); 0 for text encoders (on a few hundred to a few
+        one by 0.7 to 1.2 points, at 1.6 times the fit time; with 200 they
+        lost 0.7); 0 for text encoders (on a few hundred to a few
         thousand texts, training the top layer of a sentence encoder lost to
         its frozen embedding out of domain, at about 50 times the cost);
         ``"all"`` for a module on numeric arrays (typically a small source

@@ -266,8 +266,9 @@ def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source):
     assert module.n_trainable_groups_ == len(module.layer_groups_) == 2
     image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
     assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 1
-    # From 500 training images, the top two groups.
-    assert image.fit(X[:500], y[:500]).n_trainable_groups_ == 2
+    # From 1,000 training images, the top two groups.
+    assert image.fit(X[:999], y[:999]).n_trainable_groups_ == 1
+    assert image.fit(X[:1000], y[:1000]).n_trainable_groups_ == 2
     texts = ["a good film", "great movie", "bad film", "awful movie"] * 3
     text = FineTuneClassifier("test_tiny_bert", max_epochs=1)
     text.fit(texts, [1, 1, 0, 0] * 3)

@@ -4,7 +4,7 @@ Accuracy on 1000 held-out test images (100 per class) against the number of
 training images per class, for logistic regression on raw pixels, logistic
 regression on frozen EfficientNet-Lite0 features (ImageNet-pretrained), and
 ``FineTuneClassifier`` at its defaults (the backbone's top layer group, its
-top two from 500 training images, and a new head that starts as a linear
+top two from 1,000 training images, and a new head that starts as a linear
 probe). Images are upscaled to 112 px.
 
 For each draw (seed), a pool of the largest training size is drawn per class
@@ -49,7 +49,7 @@ def linear():
 
 
 def finetune(seed):
-    # The defaults: unfreeze="auto" (the top layer group, or two from 500
+    # The defaults: unfreeze="auto" (the top layer group, or two from 1,000
     # training images), a linear-probe head start, max_epochs="auto".
     return FineTuneClassifier(image_size=IMAGE_SIZE, random_state=seed)
 

@@ -55,7 +55,7 @@ AUTO_EARLY_STOPPING = 10_000
 # images (see the docstring's figures); a user's own module on numeric arrays,
 # typically a small source network, trains every layer (discriminative rates).
 AUTO_UNFREEZE = {"text": 0, "image": 1, "tensor": "all"}
-AUTO_DEEPER_IMAGES = 500
+AUTO_DEEPER_IMAGES = 1_000
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
 MIN_EPOCHS = 10
