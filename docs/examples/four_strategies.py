@@ -2,8 +2,8 @@
 
 1. Direct use on scikit-image's photos, whose subjects are ImageNet classes.
 2-4. On a Fashion-MNIST subset, whose classes are not: fixed features +
-logistic regression, fine-tuning the top layer group, and a frozen body with a
-new MLP head; raw pixels as the baseline.
+logistic regression, fine-tuning at the defaults (the top layer group on 500
+images), and a frozen body with a new MLP head; raw pixels as the baseline.
 
 Run: ``python docs/examples/four_strategies.py`` (offline, a few minutes on two
 CPU cores; needs the ``dataset-fashion-mnist`` Debian package). Writes

@@ -34,7 +34,7 @@ def pretrained_source(X, y):
         torch.nn.Linear(64, 32), torch.nn.ReLU(),
     )  # fmt: skip
     source = y < 5
-    model = FineTuneClassifier(body, unfreeze="all", max_epochs=30, random_state=0)
+    model = FineTuneClassifier(body, unfreeze="all", random_state=0)
     return model.fit(X[source], y[source])
 
 
@@ -53,8 +53,7 @@ def main():
     for n in PER_CLASS:
         train = pool[per_class_subset(y[pool], n, 0)]
         search = GridSearchCV(
-            FineTuneClassifier(spec, max_epochs=25, early_stopping=False,
-                               random_state=0),
+            FineTuneClassifier(spec, random_state=0),
             {"unfreeze": UNFREEZE, "lr": LRS},
             cv=StratifiedKFold(3, shuffle=True, random_state=0),
         ).fit(X[train], y[train])  # fmt: skip
