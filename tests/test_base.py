@@ -118,7 +118,7 @@ def test_fine_tuned_pickles_what_training_changed(small_digits):
 @pytest.mark.parametrize("first_with_weights", [True, False])
 def test_an_unpickled_fine_tuned_model_pickles_again(small_digits, first_with_weights):
     """Unpickled without its optimiser (warm_start=False), it pickles again by
-    reference, its whole backbone counting as changed."""
+    reference, with the entries its fit trained."""
     X, y = small_digits
     kw = {"image_shape": (8, 8), "max_epochs": 1, "unfreeze": 1, "random_state": 0}
     clf = FineTuneClassifier("test_tiny_cnn", **kw).fit(X[:60], y[:60])
@@ -152,6 +152,22 @@ def test_warm_start_by_reference_rebuilds_the_optimiser_on_the_network(small_dig
     assert loaded.optimizer_.state_dict()["state"]  # the moments came along
     loaded.fit(X[:60], y[:60])
     assert loaded.n_iter_ == 4
+
+
+def test_a_warm_start_training_fewer_groups_keeps_what_earlier_fits_trained(
+    small_digits,
+):
+    """A refit with a lower ``unfreeze`` leaves the group an earlier fit
+    trained as it was; the pickle by reference still carries it."""
+    X, y = small_digits
+    kw = {"image_shape": (8, 8), "max_epochs": 2, "random_state": 0}
+    clf = FineTuneClassifier("test_tiny_cnn", unfreeze=2, warm_start=True, **kw)
+    clf.fit(X[:60], y[:60]).set_params(unfreeze=1).fit(X[:60], y[:60])
+    loaded = pickle.loads(pickle.dumps(clf))
+    assert "_module_ref" in vars(loaded)  # the network by reference
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X[60:90]), clf.predict_proba(X[60:90])
+    )
 
 
 # -- device placement: one owner, TorchModelMixin ---------------------------------

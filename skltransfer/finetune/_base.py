@@ -195,6 +195,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self.history_ = []
         self.n_iter_ = 0
         self.n_steps_ = 0
+        self._trained_entries = set()
 
     def _initialize_module(self, backbone, inputs, targets):
         example = inputs.example()
@@ -238,6 +239,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             group["base_lr"] = self.lr * self.lr_decay ** group["depth"]
         group_params = backbone.group_parameters()
         freeze(group_params, self.n_trainable_groups_)
+        self._remember_trained(backbone, group_params)
         dtype = resolve_precision(self.precision, device)
         # fp16 needs loss scaling against underflowing gradients; bf16 does not.
         scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
@@ -256,6 +258,16 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             scaler=scaler,
             rng=np.random.default_rng(seed),
         )
+
+    def _remember_trained(self, backbone, group_params) -> None:
+        """Record the backbone entries this fit trains, adding to those of
+        earlier fits: a pickle by reference carries all of them, also after a
+        warm start that trains fewer groups than an earlier fit did."""
+        names = {id(p): name for name, p in backbone.named_parameters()}
+        n = self.n_trainable_groups_
+        top = group_params[len(group_params) - n :] if n else []
+        trained = self.__dict__.get("_trained_entries", set())
+        self._trained_entries = trained | {names[id(p)] for ps in top for p in ps}
 
     def _n_epochs(self, n_train: int) -> int:
         """Epochs of this fit: ``max_epochs``, or with "auto" enough epochs for
@@ -481,20 +493,15 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     def _changed_state(self, module) -> dict:
         """The new head and the backbone entries training may have changed
-        (trainable parameters and every buffer); the rest is the pretrained
-        weights, loaded again from the spec. Without an optimiser (unpickled
-        without its state) every entry counts as changed."""
-        optimizer = self.__dict__.get("optimizer_")
-        trainable = None
-        if optimizer is not None:
-            trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        (the parameters any fit trained, and every buffer); the rest is the
+        pretrained weights, loaded again from the spec. Without that record,
+        every entry counts as changed."""
+        trained = self.__dict__.get("_trained_entries")
         entries = module.backbone.state_dict(keep_vars=True)
         changed = {
             k: v.detach()
             for k, v in entries.items()
-            if trainable is None
-            or id(v) in trainable
-            or not isinstance(v, torch.nn.Parameter)
+            if trained is None or k in trained or not isinstance(v, torch.nn.Parameter)
         }
         return {"head": module.head, "backbone": changed}
 
