@@ -249,8 +249,10 @@ def report(tasks) -> None:
                     line += f"{f'{m:.3f} ± {s:.3f} ({secs}s)':>22}"
                 else:
                     line += f"{'—':>22}"
-            gap = cells["default"][0] - cells["probe"][0]
-            print(f"{line}   default - probe: {100 * gap:+.1f} pt")
+            if "default" in cells:
+                gap = cells["default"][0] - cells["probe"][0]
+                line += f"   default - probe: {100 * gap:+.1f} pt"
+            print(line)
 
 
 def main() -> None:
