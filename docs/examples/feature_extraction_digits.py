@@ -54,8 +54,9 @@ def scenarios(X, Z, y):
 
 
 def finetune(seed, **params):
-    # The defaults (the top layer group trains, with a linear-probe head start
-    # and max_epochs="auto"), or with ``params`` changed.
+    # The defaults (the top layer group trains, two from 1,000 training digits,
+    # with a linear-probe head start and max_epochs="auto"), or with ``params``
+    # changed.
     return FineTuneClassifier(
         image_shape=(8, 8), image_size=IMAGE_SIZE, random_state=seed, **params
     )
