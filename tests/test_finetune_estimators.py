@@ -67,7 +67,12 @@ def test_parallel_search_on_a_text_encoder_keeps_its_workers(capfd):
     # loky replaces a worker grown 300 MB past its first task; the tiny encoder
     # stays far below that, so this guards the search's plumbing, while
     # test_finetune_base.py::test_a_fitted_estimator_keeps_no_training_state
-    # checks what keeps a real encoder's workers from growing.
+    # checks what keeps a real encoder's workers from growing. Fresh workers:
+    # a worker left by an earlier test's image search would count importing
+    # transformers (a few hundred MB) as growth.
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
     texts = ["a good film", "great movie", "bad film", "awful movie"] * 6
     labels = [1, 1, 0, 0] * 6
     clf = FineTuneClassifier("test_tiny_bert", max_epochs=1, random_state=0)
