@@ -2,6 +2,8 @@
 source prefixes, local folders, and what is known before loading."""
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 from _common_text import TEXTS
@@ -20,7 +22,6 @@ from skltransfer.backbones import (
     get_spec,
     list_backbones,
     load_backbone,
-    load_text_backbone,
     register_backbone,
 )
 from skltransfer.backbones._registry import spec_input_kind
@@ -69,38 +70,22 @@ def test_image_backbone_is_refused():
 # -- one resolver for image and text backbones -------------------------------------
 
 
-def _tiny_bert_config():
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
-
-
-def _tiny_vit_config():
-    from transformers import ViTConfig
-
-    return ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
+def _config_only(model_folder, folder: Path) -> Path:
+    """``folder`` holding only the config.json of ``model_folder``: no weights
+    that resolving could load."""
+    folder.mkdir(parents=True)
+    shutil.copy(Path(model_folder) / "config.json", folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def config_folders(tmp_path_factory):
+def config_folders(tmp_path_factory, tiny_bert_folder, tiny_hf_vit):
     """Folders holding only the config.json of a tiny BERT and of a tiny ViT."""
     root = tmp_path_factory.mktemp("configs")
-    _tiny_bert_config().save_pretrained(root / "bert")
-    _tiny_vit_config().save_pretrained(root / "vit")
-    return {"text": root / "bert", "image": root / "vit"}
+    return {
+        "text": _config_only(tiny_bert_folder, root / "bert"),
+        "image": _config_only(tiny_hf_vit, root / "vit"),
+    }
 
 
 def test_registered_names_of_both_kinds_resolve_alike():
@@ -148,11 +133,11 @@ def test_explicit_modality_wins_over_the_config(config_folders):
     assert get_spec(f"hf:{image}", modality="text") == HFTextBackbone(image)
 
 
-def test_cached_hub_id_modality_read_offline(monkeypatch, tmp_path):
+def test_cached_hub_id_modality_read_offline(monkeypatch, tmp_path, tiny_bert_folder):
     from huggingface_hub import constants
 
     snapshot = tmp_path / "models--org--tiny-bert" / "snapshots" / "abc123"
-    _tiny_bert_config().save_pretrained(snapshot)
+    _config_only(tiny_bert_folder, snapshot)
     (tmp_path / "models--org--tiny-bert" / "refs").mkdir()
     (tmp_path / "models--org--tiny-bert" / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
@@ -165,14 +150,15 @@ def test_cached_hub_id_modality_read_offline(monkeypatch, tmp_path):
         get_spec("org/absent")
 
 
-def test_local_folders_of_both_kinds_load_through_the_resolver(tiny_hf_vit, tmp_path):
-    text = load_text_backbone("test_tiny_bert")
-    text.body.model.save_pretrained(tmp_path)
-    text.tokenizer.save_pretrained(tmp_path)
-    assert isinstance(get_spec(str(tmp_path)), HFTextBackbone)
-    assert load_backbone(str(tmp_path)).forward_features(
-        text.example_input(2)
-    ).shape == (2, 32)
+def test_local_folders_of_both_kinds_load_through_the_resolver(
+    tiny_bert, tiny_bert_folder, tiny_hf_vit
+):
+    folder = str(tiny_bert_folder)
+    assert isinstance(get_spec(folder), HFTextBackbone)
+    assert load_backbone(folder).forward_features(tiny_bert.example_input(2)).shape == (
+        2,
+        32,
+    )
     assert isinstance(get_spec(tiny_hf_vit), HFImageBackbone)
     assert load_backbone(tiny_hf_vit).class_names == ["ant", "bee", "cat"]
 
