@@ -47,6 +47,7 @@ __all__ = [
     "n_unfrozen_at",
     "resolve_unfreeze",
     "set_train_mode",
+    "trainable_groups",
 ]
 
 
@@ -106,6 +107,12 @@ def n_unfrozen_at(epoch: int, n_trainable: int, every: int | None) -> int:
 
 def _trainable_slice(n_groups: int, n_trainable: int) -> slice:
     return slice(n_groups - n_trainable, n_groups)
+
+
+def trainable_groups(group_params: Sequence, n_trainable: int) -> list:
+    """The last ``n_trainable`` entries of ``group_params``: the groups that
+    train (none for 0)."""
+    return list(group_params[_trainable_slice(len(group_params), n_trainable)])
 
 
 def freeze(group_params: Sequence[Sequence[nn.Parameter]], n_trainable: int) -> None:
@@ -179,8 +186,7 @@ def layerwise_param_groups(
     dict carries its ``"depth"`` so learning rates can be recomputed later.
     """
     out = _decay_split(head_params, lr, weight_decay, 0)
-    n = len(group_params)
-    trainable = list(group_params[_trainable_slice(n, n_trainable)])
+    trainable = trainable_groups(group_params, n_trainable)
     for depth, params in enumerate(reversed(trainable), start=1):
         out += _decay_split(params, lr * lr_decay**depth, weight_decay, depth)
     return out

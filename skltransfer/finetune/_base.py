@@ -36,7 +36,12 @@ from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
 from ..base import TorchModelMixin, cpu_copy, load_verified
 from ..caching import module_fingerprint
-from ..freezing import freeze, layerwise_param_groups, resolve_unfreeze
+from ..freezing import (
+    freeze,
+    layerwise_param_groups,
+    resolve_unfreeze,
+    trainable_groups,
+)
 from ..inputs.batches import TensorInputs
 from ..inputs.text import in_length_order
 from ..inputs.validation import InputsMixin
@@ -264,8 +269,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         earlier fits: a pickle by reference carries all of them, also after a
         warm start that trains fewer groups than an earlier fit did."""
         names = {id(p): name for name, p in backbone.named_parameters()}
-        n = self.n_trainable_groups_
-        top = group_params[len(group_params) - n :] if n else []
+        top = trainable_groups(group_params, self.n_trainable_groups_)
         trained = self.__dict__.get("_trained_entries", set())
         self._trained_entries = trained | {names[id(p)] for ps in top for p in ps}
 

@@ -362,19 +362,6 @@ def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder, lo
     return TokenStateInputs(states, mask, prefetch=folder is not None)
 
 
-def _longest_text(*parts) -> int:
-    """Tokens of the longest text of ``parts`` (tokenising is cheap next to the
-    encoder): the length token states are padded to."""
-    longest = 0
-    for inputs in parts:
-        for i in range(0, len(inputs), 1024):
-            batch = inputs.backbone.tokenize(
-                inputs.texts[i : i + 1024].tolist(), max_length=inputs.max_length
-            )
-            longest = max(longest, int(batch["attention_mask"].sum(1).max()))
-    return longest
-
-
 def _where(n_bytes: int) -> str:
     """Where ``n_bytes`` of activations go ("memory" or "disk"); raises
     :class:`_NotCached` when neither has room."""
@@ -490,7 +477,9 @@ def frozen_activations(network, config: FrozenActivationsConfig, ctx, inputs, va
             example = examples[names[-1]]
         if tokens:
             parts = (inputs,) if valid is None else (inputs, valid[0])
-            longest = _longest_text(*parts)
+            # Token states are padded to the longest text (tokenising once more
+            # is cheap next to the encoder).
+            longest = max(int(part.lengths().max(initial=0)) for part in parts)
             per_sample = longest * example[0, 0].nbytes
         else:
             per_sample = example[0].nbytes
