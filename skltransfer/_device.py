@@ -33,6 +33,20 @@ def resolve_device(device) -> torch.device:
     return resolved
 
 
+def device_available(device: torch.device) -> bool:
+    """Whether this machine has ``device`` (its index included, for CUDA)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        index = device.index or 0
+        return torch.cuda.is_available() and index < torch.cuda.device_count()
+    backend = getattr(torch.backends, device.type, None) or getattr(
+        torch, device.type, None
+    )
+    is_available = getattr(backend, "is_available", None)
+    return bool(is_available is not None and is_available())
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Return the autocast dtype for ``precision`` on ``device`` (None: fp32).
 

@@ -34,7 +34,7 @@ from torch import nn
 from torch.serialization import default_restore_location
 
 from ._config import get_config
-from ._device import resolve_device
+from ._device import device_available, resolve_device
 from ._process_state import load_frozen
 from .caching import module_fingerprint
 from .exceptions import SkltransferWarning, warn_at_caller
@@ -76,20 +76,6 @@ def cpu_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-def _available(device: torch.device) -> bool:
-    """Whether this machine has ``device``."""
-    if device.type == "cpu":
-        return True
-    if device.type == "cuda":
-        index = device.index or 0
-        return torch.cuda.is_available() and index < torch.cuda.device_count()
-    backend = getattr(torch.backends, device.type, None) or getattr(
-        torch, device.type, None
-    )
-    is_available = getattr(backend, "is_available", None)
-    return bool(is_available is not None and is_available())
-
-
 def load_device(device) -> torch.device:
     """Where an unpickled estimator's tensors go: its ``device`` parameter
     where this machine has that device, else the CPU."""
@@ -97,7 +83,7 @@ def load_device(device) -> torch.device:
         resolved = resolve_device(device)
     except ValueError:  # "cuda" where CUDA is missing, ...
         return _CPU
-    return resolved if _available(resolved) else _CPU
+    return resolved if device_available(resolved) else _CPU
 
 
 def _save(tensors: dict) -> bytes:
@@ -112,7 +98,7 @@ def _load(blob: bytes, device: torch.device, owner: str) -> dict:
     missing = set()
 
     def restore(storage, location: str):
-        if location not in missing and not _available(torch.device(location)):
+        if location not in missing and not device_available(torch.device(location)):
             missing.add(location)
             warn_at_caller(
                 f"This {owner} was pickled with tensors on {location!r}, which "
