@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from skltransfer import PretrainedImageFeatures
+from skltransfer import PretrainedImageFeatures, _batch_size
 from skltransfer._batch_size import (
     AutoBatchSize,
     chosen_batch_sizes,
@@ -144,4 +144,7 @@ def test_measured_batch_size_gives_the_same_features():
     )
     (key,) = chosen_batch_sizes()
     assert key[0] == "PretrainedImageFeatures" and key[1] == "test_tiny_cnn"
-    assert chosen_batch_sizes()[key] in (8, 16, 32, 64, 128)
+    # A size the CPU sweep measures: the doublings from its start to its limit.
+    start, limit = _batch_size._SWEEP["cpu"]
+    swept = [start * 2**k for k in range(8) if start * 2**k <= limit]
+    assert chosen_batch_sizes()[key] in swept
