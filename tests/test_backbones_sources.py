@@ -38,6 +38,42 @@ def test_timm_source_with_random_weights():
         TimmBackbone("resnet_nonexistent", pretrained=False).load()
 
 
+def test_timm_distilled_heads_that_read_the_pooled_features_are_averaged():
+    """LeViT scores the pooled features with a class and a distillation head:
+    the backbone's head reproduces timm's logits exactly."""
+    import timm
+
+    from skltransfer.backbones._loading import seeded
+
+    with seeded():
+        reference = timm.create_model("levit_128s", pretrained=False).eval()
+    bb = TimmBackbone("levit_128s", pretrained=False).load()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features = bb.forward_features(x)
+        assert features.shape == (2, 384)
+        torch.testing.assert_close(bb(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_timm_distilled_heads_that_read_other_tokens_are_not_reused():
+    """DeiT's distillation head reads its own token: no head over the pooled
+    features reproduces the model, so none is offered, and fine-tuning works."""
+    from skltransfer import FineTuneClassifier, PretrainedImageClassifier
+
+    kwargs = (("img_size", 32), ("patch_size", 8), ("depth", 1))
+    spec = TimmBackbone("deit_tiny_distilled_patch16_224", False, kwargs)
+    bb = spec.load()
+    assert bb.head is None and bb.preprocessing.crop_size == 32
+    # timm's own features: the mean of the class and distillation tokens.
+    assert bb.forward_features(bb.example_input(2)).shape == (2, 192)
+    X = torch.rand(8, 32, 32, 3).numpy()
+    y = [0, 1] * 4
+    with pytest.raises(ValueError, match="no named pretrained head"):
+        PretrainedImageClassifier(backbone=spec).fit(X)
+    clf = FineTuneClassifier(backbone=spec, max_epochs=1, verbose=0).fit(X, y)
+    assert clf.predict(X).shape == (8,)
+
+
 def test_timm_local_folder_loads_offline(offline, tmp_path):
     import timm
     from timm.models._hub import save_for_hf

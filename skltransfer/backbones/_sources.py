@@ -125,6 +125,12 @@ def timm_preprocessing(model) -> ImagePreprocessing:
 
     cfg = resolve_data_config({}, model=model)
     crop = cfg["input_size"][-1]
+    # A ViT built for another size (``img_size=`` among the kwargs) accepts only
+    # that size, whatever its pretrained config says.
+    embed = getattr(model, "patch_embed", None)
+    fixed = getattr(embed, "img_size", None)
+    if fixed and not getattr(embed, "dynamic_img_size", False):
+        crop = fixed[-1]
     return ImagePreprocessing(
         crop_size=crop,
         resize_size=math.floor(crop / cfg.get("crop_pct", 1.0)),
@@ -173,20 +179,72 @@ def timm_layer_groups(model) -> list[LayerGroup] | None:
     return declared_layer_groups(model, _timm_group_key(matcher)) or None
 
 
+def _outputs(head: nn.Module | None) -> int | None:
+    """The number of classes a pretrained head scores (its last linear layer's)."""
+    linears = (
+        [] if head is None else [m for m in head.modules() if isinstance(m, nn.Linear)]
+    )
+    return linears[-1].out_features if linears else None
+
+
+class _MeanOfHeads(nn.Module):
+    """Classifiers that read the same pooled features, averaged as timm does at
+    inference (LeViT's and RepViT's class and distillation heads)."""
+
+    def __init__(self, heads: list[nn.Module]):
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, x):
+        return sum(head(x) for head in self.heads) / len(self.heads)
+
+
+def _split_several_heads(
+    model, head_names, size: int
+) -> tuple[nn.Module, nn.Module | None]:
+    """Split a timm model that declares several classifiers (distilled models).
+
+    The body is the model without classifiers, timm's own feature extractor
+    (``reset_classifier(0)``: the pooled pre-logits features). Their average is
+    its pretrained head only where every classifier reads those features: it is
+    checked against the model's own logits on one input, and where it differs
+    (DeiT, PiT and VOLO read separate tokens, CrossViT separate branches)
+    there is no head to reuse.
+    """
+    import torch
+
+    heads = [model.get_submodule(name) for name in head_names]
+    model.eval()
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(x)
+        model.reset_classifier(0)
+        head = _MeanOfHeads(heads)
+        try:
+            same = torch.allclose(head(model(x)), logits, rtol=1e-3, atol=1e-4)
+        except RuntimeError:  # a head of one branch (CrossViT) or of a larger tensor
+            same = False
+    return model, head if same else None
+
+
 def timm_backbone(model, name: str, pretrained: bool) -> Backbone:
     """Wrap a timm model with the stages it declares, naming ImageNet classes when
     its head has 1000 outputs."""
+    preprocessing = timm_preprocessing(model)
     head_name = model.pretrained_cfg.get("classifier")
-    if head_name and not isinstance(model.get_submodule(head_name), nn.Linear):
-        head_name = None
-    body, head = split_head(model, head_name)
+    if isinstance(head_name, tuple | list):
+        body, head = _split_several_heads(model, head_name, preprocessing.crop_size)
+    else:
+        if head_name and not isinstance(model.get_submodule(head_name), nn.Linear):
+            head_name = None
+        body, head = split_head(model, head_name)
     names = None
-    if pretrained and isinstance(head, nn.Linear) and head.out_features == 1000:
+    if pretrained and _outputs(head) == 1000:
         names = imagenet_class_names()
     return Backbone(
         body,
         head,
-        preprocessing=timm_preprocessing(model),
+        preprocessing=preprocessing,
         class_names=names,
         name=name,
         layer_groups=timm_layer_groups(body),
