@@ -260,6 +260,25 @@ def test_large_files_decode_reduced_but_never_below_the_model_size(large_photos)
 
 
 @pytest.mark.slow
+def test_large_files_never_reach_numpy_at_full_size(large_photos):
+    """Reduced by Pillow before any array is made: three 10-megapixel PNGs in one
+    call allocate less than one full 8-bit decode (and a float one is 4x that)."""
+    import tracemalloc
+
+    full = large_photos["full png"][0].nbytes
+    pre = ImagePreprocessing()
+    as_image_source(large_photos["png"][:1]).load_resized(slice(0, 1), pre)  # imports
+    three = large_photos["png"] + large_photos["png"][:1]
+    tracemalloc.start()
+    try:
+        as_image_source(three).load_resized(slice(0, 3), pre)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < full
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["jpg", "png"])
 def test_reduced_decode_stays_close_to_the_full_decode(large_photos, ext):
     pre = ImagePreprocessing()  # 256 then 224, bilinear
