@@ -81,9 +81,10 @@ def main():
     for name, values in scores.items():
         print(f"  {name:<20} {np.mean(values):.3f} ± {np.std(values):.3f}")
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    ax.bar(names, [np.mean(scores[n]) for n in names],
-           yerr=[np.std(scores[n]) for n in names], capsize=4,
-           color=["tab:gray", "tab:purple", "tab:blue", "tab:cyan", "tab:green"])  # fmt: skip
+    colours = ["tab:gray", "tab:purple", "tab:blue", "tab:cyan", "tab:green"]
+    means = [np.mean(scores[n]) for n in names]
+    errors = [np.std(scores[n]) for n in names]
+    ax.bar(names, means, yerr=errors, capsize=4, color=colours)
     ax.set_ylim(0.5, 1.0)
     ax.set_ylabel(f"accuracy on digits 5-9 ({N_TARGET} training digits)")
     ax.set_title("Reusing a network trained on digits 0-4")
