@@ -89,7 +89,11 @@ def mnist_5k():
 def run_seed(X, y, seed: int, side: int, budgets, source_epochs: int) -> dict:
     source_mask = y < 5
     source = FineTuneClassifier(
-        net(seed, side), unfreeze="all", max_epochs=source_epochs, **RECIPE
+        net(seed, side),
+        unfreeze="all",
+        max_epochs=source_epochs,
+        random_state=seed,
+        **RECIPE,
     ).fit(X[source_mask], y[source_mask])
     Xt, yt = X[~source_mask], y[~source_mask]
     idx = np.random.default_rng(seed).permutation(len(yt))
