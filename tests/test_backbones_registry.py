@@ -229,3 +229,12 @@ def test_registering_declares_metadata(monkeypatch):
     assert "my_text" in list_backbones(modality="text")
     with pytest.raises(ValueError, match="input_kind must be one of"):
         register_backbone("my_audio", input_kind="audio")(my_text)
+
+
+def test_a_wrong_declared_input_kind_is_an_error_at_load(monkeypatch):
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    register_backbone("text_said_image", pretrained=False)(
+        _registry._REGISTRY["test_tiny_bert"].loader
+    )
+    with pytest.raises(ValueError, match="register it with input_kind='text'"):
+        get_spec("text_said_image").load()

@@ -21,7 +21,7 @@ from torch import nn
 from . import _efficientnet_lite, _text, _tiny
 from ._loading import close_matches
 from ._sources import HFImageBackbone, ModuleBackbone, TimmBackbone, TorchvisionBackbone
-from ._spec import MODALITIES, BackboneSpec, Entry
+from ._spec import MODALITIES, BackboneSpec, Entry, input_kind
 from ._text import HFTextBackbone, TextBackbone
 
 __all__ = [
@@ -168,7 +168,17 @@ class RegisteredBackbone(BackboneSpec):
         return None if entry is None else entry.declared_class_names()
 
     def load(self):
-        backbone = _REGISTRY[self.name].loader()
+        entry = _REGISTRY[self.name]
+        backbone = entry.loader()
+        loaded = input_kind(backbone)
+        if loaded != entry.input_kind:
+            # Estimators read the declared kind before loading, to tell what X
+            # holds; a wrong declaration would fail later on the data instead.
+            raise ValueError(
+                f"Backbone {self.name!r} is registered with input_kind="
+                f"{entry.input_kind!r} but its loader returned a {loaded} "
+                f"backbone: register it with input_kind={loaded!r}."
+            )
         backbone.name = self.name
         return backbone.eval()
 
