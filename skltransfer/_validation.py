@@ -19,7 +19,11 @@ from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     Interval,
     StrOptions,
 )
-from sklearn.utils.validation import check_is_fitted, validate_data  # noqa: F401
+from sklearn.utils.validation import (  # noqa: F401  (re-exported)
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._device import PRECISIONS
 
@@ -29,6 +33,7 @@ __all__ = [
     "StrOptions",
     "check_is_fitted",
     "check_positive_int",
+    "check_sample_weight",
     "fit_context",
     "image_input_constraints",
     "text_input_constraints",
@@ -77,8 +82,9 @@ def image_input_constraints() -> dict:
 
 
 def text_input_constraints() -> dict:
-    """Constraints of the parameters that say how texts are tokenised."""
-    return {"max_length": [Interval(Integral, 1, None, closed="left"), None]}
+    """Constraints of the parameters that say how texts are tokenised
+    (``max_length`` leaves room for the special tokens: at least 2)."""
+    return {"max_length": [Interval(Integral, 2, None, closed="left"), None]}
 
 
 def check_positive_int(value, name: str) -> int:
@@ -88,3 +94,16 @@ def check_positive_int(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def check_sample_weight(sample_weight, n: int) -> torch.Tensor | None:
+    """Sample weights as a float tensor with mean 1 (None stays None)."""
+    if sample_weight is None:
+        return None
+    # Finite, non-negative and of length n: checked by scikit-learn's helper.
+    w = _check_sample_weight(
+        sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True
+    )
+    if w.sum() <= 0:
+        raise ValueError("sample_weight must have a positive sum.")
+    return torch.as_tensor(w / w.mean(), dtype=torch.float32)

@@ -5,6 +5,9 @@
 and their state, a parameter holding a user's module); nothing else needs to
 know how they travel:
 
+- a fit moves the declared fitted attributes to its device with
+  :meth:`TorchModelMixin._move_fitted_state`;
+
 - pickling serialises the declared attributes with :func:`torch.save` into
   bytes, which copies each tensor to host memory once, straight from the
   device, and leaves the live model as it is (no copy of the module first);
@@ -129,6 +132,25 @@ class TorchModelMixin:
 
     def _device(self) -> torch.device:
         return resolve_device(getattr(self, "device", "auto"))
+
+    def _move_fitted_state(self, device: torch.device) -> None:
+        """Every declared fitted attribute on ``device``: modules, optimiser
+        state and tensors (a warm start may continue on another device than
+        the one that trained). Parameters stay as the user gave them."""
+        params = set(self._get_param_names())
+        for name in self._device_state:
+            value = self.__dict__.get(name)
+            if name in params or value is None:
+                continue
+            if isinstance(value, nn.Module):
+                value.to(device)
+            elif isinstance(value, torch.optim.Optimizer):
+                for per_param in value.state.values():
+                    for key, tensor in per_param.items():
+                        if isinstance(tensor, torch.Tensor):
+                            per_param[key] = tensor.to(device)
+            elif isinstance(value, torch.Tensor):
+                self.__dict__[name] = value.to(device)
 
     def __getstate__(self):
         by_reference = not get_config()["pickle_weights"]

@@ -251,6 +251,20 @@ def test_every_attribute_holding_torch_state_is_declared(small_digits):
                 assert name in type(est)._device_state, (type(est).__name__, name)
 
 
+def test_a_fit_moves_every_declared_fitted_attribute_but_not_parameters(small_digits):
+    """What a warm start continues from (network, loss, optimiser state) goes
+    to the fit's device; a user's module given as a parameter stays put."""
+    est = _warm_fine_tuned(small_digits)
+    est.backbone = torch.nn.Linear(2, 2)
+    assert est.optimizer_.state  # moments of a step taken
+    meta = torch.device("meta")  # any device that is not the CPU
+    est._move_fitted_state(meta)
+    assert {p.device for p in est.module_.parameters()} == {meta}
+    moments = [t for s in est.optimizer_.state.values() for t in s.values() if t.ndim]
+    assert moments and {t.device for t in moments} == {meta}
+    assert est.backbone.weight.device == torch.device("cpu")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fitted_on_a_gpu_loads_on_the_gpu_or_on_a_machine_without_one(small_digits):

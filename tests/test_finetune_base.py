@@ -9,7 +9,7 @@ from _common_finetune import FAST, IMAGE, mlp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, cross_val_score
 from torch import nn
 
 from skltransfer import FineTuneClassifier
@@ -156,10 +156,16 @@ def test_frozen_estimator_source_in_grid_search(small_digits, source):
     X, y = small_digits
     before = {k: v.clone() for k, v in source.module_.state_dict().items()}
     target = FineTuneClassifier(FrozenEstimator(source), max_epochs=5, random_state=0)
-    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2)
-    search.fit(X[y >= 5][:80], y[y >= 5][:80])
+    search = GridSearchCV(target, {"unfreeze": [0, 1]}, cv=2, error_score="raise")
+    Xt, yt = X[y >= 5][:80], y[y >= 5][:80]
+    search.fit(Xt, yt)
     assert search.best_estimator_.layer_groups_ == source.layer_groups_
-    assert search.best_score_ > 0.7
+    # Both depths fitted and scored (a failed fit would raise), and differ.
+    scores = search.cv_results_["mean_test_score"]
+    assert (scores > 0.7).all() and scores[0] != scores[1]
+    assert search.best_estimator_.n_trainable_groups_ == search.best_params_["unfreeze"]
+    # cross_val_score clones it too.
+    assert cross_val_score(target, Xt, yt, cv=2, error_score="raise").min() > 0.7
     # The source itself is never modified by the searches.
     for key, value in source.module_.state_dict().items():
         torch.testing.assert_close(value, before[key])

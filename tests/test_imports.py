@@ -141,3 +141,18 @@ def test_imports_go_down_the_layers():
         if target != "skltransfer" and _layer(target) < _layer(_module_name(p))
     ]
     assert upward == []
+
+
+def test_every_module_has_its_test_file():
+    """``finetune/_probe.py`` is tested in ``tests/test_finetune_probe.py``
+    (docs/architecture.md)."""
+    tests = Path(__file__).parent
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            continue
+        name = "_".join(part.lstrip("_") for part in parts)
+        if not (tests / f"test_{name}.py").exists():
+            missing.append(f"{'/'.join(parts)}.py -> tests/test_{name}.py")
+    assert missing == []

@@ -45,6 +45,19 @@ def test_fine_tuning_needs_a_batch_size():
         clf.fit(IMAGES, [0, 1])
 
 
+@pytest.mark.parametrize(
+    "make", [PretrainedTextEmbeddings, lambda b, **kw: FineTuneClassifier(b, **kw)]
+)
+def test_text_estimators_share_one_max_length_rule(make):
+    """At least 2 tokens (room for the special tokens), at most the model's."""
+    est = make("test_tiny_bert", max_length=1)
+    with pytest.raises(InvalidParameterError, match=r"max_length.*\[2, inf\)"):
+        est.fit(TEXTS, [0, 1])
+    est.set_params(max_length=10_000)
+    with pytest.raises(ValueError, match="max_length=10000 exceeds what"):
+        est.fit(TEXTS, [0, 1])
+
+
 def test_scikit_learn_can_skip_the_validation():
     est = PretrainedWordVectors(WORDS, pooling="median")
     with pytest.raises(InvalidParameterError, match="pooling"):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from _common import per_class_subset, save
 from sklearn.datasets import load_digits
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skltransfer import FineTuneClassifier
@@ -41,7 +42,7 @@ def pretrained_source(X, y):
 def main():
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(np.float32)
-    spec = pretrained_source(X, y).to_backbone_spec()
+    source = FrozenEstimator(pretrained_source(X, y))  # clone keeps it fitted
     target = np.flatnonzero(y >= 5)
     test = target[per_class_subset(y[target], 60, 0)]
     pool = np.setdiff1d(target, test)
@@ -53,7 +54,7 @@ def main():
     for n in PER_CLASS:
         train = pool[per_class_subset(y[pool], n, 0)]
         search = GridSearchCV(
-            FineTuneClassifier(spec, random_state=0),
+            FineTuneClassifier(source, random_state=0),
             {"unfreeze": UNFREEZE, "lr": LRS},
             cv=StratifiedKFold(3, shuffle=True, random_state=0),
         ).fit(X[train], y[train])  # fmt: skip

@@ -237,8 +237,6 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         if self.max_length is None:
             return backbone.max_length
         check_max_length(self.max_length, backbone.model_max_length, backbone.name)
-        if self.max_length < 2:
-            raise ValueError("max_length must leave room for the special tokens.")
         return self.max_length
 
     # -- inference ---------------------------------------------------------------

@@ -18,7 +18,6 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight
 
 from .._device import resolve_precision
 from .._inference import batch_slices, n_steps_per_epoch, run_batched
@@ -27,6 +26,7 @@ from .._validation import (
     Interval,
     StrOptions,
     check_is_fitted,
+    check_sample_weight,
     fit_context,
     image_input_constraints,
     runtime_constraints,
@@ -169,7 +169,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                     f"{type(self).__name__} needs at least 2 training samples; got "
                     f"n_samples = {len(targets)}."
                 )
-            weights = _check_weights(sample_weight, len(targets))
+            weights = check_sample_weight(sample_weight, len(targets))
             if not warm:
                 self._initialize(backbone, inputs, targets, device)
             elif "optimizer_" not in self.__dict__:
@@ -238,7 +238,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _initialize_fit(self, inputs, device, seed) -> FitContext:
         """The per-fit context: freezing, precision, schedule, augmentation."""
         backbone = self.module_.backbone
-        self._to_device(device)
+        self._move_fitted_state(device)
         self._check_warm_start_unfreeze(backbone, len(inputs))
         for group in self.optimizer_.param_groups:
             group["base_lr"] = self.lr * self.lr_decay ** group["depth"]
@@ -280,13 +280,6 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             return int(self.max_epochs)
         per_epoch = n_steps_per_epoch(n_train, self.batch_size)
         return max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch))
-
-    def _to_device(self, device) -> None:
-        """Network, loss and optimiser state on ``device`` (a warm start may
-        continue on another device than the one that trained)."""
-        self.module_.to(device)
-        self.criterion_.to(device)
-        _optimizer_to(self.optimizer_, device)
 
     def _resolve_unfreeze(self, n_groups: int, backbone, n_samples: int) -> int:
         """``unfreeze`` as a number of groups; "auto" depends on the input kind
@@ -342,13 +335,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         return None
 
     def _train(self, ctx: FitContext, train, valid):
-        inputs = _tensors_to(train[0], ctx.device)
-        y = train[1].to(ctx.device)
-        ctx.weights = _to_device(train[2], ctx.device)
+        inputs, y, ctx.weights = (_on(ctx.device, part) for part in train)
         ctx.augment = self._augmentation(inputs)
         if valid is not None:
-            ctx.valid_weights = _to_device(valid[2], ctx.device)
-            valid = (_tensors_to(valid[0], ctx.device), valid[1].to(ctx.device))
+            *valid, ctx.valid_weights = (_on(ctx.device, part) for part in valid)
         # Stored activations read images once, so they are decoded into
         # memory for the whole fit only when the activations are not stored.
         config = FrozenActivationsConfig(
@@ -542,19 +532,6 @@ def _load_fresh(spec):
     return spec.load().eval()
 
 
-def _check_weights(sample_weight, n: int):
-    """Sample weights as a float tensor with mean 1 (None stays None)."""
-    if sample_weight is None:
-        return None
-    # Finite, non-negative and of length n: checked by scikit-learn's helper.
-    w = _check_sample_weight(
-        sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True
-    )
-    if w.sum() <= 0:
-        raise ValueError("sample_weight must have a positive sum.")
-    return torch.as_tensor(w / w.mean(), dtype=torch.float32)
-
-
 class _FittedState:
     """The fitted attributes before a fit, to put back if the fit fails.
 
@@ -600,17 +577,7 @@ def _shape(batch) -> tuple | dict:
     return tuple(batch.shape)
 
 
-def _tensors_to(inputs, device):
-    """Inputs held in a tensor, moved to ``device`` once; others as they are."""
-    return inputs.to(device) if isinstance(inputs, TensorInputs) else inputs
-
-
-def _to_device(weights, device):
-    return None if weights is None else weights.to(device)
-
-
-def _optimizer_to(optimizer, device) -> None:
-    for per_param in optimizer.state.values():
-        for key, value in per_param.items():
-            if isinstance(value, torch.Tensor):
-                per_param[key] = value.to(device)
+def _on(device, value):
+    """Inputs held in a tensor, targets or sample weights moved to ``device``
+    once; other inputs (decoded batch by batch) and None as they are."""
+    return value.to(device) if isinstance(value, TensorInputs | torch.Tensor) else value

@@ -1,0 +1,94 @@
+"""Inputs of fine-tuning behind one interface (inputs/batches.py): every kind
+loads the same samples by slice or by positions, and its subsets are its rows."""
+
+import numpy as np
+import pytest
+import torch
+
+from skltransfer.backbones import ImagePreprocessing, load_backbone
+from skltransfer.inputs.batches import (
+    CACHED_KEY,
+    ImageInputs,
+    MappedInputs,
+    TensorInputs,
+    TextInputs,
+    TokenStateInputs,
+)
+from skltransfer.inputs.images import as_image_source
+
+CPU = torch.device("cpu")
+rng = np.random.default_rng(0)
+PIXELS = rng.integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
+PRE = ImagePreprocessing(crop_size=8, resize_size=None)
+TEXTS = np.array(["a", "a good film", "a b c d e f", "the cat", "no", "yes it is"])
+
+
+def _kinds(tmp_path):
+    array = rng.normal(size=(6, 4)).astype(np.float32)
+    mapped = np.lib.format.open_memmap(
+        tmp_path / "rows.npy", mode="w+", dtype=np.float32, shape=(6, 4)
+    )
+    mapped[:] = array
+    return {
+        "tensor": TensorInputs(torch.from_numpy(array)),
+        "mapped": MappedInputs(mapped),
+        "image": ImageInputs(as_image_source(PIXELS), PRE),
+        "text": TextInputs(TEXTS, load_backbone("test_tiny_bert")),
+    }
+
+
+def _same(a, b):
+    if isinstance(a, list):
+        assert a == b
+    else:
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "mapped", "image", "text"])
+def test_positions_subsets_and_slices_load_the_same_samples(kind, tmp_path):
+    inputs = _kinds(tmp_path)[kind]
+    assert len(inputs) == 6
+    idx = np.array([4, 1, 3])
+    by_position = inputs.load(inputs.positions(idx))
+    by_subset = inputs.subset(idx).load(slice(0, 3))
+    _same(by_position, by_subset)
+    every = inputs.load(slice(0, 6))
+    _same(inputs.load(slice(1, 2)), every[1:2])
+
+
+def test_images_are_normalised_after_augmentation_and_can_be_kept_in_memory():
+    inputs = ImageInputs(as_image_source(PIXELS), PRE)
+    raw = inputs.load(slice(0, 2))
+    assert raw.shape == (2, 3, 8, 8) and raw.min() >= 0 and raw.max() <= 1
+    seen = []
+    batch = inputs.to_model(raw, CPU, augment=lambda b: seen.append(b.max()) or b)
+    assert seen[0] <= 1  # augmentation sees [0, 1] pixels
+    torch.testing.assert_close(batch, PRE.normalize(raw))
+    kept = inputs.materialize()
+    assert isinstance(kept, TensorInputs) and kept.kind == "image"
+    torch.testing.assert_close(
+        kept.to_model(kept.load(slice(0, 6)), CPU),
+        inputs.to_model(inputs.load(slice(0, 6)), CPU),
+    )
+
+
+def test_text_lengths_count_tokens_as_batches_cut_them():
+    backbone = load_backbone("test_tiny_bert")
+    inputs = TextInputs(TEXTS, backbone, max_length=4)
+    lengths = inputs.lengths()
+    batch = inputs.to_model(inputs.load(slice(0, 6)), CPU)
+    np.testing.assert_array_equal(lengths, batch["attention_mask"].sum(1).numpy())
+    assert lengths.max() == 4  # the longest texts cut at max_length
+
+
+def test_token_states_are_cut_to_the_longest_text_of_the_batch():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]])
+    states = torch.arange(3 * 4 * 2, dtype=torch.float32).reshape(3, 4, 2)
+    inputs = TokenStateInputs(states, mask)
+    batch = inputs.load(np.array([1, 2]))
+    assert batch[CACHED_KEY].shape == (2, 2, 2)
+    torch.testing.assert_close(batch[CACHED_KEY], states[[1, 2], :2])
+    assert torch.equal(batch["attention_mask"], mask[[1, 2], :2])
+    assert batch["input_ids"].shape == (2, 2)
+    sub = inputs.subset([2, 0])
+    assert len(sub) == 2 and torch.equal(sub.mask, mask[[2, 0]])
