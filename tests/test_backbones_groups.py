@@ -32,9 +32,9 @@ def test_layer_groups_merge_norms_and_follow_execution_order():
 @pytest.mark.parametrize(
     "name, first, last, n",
     [
-        ("resnet18", "conv1", "layer4", 5),
         ("mobilenet_v3_small", "features.0", "classifier", 14),
-        # Tens of millions of weights to initialise: slow.
+        # Ten million weights and more to initialise: slow.
+        pytest.param("resnet18", "conv1", "layer4", 5, marks=pytest.mark.slow),
         pytest.param(
             "vit_b_16",
             "conv_proj",

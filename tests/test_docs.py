@@ -93,6 +93,8 @@ def page_folders(tmp_path_factory):
     return {}
 
 
+# The blocks run as a reader runs them: with the library's own probe grid.
+@pytest.mark.usefixtures("full_probe_grid")
 @pytest.mark.parametrize(("page", "index"), BLOCKS)
 def test_code_block_runs(page, index, page_folders, tmp_path_factory, monkeypatch):
     blocks = CODE[page]

@@ -14,6 +14,7 @@ from torch import nn
 
 from skltransfer import FineTuneClassifier
 from skltransfer.backbones import ModuleBackbone
+from skltransfer.finetune import _base
 from skltransfer.finetune._base import MIN_EPOCHS, MIN_STEPS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -152,6 +153,7 @@ def test_bare_source_in_grid_search_names_the_fix(small_digits):
         search.fit(X[60:120], y[60:120] % 2)
 
 
+@pytest.mark.slow  # seven fits at the default training length
 def test_frozen_estimator_source_in_grid_search(small_digits, source):
     X, y = small_digits
     before = {k: v.clone() for k, v in source.module_.state_dict().items()}
@@ -181,6 +183,7 @@ def test_unfitted_source_names_both_ways(small_digits):
 # -- seeds, warm starts and what a fit keeps ---------------------------------------
 
 
+@pytest.mark.slow  # two fits at the default training length (300 steps)
 def test_seeded_default_fits_are_identical(small_digits, source):
     X, y = small_digits
     a = FineTuneClassifier(source, random_state=3).fit(X[:60], y[:60])
@@ -266,15 +269,17 @@ def test_tiny_data_trains_the_minimum_steps_on_every_sample(small_digits, source
     assert seen == [10] and clf.n_steps_ == MIN_STEPS + 1
 
 
-def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source):
+def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source, monkeypatch):
     X, y = small_digits
     module = FineTuneClassifier(source, max_epochs=1).fit(X[:40], y[:40])
     assert module.n_trainable_groups_ == len(module.layer_groups_) == 2
+    # From 1,000 training images, the top two groups; the rule is tested at a
+    # threshold of 40 so that the fits stay small.
+    assert _base.AUTO_DEEPER_IMAGES == 1_000
+    monkeypatch.setattr(_base, "AUTO_DEEPER_IMAGES", 40)
     image = FineTuneClassifier("test_tiny_cnn", image_shape=(8, 8), max_epochs=1)
-    assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 1
-    # From 1,000 training images, the top two groups.
-    assert image.fit(X[:999], y[:999]).n_trainable_groups_ == 1
-    assert image.fit(X[:1000], y[:1000]).n_trainable_groups_ == 2
+    assert image.fit(X[:39], y[:39]).n_trainable_groups_ == 1
+    assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 2
     texts = ["a good film", "great movie", "bad film", "awful movie"] * 3
     text = FineTuneClassifier("test_tiny_bert", max_epochs=1)
     text.fit(texts, [1, 1, 0, 0] * 3)

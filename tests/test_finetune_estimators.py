@@ -29,8 +29,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # -- model selection ---------------------------------------------------------------
 
 
-# Two jobs start worker processes that import torch: slow.
-@pytest.mark.parametrize("n_jobs", [None, pytest.param(2, marks=pytest.mark.slow)])
+# Fourteen fits of the CNN; with two jobs, worker processes that import torch.
+@pytest.mark.slow
+@pytest.mark.parametrize("n_jobs", [None, 2])
 def test_grid_search_over_unfreeze(small_digits, n_jobs):
     X, y = small_digits
     X, y = X[:90], y[:90] % 3
@@ -230,7 +231,7 @@ def test_user_module_is_left_untouched(small_digits):
     X, y = small_digits
     module = mlp()
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    FineTuneClassifier(module, unfreeze="all").fit(X[:50], y[:50])
+    FineTuneClassifier(module, unfreeze="all", max_epochs=2).fit(X[:50], y[:50])
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
 
 

@@ -151,7 +151,10 @@ def _fit_text(**kw):
     return FineTuneClassifier("test_tiny_bert", **{**params, **kw}).fit(TEXTS, LABELS)
 
 
-@pytest.mark.parametrize("where", ["memory", "disk"])
+# The memory-mapped variant of images is in the quick loop; of text, slow.
+@pytest.mark.parametrize(
+    "where", ["memory", pytest.param("disk", marks=pytest.mark.slow)]
+)
 def test_frozen_lower_blocks_of_a_text_encoder_run_once(where, monkeypatch):
     plain = _fit_text(cache_frozen=False, early_stopping=True)
     if where == "disk":

@@ -44,6 +44,7 @@ def test_probe_alone_equals_logistic_regression(small_digits, source):
     np.testing.assert_array_equal(clf.predict(X_te), lr.predict(to_probe(F_te)))
 
 
+@pytest.mark.usefixtures("full_probe_grid")
 def test_probe_chooses_C_by_cross_validation(small_digits, source):
     X, y = small_digits
     X_tr, y_tr = X[y >= 5][:100], y[y >= 5][:100]

@@ -26,13 +26,32 @@ def test_package_import_is_light():
     assert _heavy_modules_after("import skltransfer") == []
 
 
-@pytest.mark.parametrize(
-    "name", ["PretrainedTextEmbeddings", "PretrainedWordVectors", "FineTuneClassifier"]
-)
-def test_estimators_without_images_do_not_load_torchvision(name):
-    """Text and tabular work never pays for torchvision's import."""
-    statement = f"from skltransfer import {name}; {name}()"
-    assert "torchvision" not in _heavy_modules_after(statement)
+NON_IMAGE_ESTIMATORS = [
+    "PretrainedTextEmbeddings",
+    "PretrainedWordVectors",
+    "FineTuneClassifier",
+]
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers
+def test_estimators_without_images_do_not_load_torchvision():
+    """Text and tabular work never pays for torchvision's import.
+
+    One interpreter (each start imports torch, seconds) imports and builds the
+    estimators in turn and reports after each, so a failure names the first
+    estimator that pulled torchvision in.
+    """
+    steps = "; ".join(
+        f"from skltransfer import {name}; {name}(); "
+        f"seen.append('torchvision' in sys.modules)"
+        for name in NON_IMAGE_ESTIMATORS
+    )
+    code = f"import sys; seen = []; {steps}; print(seen)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    seen = ast.literal_eval(out.stdout.strip())
+    loaded = [name for name, hit in zip(NON_IMAGE_ESTIMATORS, seen, strict=True) if hit]
+    assert not loaded, f"torchvision imported once {loaded[0]} was imported and built"
 
 
 def _module_name(path: Path) -> str:
