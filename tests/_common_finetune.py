@@ -65,7 +65,7 @@ SENTIMENT_LABELS = np.array(["pos", "pos", "pos", "neg", "neg"] * 4)
 
 
 # Five epochs are enough for the checks that test learning (they fit separable
-# blobs); the probe head start does most of the work.
+# blobs), with the probe head start or with a random head.
 _TABULAR = {"max_epochs": 5, "lr": 0.01, "unfreeze": "all"}
 
 # Images: each row is read as a one-pixel-high grey image (see _common_image).
