@@ -63,8 +63,12 @@ default="efficientnet_lite0"
     max_epochs : int or "auto", default="auto"
         Number of passes over the training data (fewer with early stopping).
         ``"auto"`` trains for at least 300 optimiser steps and at least 10
-        epochs: many epochs on small data, 10 on large data. 0 (with
-        ``head_init="probe"``) keeps the head start alone, a linear probe.
+        epochs: many epochs on small data, 10 on large data; and none when a
+        linear head is probed on a body that does not train with it (frozen,
+        or adapted by the contrastive stage) and there is no augmentation:
+        the probe is then already the regularised optimum, and training it
+        further only overfits. 0 (with ``head_init="probe"``) keeps the head
+        start alone, a linear probe.
     batch_size : int, default=32
         Samples per training step and per prediction batch.
     lr_schedule : {"cosine", "constant"}, default="cosine"
@@ -118,6 +122,18 @@ default=None
         (:class:`~skltransfer.exceptions.FrozenCacheWarning`) with the reason
         when frozen groups must run at every epoch; True raises instead;
         False never caches.
+    interpolation : "auto" or float in [0, 1], default="auto"
+        The weight of the trained weights against the head start in the
+        final model: ``(1 - a) * start + a * trained`` for every weight that
+        training changed (weight-space interpolation, WiSE-FT; Wortsman et
+        al., 2022). The head start is the probe on the pretrained body, so 0
+        gives the linear probe and 1 plain fine-tuning. ``"auto"``: when the
+        body trains on fewer than 1,000 samples, the weight is chosen among
+        0, 0.25, 0.5, 0.75 and 1 by the loss on held-out folds of a 3-fold
+        cross-fit (three more fits on two thirds of the data each; see
+        ``cross_fit_``), so that the result moves away from the probe only
+        where samples that training did not see say it should; otherwise 1.
+        Needs ``head_init="probe"`` to choose.
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation, the validation split, shuffling,
         dropout and augmentation. The same seed gives the same predictions on
@@ -153,6 +169,14 @@ _FINETUNE_ATTRIBUTES = """module_ : FineTuneNetwork
         Epochs trained (over all calls to ``fit`` with ``warm_start``).
     n_steps_ : int
         Optimiser steps taken (over all calls to ``fit`` with ``warm_start``).
+    interpolation_ : float
+        The weight of the trained weights against the head start that the
+        fit used (see ``interpolation``).
+    cross_fit_ : dict or None
+        With ``interpolation="auto"``, when the weight was chosen by
+        cross-fitting: ``"interpolations"`` (the candidate weights),
+        ``"held_out_loss"`` (the mean loss on held-out folds at each) and
+        ``"folds"``; None otherwise.
     head_start_ : dict
         With ``head_init="probe"``: the regularisation the probe chose
         (``{"C": ...}`` for classifiers, ``{"alpha": ...}`` for regressors).

@@ -254,7 +254,8 @@ def test_tiny_data_trains_the_minimum_steps_on_every_sample(small_digits, source
     X, y = small_digits
     X_tr, y_tr = X[y >= 5][:10], y[y >= 5][:10]
     seen = []
-    clf = FineTuneClassifier(source, unfreeze=0, random_state=0)
+    # A random head: a probed linear head on a frozen body would not train.
+    clf = FineTuneClassifier(source, unfreeze=0, head_init="random", random_state=0)
     clf.fit(X_tr, y_tr)
     assert clf.n_steps_ == MIN_STEPS and clf.n_iter_ == MIN_STEPS
     # Every sample is in every epoch's single batch: none is dropped.

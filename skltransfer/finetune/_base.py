@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.utils import check_random_state
 
 from .._device import resolve_precision
@@ -45,6 +45,7 @@ from ..freezing import (
 from ..inputs.batches import TensorInputs
 from ..inputs.text import in_length_order
 from ..inputs.validation import InputsMixin
+from ._contrastive import CONTRASTIVE_LR, train_on_pairs
 from ._frozen_activations import FrozenActivationsConfig, frozen_activations
 from ._heads import FineTuneNetwork, build_head, check_head
 from ._loop import FitContext, TrainingLoopMixin
@@ -60,10 +61,18 @@ AUTO_EARLY_STOPPING = 10_000
 # images (see the docstring's figures); a user's own module on numeric arrays,
 # typically a small source network, trains every layer (discriminative rates).
 AUTO_UNFREEZE = {"text": 0, "image": 1, "tensor": "all"}
+# unfreeze="auto" with the contrastive stage: the top layer groups it trains.
+CONTRASTIVE_UNFREEZE = 2
 AUTO_DEEPER_IMAGES = 1_000
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
 MIN_EPOCHS = 10
+# interpolation="auto": below this many training samples, when the body
+# trains, the weight of the trained weights against the head start is chosen
+# on held-out folds (CROSS_FIT_FOLDS of them) among INTERPOLATIONS.
+AUTO_CROSS_FIT = 1_000
+CROSS_FIT_FOLDS = 3
+INTERPOLATIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @contextlib.contextmanager
@@ -106,6 +115,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         **image_input_constraints(),
         **text_input_constraints(),
         "cache_frozen": ["boolean", StrOptions({"auto"})],
+        "interpolation": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "random_state": ["random_state"],
         **runtime_constraints(measured_batch_size=False),
         "warm_start": ["boolean"],
@@ -169,16 +179,161 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                     f"{type(self).__name__} needs at least 2 training samples; got "
                     f"n_samples = {len(targets)}."
                 )
-            weights = check_sample_weight(sample_weight, len(targets))
-            if not warm:
-                self._initialize(backbone, inputs, targets, device)
-            elif "optimizer_" not in self.__dict__:
-                # Unpickled without optimiser state (pickled with warm_start=False).
-                self._initialize_optimizer(device)
-            ctx = self._initialize_fit(inputs, device, seed)
-            ctx.head_start = not warm and self.head_init == "probe"
-            train, valid = self._split(inputs, targets, weights, seed)
-            self._train(ctx, train, valid)
+            data = (inputs, targets, check_sample_weight(sample_weight, len(targets)))
+            if warm:
+                if "optimizer_" not in self.__dict__:
+                    # Unpickled without optimiser state (pickled with
+                    # warm_start=False).
+                    self._initialize_optimizer(device)
+                self._fit_network(data, device, seed, head_start=False)
+                return
+            # The folds of the cross-fit start from the pretrained weights too.
+            pristine = copy.deepcopy(backbone) if self._may_cross_fit(data) else None
+            self._initialize(backbone, inputs, targets, device)
+            alpha = self._choose_interpolation(pristine, data, device, seed)
+            start = self._fit_network(
+                data, device, seed, head_start=self.head_init == "probe"
+            )
+            self._interpolate(start, alpha)
+            self.interpolation_ = alpha
+
+    def _fit_network(self, data, device, seed, *, head_start: bool) -> dict:
+        """Train ``module_`` on ``data`` (inputs, targets, weights); returns
+        the state training started from (see :meth:`_train`)."""
+        inputs = data[0]
+        ctx = self._initialize_fit(inputs, device, seed)
+        ctx.head_start = head_start
+        if head_start and self._head_start_is_final():
+            ctx.n_epochs = ctx.total_steps = ctx.warmup_steps = 0
+        train, valid = self._split(*data, seed)
+        return self._train(ctx, train, valid)
+
+    def _head_start_is_final(self) -> bool:
+        """Whether the probe head start is the end of the fit (``max_epochs``
+        "auto"): a linear head on a body that stays frozen while the head
+        trains (none of it trains, or the contrastive stage trained it), on
+        inputs that training would not change (no augmentation). The probe
+        then already is the regularised optimum of the loss that training
+        would minimise, with the regularisation chosen by cross-validation;
+        more epochs only move the head away from it (on few-shot texts they
+        lost 0.3 to 0.9 point)."""
+        return (
+            self.max_epochs == "auto"
+            and self.head == "linear"
+            and self.augmentation is None
+            and (self.n_trainable_groups_ == 0 or self.contrastive_)
+        )
+
+    # -- interpolation between the head start and the trained weights -----------
+
+    def _may_cross_fit(self, data) -> bool:
+        return (
+            self.interpolation == "auto"
+            and self.head_init == "probe"
+            and len(data[1]) < AUTO_CROSS_FIT
+        )
+
+    def _choose_interpolation(self, pristine, data, device, seed) -> float:
+        """The weight of the trained weights against the head start.
+
+        A number as ``interpolation`` is used as it is. With "auto", when the
+        body trains on fewer than ``AUTO_CROSS_FIT`` samples, the network is
+        trained on each of ``CROSS_FIT_FOLDS`` folds' complement and every
+        weight of ``INTERPOLATIONS`` is scored by the loss on the held-out
+        fold; the lowest mean loss wins (ties to the smaller weight). Weight
+        0 is the probe head start on the pretrained body, so the choice only
+        moves away from the probe when that lowers the loss on samples the
+        training did not see. Otherwise (a frozen body, or enough samples
+        for training to beat the probe by a wide margin) the trained weights
+        are kept whole.
+        """
+        self.cross_fit_ = None
+        if self.interpolation != "auto":
+            return float(self.interpolation)
+        if pristine is None or not (self.n_trainable_groups_ or self.contrastive_):
+            return 1.0
+        targets = data[1]
+        losses = np.zeros((len(INTERPOLATIONS), len(targets)))
+        for k, (train, test) in enumerate(self._cross_fit_folds(targets, seed)):
+            fold = self._fold(pristine, _rows(data, train), device, seed + 1 + k)
+            losses[:, test] = fold._interpolation_losses(_rows(data, test))
+        weights = data[2]
+        total = len(targets) if weights is None else float(weights.sum())
+        mean = losses.sum(axis=1) / total
+        self.cross_fit_ = {
+            "interpolations": list(INTERPOLATIONS),
+            "held_out_loss": [float(v) for v in mean],
+            "folds": CROSS_FIT_FOLDS,
+        }
+        return float(INTERPOLATIONS[int(np.argmin(mean))])
+
+    def _cross_fit_folds(self, targets, seed) -> list:
+        """Stratified folds where every class has a sample in each, else
+        plain shuffled folds."""
+        labels = self._fold_labels(targets)
+        n = len(targets)
+        if labels is not None:
+            counts = np.bincount(labels)
+            if counts[counts > 0].min() >= CROSS_FIT_FOLDS:
+                folds = StratifiedKFold(
+                    CROSS_FIT_FOLDS, shuffle=True, random_state=seed
+                )
+                return list(folds.split(np.zeros(n), labels))
+        folds = KFold(min(CROSS_FIT_FOLDS, n), shuffle=True, random_state=seed)
+        return list(folds.split(np.zeros(n)))
+
+    def _fold_labels(self, targets):
+        """Class indices to stratify the cross-fit by, or None."""
+        return None
+
+    def _resolve_contrastive(self, targets) -> bool:
+        """Whether the contrastive stage runs (classifiers only)."""
+        return False
+
+    def _fold(self, pristine, data, device, seed):
+        """A copy of this estimator fitted on ``data`` as the whole fit is,
+        with the same trainable groups, and the state it started from."""
+        fold = copy.copy(self)
+        fold.unfreeze = self.n_trainable_groups_
+        fold.verbose = 0
+        fold._initialize(copy.deepcopy(pristine), data[0], data[1], device)
+        fold.contrastive_ = self.contrastive_
+        fold._start = fold._fit_network(data, device, seed, head_start=True)
+        return fold
+
+    def _interpolation_losses(self, data) -> np.ndarray:
+        """Weighted loss of every sample of ``data`` at every interpolation,
+        shape (len(INTERPOLATIONS), n)."""
+        inputs, targets, weights = data
+        start = self.__dict__.pop("_start")
+        state = self.module_.state_dict()
+        final = {k: state[k].detach().clone() for k in start}
+        device = next(self.module_.parameters()).device
+        y = targets.to(device)
+        losses = []
+        for alpha in INTERPOLATIONS:
+            self._interpolate(start, alpha, final)
+            out = torch.from_numpy(self._network_outputs(inputs)).to(device)
+            with torch.no_grad():
+                loss = self._sample_losses(out, y).cpu().numpy()
+            losses.append(loss if weights is None else loss * weights.numpy())
+        return np.stack(losses)
+
+    def _interpolate(self, start: dict, alpha: float, final=None) -> None:
+        """Set the weights that training changed to ``(1 - alpha) * start +
+        alpha * final`` (WiSE-FT; Wortsman et al., CVPR 2022); ``final``
+        defaults to the current weights."""
+        if alpha == 1.0 and final is None:
+            return
+        state = self.module_.state_dict()
+        final = state if final is None else final
+        mixed = {}
+        for key, begin in start.items():
+            end = final[key]
+            begin = begin.to(end.device)
+            floating = end.is_floating_point()
+            mixed[key] = torch.lerp(begin, end, alpha) if floating else end
+        self.module_.load_state_dict(mixed, strict=False)
 
     def _load_backbone(self):
         spec = get_spec(self.backbone)
@@ -200,6 +355,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self.history_ = []
         self.n_iter_ = 0
         self.n_steps_ = 0
+        self.pair_stage_ = None
         self._trained_entries = set()
 
     def _initialize_module(self, backbone, inputs, targets):
@@ -214,9 +370,17 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 ) from exc
         groups = backbone.layer_groups(example)
         self.layer_groups_ = [g.name for g in groups]
+        self.contrastive_ = self._resolve_contrastive(targets)
         self.n_trainable_groups_ = self._resolve_unfreeze(
             len(groups), backbone, len(inputs)
         )
+        if self.contrastive_ and self.n_trainable_groups_ == 0:
+            if self.contrastive is True:
+                raise ValueError(
+                    "contrastive=True trains the body on pairs, but unfreeze=0 "
+                    "freezes all of it: set unfreeze to 1 or more."
+                )
+            self.contrastive_ = False
         head = build_head(
             self.head, n_features, self._n_outputs(targets), self.head_dropout
         )
@@ -288,6 +452,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         unfreeze = self.unfreeze
         if unfreeze == "auto":
             unfreeze = AUTO_UNFREEZE[self.input_kind_]
+            if self.contrastive_:
+                unfreeze = CONTRASTIVE_UNFREEZE
             if self.input_kind_ == "image" and n_samples >= AUTO_DEEPER_IMAGES:
                 unfreeze = 2
             unfreeze = n_groups if unfreeze == "all" else min(unfreeze, n_groups)
@@ -353,8 +519,43 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 valid = (self._prepare_for_training(valid[0], ctx.device), valid[1])
             if ctx.head_start:
                 self._head_start(ctx, inputs, y)
+            start = self._changed_state_copy()
+            if self.contrastive_ and ctx.head_start:
+                self._pair_stage(ctx, inputs, y)
+                self._head_start(ctx, inputs, y)
             self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
         self.n_steps_ += ctx.step
+        return start
+
+    def _changed_state_copy(self) -> dict:
+        """A copy of the entries training may change (the head start, for the
+        interpolation of :meth:`_interpolate`)."""
+        keys = set(self._changing_state_keys())
+        state = self.module_.state_dict()
+        return {k: v.detach().clone() for k, v in state.items() if k in keys}
+
+    def _pair_stage(self, ctx, inputs, y) -> None:
+        """Train the trainable groups of the body on pairs of samples (see
+        :mod:`._contrastive`), then freeze them for the head."""
+        self._unfreeze_for_epoch(ctx)
+        groups = layerwise_param_groups(
+            [],
+            ctx.group_params,
+            self.n_trainable_groups_,
+            lr=CONTRASTIVE_LR / self.lr_decay,
+            lr_decay=self.lr_decay,
+            weight_decay=self.weight_decay,
+        )
+        self.pair_stage_ = train_on_pairs(
+            self.module_,
+            inputs,
+            y,
+            ctx,
+            batch_size=self.batch_size,
+            param_groups=[g for g in groups if g["params"]],
+            seed=int(ctx.rng.integers(2**31 - 1)),
+        )
+        self.n_steps_ += self.pair_stage_["steps"]
 
     def _head_start(self, ctx, inputs, y) -> None:
         """Set the head's output layer from a convex probe on the frozen
@@ -399,6 +600,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         run longest first, so that each batch pads little."""
         check_is_fitted(self, "module_")
         inputs, _ = self._validate_inputs(X, None, reset=False)
+        return self._network_outputs(inputs, activation)
+
+    def _network_outputs(self, inputs, activation=None) -> np.ndarray:
+        """:meth:`_forward_all` on validated inputs."""
         device = self._device()
         self.module_.to(device).eval()
         cpu = torch.device("cpu")
@@ -569,6 +774,17 @@ class _FittedState:
 
 def _fitted_attributes(estimator) -> dict:
     return {k: v for k, v in vars(estimator).items() if k.endswith("_") and k[0] != "_"}
+
+
+def _rows(data, idx):
+    """(inputs, targets, weights) restricted to the samples ``idx``."""
+    inputs, targets, weights = data
+    rows = torch.from_numpy(idx)
+    return (
+        inputs.subset(idx),
+        targets[rows],
+        None if weights is None else weights[rows],
+    )
 
 
 def _shape(batch) -> tuple | dict:

@@ -16,6 +16,10 @@ from ._base import BaseFineTune
 
 __all__ = ["FineTuneClassifier", "FineTuneRegressor"]
 
+# contrastive="auto": the contrastive stage runs on texts up to this many
+# training samples per class (see benchmarks/bench_few_shot.py).
+AUTO_CONTRASTIVE_PER_CLASS = 64
+
 
 class _FineTuneTags:
     def __sklearn_tags__(self):
@@ -47,11 +51,26 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         Weights of the classes in the loss: ``"balanced"`` weighs them
         inversely to their frequency; a dict maps labels to weights (others
         weigh 1). Not for multi-label ``y``.
+    contrastive : bool or "auto", default="auto"
+        Before the head is fit, train the body's trainable groups on pairs
+        of training samples: the cosine similarity of their embeddings is
+        regressed on 1 for the same class and 0 for different ones, every
+        pair of a batch at once (the idea of SetFit; Tunstall et al., 2022).
+        The probe head is then fit on the adapted body. ``"auto"`` does it
+        for texts with at most 64 training samples per class, where it
+        beats both the probe and SetFit (see
+        ``benchmarks/bench_few_shot.py``); ``unfreeze="auto"`` then trains
+        the top two layer groups. Single-label ``y`` only.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels (``arange(n_labels)`` for multi-label ``y``).
+    contrastive_ : bool
+        Whether the contrastive stage ran.
+    pair_stage_ : dict or None
+        The contrastive stage's ``epochs``, ``steps`` and mean ``pair_loss``;
+        None when it did not run.
     {finetune_attributes}
 
     See Also
@@ -95,6 +114,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
     _parameter_constraints = {
         **BaseFineTune._parameter_constraints,
         "class_weight": [StrOptions({"balanced"}), dict, None],
+        "contrastive": ["boolean", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -127,6 +147,8 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         value_range="auto",
         max_length=None,
         cache_frozen="auto",
+        contrastive="auto",
+        interpolation="auto",
         random_state=None,
         device="auto",
         precision="auto",
@@ -160,6 +182,8 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         self.value_range = value_range
         self.max_length = max_length
         self.cache_frozen = cache_frozen
+        self.contrastive = contrastive
+        self.interpolation = interpolation
         self.random_state = random_state
         self.device = device
         self.precision = precision
@@ -224,6 +248,22 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
 
     def _probe_task(self) -> str:
         return "multilabel" if self._multilabel else "multiclass"
+
+    def _fold_labels(self, targets):
+        return None if self._multilabel else targets.numpy()
+
+    def _resolve_contrastive(self, targets) -> bool:
+        """The contrastive stage runs on texts with at most
+        ``AUTO_CONTRASTIVE_PER_CLASS`` training samples per class on average
+        ("auto"), or when asked for; never for multi-label ``y``."""
+        if self._multilabel:
+            if self.contrastive is True:
+                raise ValueError("contrastive=True needs single-label y.")
+            return False
+        if self.contrastive != "auto":
+            return bool(self.contrastive)
+        per_class = len(targets) / len(self.classes_)
+        return self.input_kind_ == "text" and per_class <= AUTO_CONTRASTIVE_PER_CLASS
 
     def _make_criterion(self, targets) -> torch.nn.Module:
         if self._multilabel and self.class_weight is not None:
@@ -365,6 +405,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         value_range="auto",
         max_length=None,
         cache_frozen="auto",
+        interpolation="auto",
         random_state=None,
         device="auto",
         precision="auto",
@@ -397,6 +438,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         self.value_range = value_range
         self.max_length = max_length
         self.cache_frozen = cache_frozen
+        self.interpolation = interpolation
         self.random_state = random_state
         self.device = device
         self.precision = precision

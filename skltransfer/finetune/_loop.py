@@ -239,6 +239,10 @@ class TrainingLoopMixin:
         set), the weighted mean of the per-sample losses."""
         if wb is None:
             return self.criterion_(output.float(), yb)
+        return (self._sample_losses(output, yb) * wb).mean()
+
+    def _sample_losses(self, output: torch.Tensor, yb: torch.Tensor):
+        """The loss of each sample, shape (n,)."""
         reduction = self.criterion_.reduction
         self.criterion_.reduction = "none"
         try:
@@ -247,7 +251,7 @@ class TrainingLoopMixin:
             self.criterion_.reduction = reduction
         if per_sample.ndim > 1:  # one loss per output: average them
             per_sample = per_sample.mean(dim=1)
-        return (per_sample * wb).mean()
+        return per_sample
 
     def _clip(self, ctx: FitContext) -> None:
         if self.max_grad_norm is not None and ctx.params:

@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -144,20 +145,81 @@ def _fold_losses(Z, y, train, test, class_weight, seed, sample_weight) -> np.nda
 
     The Cs run from the strongest regularisation up, each fit warm-started
     from the previous solution, which makes the whole path cost a few fits.
+    The fits minimise LogisticRegression's objective with L-BFGS directly:
+    on few-shot data scikit-learn's checks around each fit cost ten times
+    the fit itself (13 Cs on 3 folds took 0.3 s for 16 samples).
     """
-    model = _logistic(PROBE_CS[0], class_weight, seed, warm_start=True)
+    weights = _row_weights(y[train], class_weight)
+    if sample_weight is not None:
+        weights = weights * sample_weight[train]
     losses = np.empty((len(PROBE_CS), len(test)))
-    for i, C in enumerate(PROBE_CS):
-        model.set_params(C=C).fit(
-            Z[train], y[train], sample_weight=_rows(sample_weight, train)
-        )
-        proba = np.clip(model.predict_proba(Z[test]), 1e-12, 1.0)
+    for i, (classes, proba) in enumerate(
+        _logistic_path(Z[train], y[train], weights, Z[test])
+    ):
+        proba = np.clip(proba, 1e-12, 1.0)
         # Classes missing from this training fold get the floor probability.
-        columns = np.searchsorted(model.classes_, y[test])
-        known = np.isin(y[test], model.classes_)
+        columns = np.searchsorted(classes, y[test])
+        known = np.isin(y[test], classes)
         picked = np.where(known, proba[np.arange(len(test)), columns * known], 1e-12)
         losses[i] = -np.log(picked)
     return losses
+
+
+def _logistic_path(Z, y, weights, Z_test):
+    """For each C of ``PROBE_CS``: the classes and the test probabilities of
+    LogisticRegression(C) fitted on ``(Z, y)`` with sample ``weights``.
+
+    The objective is scikit-learn's: ``C`` times the weighted log loss plus
+    half the squared norm of the coefficients (not of the intercepts), with
+    one logit for two classes and a softmax over all classes otherwise.
+    """
+    classes, codes = np.unique(y, return_inverse=True)
+    n, d = Z.shape
+    k = 1 if len(classes) == 2 else len(classes)
+    onehot = np.eye(len(classes))[codes] if k > 1 else codes[:, None].astype(float)
+    Z1 = np.hstack([Z, np.ones((n, 1))])
+    T1 = np.hstack([Z_test, np.ones((len(Z_test), 1))])
+    theta = np.zeros((d + 1) * k)
+    for C in PROBE_CS:
+        if len(classes) < 2:
+            yield classes, np.ones((len(Z_test), 1))
+            continue
+
+        def loss_grad(flat, C=C):
+            W = flat.reshape(d + 1, k)
+            logits = Z1 @ W
+            if k == 1:
+                p = 1.0 / (1.0 + np.exp(-logits))
+                loss = np.logaddexp(0, logits) - onehot * logits
+                residual = p - onehot
+            else:
+                logits = logits - logits.max(axis=1, keepdims=True)
+                log_norm = np.log(np.exp(logits).sum(axis=1, keepdims=True))
+                log_p = logits - log_norm
+                loss = -(onehot * log_p)
+                residual = np.exp(log_p) - onehot
+            value = C * float(weights @ loss.sum(axis=1))
+            grad = C * (Z1.T @ (residual * weights[:, None]))
+            value += 0.5 * float(np.sum(W[:-1] ** 2))
+            grad[:-1] += W[:-1]
+            return value, grad.ravel()
+
+        theta = minimize(
+            loss_grad,
+            theta,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": _MAX_ITER, "gtol": 1e-4},
+        ).x
+        logits = T1 @ theta.reshape(d + 1, k)
+        if k == 1:
+            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            proba = np.stack([1 - p, p], axis=1)
+        else:
+            logits = logits - logits.max(axis=1, keepdims=True)
+            proba = np.exp(logits)
+            proba /= proba.sum(axis=1, keepdims=True)
+        yield classes, proba
 
 
 def choose_C(Z, y, class_weight, seed: int, sample_weight=None) -> float:
