@@ -1,5 +1,5 @@
-"""Files read together with the hash of their bytes, and when a file's state
-may stand for its content.
+"""Local files: read together with the hash of their bytes, trusted by their
+state only when it stands for their content, and told apart from URLs.
 
 A process that remembers what it read from a file (a parsed table, a digest)
 must know when the file changed. Its bytes say so for certain, at the cost of
@@ -16,6 +16,9 @@ under two conditions:
   on Linux, 2 s on FAT) would leave its state as it was, so a file changed
   less than :data:`SETTLE_NS` before it was read is compared by content at
   its next use, as git does for "racily clean" files.
+
+skltransfer reads local files only; a URL where a path is expected gets an
+error that says what to do instead (:func:`url_error`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
 __all__ = [
     "SETTLE_NS",
@@ -36,6 +42,7 @@ __all__ = [
     "hash_rest",
     "replacing",
     "settled",
+    "url_error",
 ]
 
 #: A file changed less than this before it was read is checked by content.
@@ -137,3 +144,20 @@ def replacing(path: str):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# A scheme of two characters or more (one is a Windows drive letter), then "://".
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def url_error(value, what: str, remedy: str) -> ValueError | None:
+    """The error for ``value`` if it is a URL where a local path is expected
+    (None if it is not): ``what`` names it, ``remedy`` says what to pass."""
+    if not isinstance(value, str) or not _URL.match(value):
+        return None
+    if value[:7].lower() == "file://":
+        path = urllib.request.url2pathname(urllib.parse.urlparse(value).path)
+        return ValueError(f"{what} {value!r} is a file URL: pass its path, {path!r}.")
+    return ValueError(
+        f"{what} {value!r} is a URL; skltransfer reads local files only. {remedy}"
+    )

@@ -122,6 +122,16 @@ def test_files_are_keyed_on_their_content(tmp_path):
     assert calls == []
 
 
+@pytest.mark.parametrize("url", ["s3://bucket/cache", "https://example.com/c"])
+def test_a_url_as_cache_says_it_must_be_local(rgb_images, url, tmp_path, monkeypatch):
+    X, _ = rgb_images
+    monkeypatch.chdir(tmp_path)  # where a folder named "s3:" would appear
+    est = PretrainedImageFeatures(TINY, cache=url).fit(X[:2])
+    with pytest.raises(ValueError, match="is a URL.*local directory"):
+        est.transform(X[:2])
+    assert os.listdir(tmp_path) == []
+
+
 def test_bad_cache_parameter(rgb_images):
     X, _ = rgb_images
     with pytest.raises(ValueError, match="cache"):

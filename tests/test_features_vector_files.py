@@ -177,6 +177,12 @@ def test_duplicate_words_keep_the_first_row():
     np.testing.assert_array_equal(table["a"], [1, 0, 0])
 
 
+@pytest.mark.parametrize("url", ["https://example.com/glove.txt", "gs://b/w.vec"])
+def test_a_url_as_vectors_says_to_download_first(url):
+    with pytest.raises(ValueError, match="is a URL.*Download the file first"):
+        PretrainedWordVectors(url).fit(TEXTS)
+
+
 def test_missing_package_names_pip_install(hide_package, monkeypatch):
     from skltransfer.features import _vector_files
 

@@ -52,3 +52,27 @@ def test_replacing_writes_a_new_file_or_nothing(tmp_path):
     with _files.replacing(str(path)) as f:
         f.write(b"new")
     assert path.read_bytes() == b"new" and os.stat(path).st_ino != inode
+
+
+@pytest.mark.parametrize(
+    "value", ["https://a.org/x.png", "s3://bucket/key", "gs://b/k", "HTTP://A.ORG"]
+)
+def test_urls_are_errors_that_say_what_to_do(value):
+    error = _files.url_error(value, "vectors", "Download it first.")
+    assert isinstance(error, ValueError)
+    assert str(error) == (
+        f"vectors {value!r} is a URL; skltransfer reads local files only. "
+        "Download it first."
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["a.png", "/data/a.png", "C://data/a.png", "C:\\a.png", "x:/y", 3]
+)
+def test_paths_are_no_urls(value):
+    assert _files.url_error(value, "vectors", "") is None
+
+
+def test_a_file_url_names_its_path():
+    error = _files.url_error("file:///data/my%20cats/a.png", "Sample 0:", "")
+    assert "pass its path, '/data/my cats/a.png'" in str(error)

@@ -425,3 +425,66 @@ def test_degenerate_images_are_named(items, match):
 def test_one_pixel_image_is_an_image():
     out = _pixels([np.full((1, 1, 3), 255, np.uint8)])
     assert torch.allclose(out, torch.ones_like(out))
+
+
+# -- paths in every form, and URLs ---------------------------------------------------
+
+
+def _path_forms(paths):
+    from pathlib import Path
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"path": paths})
+    return {
+        "array": np.array(paths),
+        "list of np.str_": list(np.array(paths)),
+        "object array": np.array(paths, dtype=object),
+        "column array": np.array(paths)[:, None],
+        "column of objects": frame[["path"]].to_numpy(),
+        "Series.to_numpy": frame["path"].to_numpy(),
+        "pathlib": [Path(p) for p in paths],
+    }
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "array",
+        "list of np.str_",
+        "object array",
+        "column array",
+        "column of objects",
+        "Series.to_numpy",
+        "pathlib",
+    ],
+)
+def test_paths_in_every_form_read_as_str(image_files, form):
+    paths, _ = image_files
+    source = as_image_source(_path_forms(paths)[form])
+    assert source.fit_value_range() is None  # files: no numeric range to learn
+    assert source.sample_keys() == as_image_source(paths).sample_keys()
+    assert torch.equal(source.load_resized(slice(0, 3), PRE), _load(paths))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/cat.jpg",
+        "https://example.com/cat.png",
+        "s3://bucket/cat.jpg",
+        "gs://bucket/cat",
+        "HTTPS://EXAMPLE.COM/CAT.JPG",
+    ],
+)
+def test_urls_say_to_download_the_images_first(url, image_files):
+    paths, _ = image_files
+    match = rf"Sample 1: '{url}' is a URL.*Download remote images first"
+    for X in ([paths[0], url], [paths[0], url, "a film"], np.array([paths[0], url])):
+        with pytest.raises(ValueError, match=match):
+            as_image_source(X)
+
+
+def test_file_urls_name_their_path(image_files):
+    paths, _ = image_files
+    with pytest.raises(ValueError, match=rf"file URL: pass its path, '{paths[0]}'"):
+        as_image_source([f"file://{paths[0]}"])

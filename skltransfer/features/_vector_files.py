@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _files
-from .._files import HashedReading, file_state, hash_rest, replacing
+from .._files import HashedReading, file_state, hash_rest, replacing, url_error
 from ..exceptions import SkltransferWarning, missing_dependency, warn_at_caller
 
 __all__ = ["VECTOR_SETS", "WordVectors", "as_word_vectors"]
@@ -524,6 +524,13 @@ _READERS = {
 }
 
 
+_REMOTE_VECTORS = (
+    "Download the file first (with fsspec, requests or your storage's client) "
+    "and pass its local path; WordVectors.save makes a folder that later loads "
+    "instantly."
+)
+
+
 def as_word_vectors(vectors) -> WordVectors:
     """Turn what a user passes as ``vectors`` into a :class:`WordVectors`."""
     if isinstance(vectors, WordVectors):
@@ -532,7 +539,8 @@ def as_word_vectors(vectors) -> WordVectors:
         return _load(_Source("package", VECTOR_SETS[vectors]))
     if isinstance(vectors, str | os.PathLike):
         if not os.path.exists(vectors):
-            raise ValueError(
+            remote = url_error(vectors, "vectors", _REMOTE_VECTORS)
+            raise remote or ValueError(
                 f"Unknown word vectors {os.fspath(vectors)!r}: not a file or folder, "
                 f"nor one of {sorted(VECTOR_SETS)}."
             )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .._files import url_error
 from ..caching import file_digest, hash_bytes
 
 __all__ = ["ImageSource", "as_image_source", "background_rgb", "fit_value_range"]
@@ -73,6 +74,11 @@ def _is_pil(x) -> bool:
     return hasattr(x, "getbands") and hasattr(x, "convert")
 
 
+def _is_array(x) -> bool:
+    """An image given as numbers (``np.str_`` paths have ``__array__`` too)."""
+    return hasattr(x, "__array__") and not (_is_path(x) or _is_pil(x))
+
+
 def _unwrap_pandas(X):
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 and X.shape[1] == 1:
         column = X.iloc[:, 0]
@@ -83,11 +89,20 @@ def _unwrap_pandas(X):
     return X
 
 
+def _holds_paths(X: np.ndarray) -> bool:
+    """Whether an array holds strings or paths (or texts), not pixels."""
+    return X.dtype.kind == "U" or (
+        X.dtype == object and X.size > 0 and _is_path(X.flat[0])
+    )
+
+
 def _as_array_if_numeric(X):
-    """Array-likes of numbers (lists of rows, array wrappers) become arrays."""
+    """Array-likes of numbers (lists of rows, array wrappers) become arrays;
+    arrays of paths, or one column of them (``df[["path"]].to_numpy()``), a
+    1-D object array."""
     if isinstance(X, np.ndarray):
-        # An array of strings holds paths (or texts), not pixels.
-        return X.astype(object) if X.dtype.kind == "U" and X.ndim == 1 else X
+        one_column = X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1)
+        return X.reshape(-1).astype(object) if one_column and _holds_paths(X) else X
     if isinstance(X, list | tuple) and X and (_is_path(X[0]) or _is_pil(X[0])):
         return X
     try:
@@ -375,6 +390,13 @@ def _texts_for_images(paths) -> str:
     )
 
 
+_REMOTE_IMAGES = (
+    "Download remote images first (with fsspec, requests or your storage's "
+    "client) and pass their local paths, or pass them opened as PIL images, "
+    "e.g. PIL.Image.open(io.BytesIO(requests.get(url).content))."
+)
+
+
 def _check_paths(paths) -> None:
     for i, p in enumerate(paths):
         if os.path.isdir(p):
@@ -382,6 +404,9 @@ def _check_paths(paths) -> None:
                 f"Sample {i}: {os.fspath(p)!r} is a directory, not an image."
             )
         if not os.path.isfile(p):
+            remote = url_error(p, f"Sample {i}:", _REMOTE_IMAGES)
+            if remote is not None:
+                raise remote
             if _looks_like_texts(paths):
                 raise ValueError(_texts_for_images(paths))
             raise ValueError(f"Sample {i}: image file {os.fspath(p)!r} does not exist.")
@@ -407,7 +432,7 @@ class ImageSource:
         """The value range of the numeric images (None when all are files/PIL/uint8)."""
         if self.array is not None:
             return fit_value_range(self.array)
-        arrays = [np.asarray(x) for x in self.items if hasattr(x, "__array__")]
+        arrays = [np.asarray(x) for x in self.items if _is_array(x)]
         arrays = [a for a in arrays if a.dtype != np.uint8]
         if not arrays:
             return None
