@@ -62,6 +62,34 @@ def test_floats_outside_0_1_for_a_model_fitted_on_files_warn(rgb_images, tmp_pat
         features.transform(paths)
 
 
+def _twelve_bit_pngs(tmp_path, n=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 4096, (n, 20, 20)).astype(np.uint16)
+    paths = [str(tmp_path / f"{i}.png") for i in range(n)]
+    for array, path in zip(arrays, paths):
+        Image.fromarray(array).save(path)
+    return arrays, paths
+
+
+def test_an_explicit_value_range_applies_to_16_bit_files_and_pil_images(tmp_path):
+    from PIL import Image
+
+    from skltransfer import PretrainedImageFeatures
+    from skltransfer.exceptions import SkltransferWarning
+
+    arrays, paths = _twelve_bit_pngs(tmp_path)
+    est = PretrainedImageFeatures("test_tiny_cnn", value_range=(0, 4095))
+    expected = est.fit(arrays).transform(arrays)
+    np.testing.assert_allclose(est.fit(paths).transform(paths), expected, atol=1e-5)
+    opened = [Image.open(p) for p in paths]
+    np.testing.assert_allclose(est.transform(opened), expected, atol=1e-5)
+    auto = PretrainedImageFeatures("test_tiny_cnn").fit(paths)
+    with pytest.warns(SkltransferWarning, match=r"value_range=\(0, 4095\)"):
+        auto.transform(paths)
+
+
 def test_paths_as_numpy_strings_fit_and_transform(rgb_images, tmp_path):
     from PIL import Image
 
