@@ -237,9 +237,14 @@ _SHARED = {
         flattened images, e.g. ``(8, 8)`` for ``load_digits().data``. One entry
         may be -1, as in :func:`numpy.reshape`.""",
     "value_range": """value_range : "auto" or (float, float), default="auto"
-        How numeric, non-uint8 pixel values map to [0, 1]. ``"auto"`` learns it
-        in ``fit``: (0, 1) if the training images lie in [0, 1], else
-        (min(0, lowest), highest); ``uint8`` is always read as 0-255.""",
+        How pixel values that are not 8-bit map to [0, 1]; 8-bit images
+        (``uint8`` arrays, files, PIL images) are always read as 0-255. An
+        explicit (low, high) applies to arrays and to 16-bit, 32-bit integer
+        and float files and PIL images alike, e.g. ``(0, 4095)`` for 12-bit
+        data. ``"auto"`` learns it in ``fit`` from numeric arrays: (0, 1) if
+        the training images lie in [0, 1], else (min(0, lowest), highest);
+        files and PIL images then follow the rule of their mode (16-bit over
+        0-65535, with a warning when the values use fewer bits).""",
     "batch_size": """batch_size : int or None, default=None
         Images per forward pass. None measures: on an input of at least 32
         images on the CPU (256 on a GPU) the first batches try doubling sizes

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._files import url_error
 from ._validation import HasMethods
 from .exceptions import SkltransferWarning, warn_at_caller
 
@@ -179,6 +180,9 @@ def _location(cache) -> str | None:
     if cache is None:
         return None
     if isinstance(cache, str | os.PathLike):
+        remote = url_error(cache, "cache", "Pass a local directory.")
+        if remote is not None:
+            raise remote  # os.makedirs would make a local folder named "s3:"
         return os.fspath(cache)
     location = getattr(cache, "location", None)  # joblib.Memory
     if location is None and hasattr(cache, "location"):

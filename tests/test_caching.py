@@ -122,6 +122,38 @@ def test_files_are_keyed_on_their_content(tmp_path):
     assert calls == []
 
 
+def test_pil_images_are_keyed_on_what_the_model_sees(tmp_path):
+    from PIL import Image
+
+    def palette_image(colour):
+        image = Image.new("P", (8, 8))
+        image.putpalette([*colour, 0, 0, 0] + [0] * 762)
+        return image  # index 0 everywhere: same bytes, other colour
+
+    red, green = palette_image((255, 0, 0)), palette_image((0, 255, 0))
+    plain = PretrainedImageFeatures(TINY).fit([red])
+    cached = PretrainedImageFeatures(TINY, cache=tmp_path).fit([red])
+    cached.transform([red])
+    np.testing.assert_allclose(
+        cached.transform([green]), plain.transform([green]), rtol=1e-5, atol=1e-6
+    )
+    clear = palette_image((255, 0, 0))
+    clear.info["transparency"] = 0  # composited onto white
+    np.testing.assert_allclose(
+        cached.transform([clear]), plain.transform([clear]), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/cache", "https://example.com/c"])
+def test_a_url_as_cache_says_it_must_be_local(rgb_images, url, tmp_path, monkeypatch):
+    X, _ = rgb_images
+    monkeypatch.chdir(tmp_path)  # where a folder named "s3:" would appear
+    est = PretrainedImageFeatures(TINY, cache=url).fit(X[:2])
+    with pytest.raises(ValueError, match="is a URL.*local directory"):
+        est.transform(X[:2])
+    assert os.listdir(tmp_path) == []
+
+
 def test_bad_cache_parameter(rgb_images):
     X, _ = rgb_images
     with pytest.raises(ValueError, match="cache"):

@@ -5,6 +5,7 @@ import copy
 import gzip
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,6 +177,12 @@ def test_duplicate_words_keep_the_first_row():
     np.testing.assert_array_equal(table["a"], [1, 0, 0])
 
 
+@pytest.mark.parametrize("url", ["https://example.com/glove.txt", "gs://b/w.vec"])
+def test_a_url_as_vectors_says_to_download_first(url):
+    with pytest.raises(ValueError, match="is a URL.*Download the file first"):
+        PretrainedWordVectors(url).fit(TEXTS)
+
+
 def test_missing_package_names_pip_install(hide_package, monkeypatch):
     from skltransfer.features import _vector_files
 
@@ -217,3 +224,98 @@ def test_in_memory_vectors_are_pickled_once():
     emb = PretrainedWordVectors((big, words)).fit(["w1 w2"])
     assert emb.vectors_.vectors is big
     assert len(pickle.dumps(emb)) < 1.3 * big.nbytes  # parameter and table share it
+
+
+# -- a file is known by its content, not by its name, size and times -----------------
+
+
+def _rewrite_keeping_stat(path, text: str, *, replace: bool) -> None:
+    """Write ``text`` (of the same length) to ``path`` and restore its size and
+    modification time, as tar, zip, rsync (``replace``: a new file renamed over
+    the old) and ``cp -p`` (in place) do."""
+    before = os.stat(path)
+    target = path.with_name(path.name + ".new") if replace else path
+    target.write_text(text, encoding="utf-8")
+    assert os.path.getsize(target) == before.st_size
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    if replace:
+        os.replace(target, path)
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
+
+
+@pytest.mark.parametrize("replace", [True, False], ids=["replaced", "in place"])
+def test_a_file_rewritten_with_the_same_size_and_time_is_read_again(glove_txt, replace):
+    emb = PretrainedWordVectors(str(glove_txt)).fit(TEXTS)
+    # The same lines with their vectors swapped: same size, other table.
+    _rewrite_keeping_stat(
+        glove_txt, "".join(_text_lines(matrix=MATRIX[::-1])), replace=replace
+    )
+    other = PretrainedWordVectors(str(glove_txt)).fit(TEXTS)
+    assert other.vectors_ is not emb.vectors_
+    _assert_same_table(other.vectors_, matrix=MATRIX[::-1])
+    assert other.vectors_.digest() != emb.vectors_.digest()
+    assert other._cache_key() != emb._cache_key()
+
+
+@pytest.mark.parametrize("replace", [True, False], ids=["replaced", "in place"])
+def test_a_saved_folder_rewritten_with_the_same_size_and_time_is_read_again(
+    tmp_path, replace
+):
+    folder = WordVectors(MATRIX, WORDS).save(tmp_path / "saved")
+    first = WordVectors.load(folder)
+    words = os.path.join(folder, "words.txt")
+    with open(words, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    swapped = "\n".join([lines[1], lines[0], *lines[2:]])  # same size
+    _rewrite_keeping_stat(Path(words), swapped, replace=replace)
+    second = WordVectors.load(folder)
+    assert second is not first
+    np.testing.assert_array_equal(second[WORDS[0]], MATRIX[1])
+
+
+def test_saving_over_a_mapped_folder_leaves_the_mapped_table_as_it_was(tmp_path):
+    folder = WordVectors(MATRIX, WORDS).save(tmp_path / "saved")
+    mapped = WordVectors.load(folder)
+    WordVectors(MATRIX + 1, WORDS).save(folder)  # same size, new values
+    _assert_same_table(mapped)  # a new file renamed into place, not rewritten
+    _assert_same_table(WordVectors.load(folder), matrix=MATRIX + 1)
+    assert not [f for f in os.listdir(folder) if f.endswith(".tmp")]
+
+
+def _count_calls(monkeypatch, owner, name) -> list:
+    calls, real = [], getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_an_unchanged_file_is_read_and_hashed_once(glove_txt, monkeypatch):
+    from skltransfer import _files
+    from skltransfer.features import _vector_files
+
+    reads = _count_calls(monkeypatch, _vector_files, "_read_text")
+    monkeypatch.setitem(_vector_files._READERS, "text", _vector_files._read_text)
+    hashes = _count_calls(monkeypatch, _vector_files._Source, "digest")
+    # Seconds after its last change, a file's state stands for its content.
+    later = _files.clock_ns() + 10**10
+    monkeypatch.setattr(_files, "clock_ns", lambda: later)
+    first = WordVectors.load(glove_txt)
+    assert WordVectors.load(glove_txt) is first
+    assert len(reads) == 1 and not hashes  # the content was hashed while parsed
+
+
+def test_a_file_changed_just_before_it_was_read_is_checked_by_content(
+    glove_txt, monkeypatch
+):
+    from skltransfer.features import _vector_files
+
+    # Rewritten within one tick of the file system's clock, a file keeps its
+    # state: one changed this recently is compared by content at its next use.
+    first = WordVectors.load(glove_txt)
+    hashes = _count_calls(monkeypatch, _vector_files._Source, "digest")
+    assert WordVectors.load(glove_txt) is first  # same content: still shared
+    assert len(hashes) == 1

@@ -9,6 +9,7 @@ from PIL import Image
 
 from skltransfer import PretrainedImageFeatures
 from skltransfer.backbones import ImagePreprocessing
+from skltransfer.exceptions import SkltransferWarning
 from skltransfer.inputs.images import (
     WHITE,
     as_image_source,
@@ -330,11 +331,14 @@ def test_16_bit_images_keep_their_values(tmp_path):
         for i, a in enumerate([*arrays, noise])
     ]
     assert Image.open(paths[0]).mode.startswith("I")
-    out = _pixels(paths)
+    # 4000 fits in 12 bits: read over 16 bits all the same, with a warning.
+    with pytest.warns(SkltransferWarning, match="12 bits or fewer"):
+        out = _pixels(paths)
     np.testing.assert_allclose(out[0], 4000 / 65535, atol=1e-6)
     np.testing.assert_allclose(out[1], 60000 / 65535, atol=1e-6)
     assert 0.4 < float(out[2].mean()) < 0.6  # noise stays noise, not saturated white
-    features = PretrainedImageFeatures("test_tiny_cnn").fit(paths).transform(paths)
+    est = PretrainedImageFeatures("test_tiny_cnn", value_range=(0, 65535))
+    features = est.fit(paths).transform(paths)
     assert not np.allclose(features[0], features[1])
 
 
@@ -425,3 +429,166 @@ def test_degenerate_images_are_named(items, match):
 def test_one_pixel_image_is_an_image():
     out = _pixels([np.full((1, 1, 3), 255, np.uint8)])
     assert torch.allclose(out, torch.ones_like(out))
+
+
+# -- paths in every form, and URLs ---------------------------------------------------
+
+
+def _path_forms(paths):
+    from pathlib import Path
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"path": paths})
+    return {
+        "array": np.array(paths),
+        "list of np.str_": list(np.array(paths)),
+        "object array": np.array(paths, dtype=object),
+        "column array": np.array(paths)[:, None],
+        "column of objects": frame[["path"]].to_numpy(),
+        "Series.to_numpy": frame["path"].to_numpy(),
+        "pathlib": [Path(p) for p in paths],
+    }
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "array",
+        "list of np.str_",
+        "object array",
+        "column array",
+        "column of objects",
+        "Series.to_numpy",
+        "pathlib",
+    ],
+)
+def test_paths_in_every_form_read_as_str(image_files, form):
+    paths, _ = image_files
+    source = as_image_source(_path_forms(paths)[form])
+    assert source.fit_value_range() is None  # files: no numeric range to learn
+    assert source.sample_keys() == as_image_source(paths).sample_keys()
+    assert torch.equal(source.load_resized(slice(0, 3), PRE), _load(paths))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/cat.jpg",
+        "https://example.com/cat.png",
+        "s3://bucket/cat.jpg",
+        "gs://bucket/cat",
+        "HTTPS://EXAMPLE.COM/CAT.JPG",
+    ],
+)
+def test_urls_say_to_download_the_images_first(url, image_files):
+    paths, _ = image_files
+    match = rf"Sample 1: '{url}' is a URL.*Download remote images first"
+    for X in ([paths[0], url], [paths[0], url, "a film"], np.array([paths[0], url])):
+        with pytest.raises(ValueError, match=match):
+            as_image_source(X)
+
+
+def test_file_urls_name_their_path(image_files):
+    paths, _ = image_files
+    with pytest.raises(ValueError, match=rf"file URL: pass its path, '{paths[0]}'"):
+        as_image_source([f"file://{paths[0]}"])
+
+
+# -- one image, one set of pixels, whatever its form ---------------------------------
+
+
+def _turned_jpeg_and_png(tmp_path):
+    """A JPEG and a PNG whose EXIF says: turn 90 degrees clockwise to display."""
+    arr = np.zeros((10, 20, 3), dtype=np.uint8)
+    arr[:, :10] = 255  # left half white: the top half once upright
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    paths = [str(tmp_path / "turned.jpg"), str(tmp_path / "turned.png")]
+    img.save(paths[0], exif=exif, quality=100)
+    img.save(paths[1], exif=exif)
+    return paths
+
+
+def test_pil_images_are_turned_upright_as_their_files_are(tmp_path):
+    paths = _turned_jpeg_and_png(tmp_path)
+    pre = ImagePreprocessing(crop_size=8, resize_size=None)
+    from_paths = as_image_source(paths).load_resized(slice(0, 2), pre)
+    opened = [Image.open(p) for p in paths]
+    from_pil = as_image_source(opened).load_resized(slice(0, 2), pre)
+    assert torch.equal(from_pil, from_paths)
+    assert from_pil[:, :, :4].mean() > 0.9 and from_pil[:, :, -4:].mean() < 0.1
+    assert opened[0].size == (20, 10)  # the caller's image is left as it was
+
+
+def _palette_image(palette, transparency=None):
+    image = Image.new("P", (8, 4))
+    image.putdata([0, 1] * 16)
+    image.putpalette(palette + [0] * (768 - len(palette)))
+    if transparency is not None:
+        image.info["transparency"] = transparency
+    return image
+
+
+def test_pil_keys_follow_the_pixels_the_model_sees():
+    red_blue = _palette_image([255, 0, 0, 0, 0, 255])
+    green_blue = _palette_image([0, 255, 0, 0, 0, 255])
+    clear_blue = _palette_image([255, 0, 0, 0, 0, 255], transparency=0)
+    turned = red_blue.copy()
+    turned.getexif()[0x0112] = 6
+    images = [red_blue, green_blue, clear_blue, turned]
+    assert len({image.tobytes() for image in images}) == 1  # same index bytes
+    keys = as_image_source(images).sample_keys()
+    assert len(set(keys)) == 4
+    pixels = _load(images)
+    assert all(not torch.equal(pixels[0], pixels[i]) for i in (1, 2, 3))
+    assert as_image_source([red_blue.copy()]).sample_keys() == keys[:1]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_an_explicit_value_range_reads_files_and_pil_images_as_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    twelve_bit = rng.integers(0, 4096, (20, 24)).astype(np.uint16)
+    path = _save(tmp_path, "12bit.png", Image.fromarray(twelve_bit))
+    assert Image.open(path).mode == "I;16"
+    expected = _load(twelve_bit[None], value_range=(0, 4095))
+    forms = [[path], [Image.open(path)], [Image.fromarray(twelve_bit.astype(np.int32))]]
+    for X in forms:
+        assert torch.equal(_load(X, explicit_range=(0, 4095)), expected)
+    # 8-bit values in 16- and 32-bit images, and a float image.
+    eight_bit = rng.integers(0, 256, (20, 24)).astype(np.uint8)
+    expected = _load(eight_bit[None].astype(np.float32), value_range=(0, 255))
+    for dtype in (np.uint16, np.int32):
+        pil = Image.fromarray(eight_bit.astype(dtype))
+        assert torch.equal(_load([pil], explicit_range=(0, 255)), expected)
+    # uint8 arrays resample in integers: within a grey level of the floats.
+    assert (_load(eight_bit[None]) - expected).abs().max() <= 1 / 255 + 1e-6
+    floats = rng.uniform(0, 1000, (20, 24)).astype(np.float32)
+    float_file = _save(tmp_path, "f.tiff", Image.fromarray(floats))
+    from_file = _load([float_file], explicit_range=(0, 1000))
+    assert torch.equal(from_file, _load(floats[None], value_range=(0, 1000)))
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("high", "dtype", "bits"),
+    [
+        (4095, np.uint16, 12),
+        (255, np.uint16, 8),
+        (255, np.int32, 8),
+        (1000, np.uint16, 10),
+    ],
+)
+def test_16_bit_images_of_fewer_bits_warn_and_keep_their_reading(high, dtype, bits):
+    values = np.linspace(0, high, 16 * 16).reshape(16, 16).astype(dtype)
+    image = Image.fromarray(values)
+    with pytest.warns(
+        SkltransferWarning, match=rf"only values of {bits} bits or fewer"
+    ):
+        out = _load([image])
+    assert float(out.max()) == pytest.approx(high / 65535, abs=1e-3)  # as documented
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _load([image], explicit_range=(0, 65535))  # the reading chosen: no warning
+        full = values.astype(np.uint16) * (65535 // high)
+        _load([Image.fromarray(full)])  # values over all 16 bits: no guess to make

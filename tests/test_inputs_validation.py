@@ -60,3 +60,54 @@ def test_floats_outside_0_1_for_a_model_fitted_on_files_warn(rgb_images, tmp_pat
         features.transform(X[:3])  # uint8: always 0-255
         features.transform(X[:3] / np.float32(255))  # floats in [0, 1]
         features.transform(paths)
+
+
+def _twelve_bit_pngs(tmp_path, n=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 4096, (n, 20, 20)).astype(np.uint16)
+    paths = [str(tmp_path / f"{i}.png") for i in range(n)]
+    for array, path in zip(arrays, paths):
+        Image.fromarray(array).save(path)
+    return arrays, paths
+
+
+def test_an_explicit_value_range_applies_to_16_bit_files_and_pil_images(tmp_path):
+    from PIL import Image
+
+    from skltransfer import PretrainedImageFeatures
+    from skltransfer.exceptions import SkltransferWarning
+
+    arrays, paths = _twelve_bit_pngs(tmp_path)
+    est = PretrainedImageFeatures("test_tiny_cnn", value_range=(0, 4095))
+    expected = est.fit(arrays).transform(arrays)
+    np.testing.assert_allclose(est.fit(paths).transform(paths), expected, atol=1e-5)
+    opened = [Image.open(p) for p in paths]
+    np.testing.assert_allclose(est.transform(opened), expected, atol=1e-5)
+    auto = PretrainedImageFeatures("test_tiny_cnn").fit(paths)
+    with pytest.warns(SkltransferWarning, match=r"value_range=\(0, 4095\)"):
+        auto.transform(paths)
+
+
+def test_paths_as_numpy_strings_fit_and_transform(rgb_images, tmp_path):
+    from PIL import Image
+
+    from skltransfer import PretrainedImageFeatures
+
+    paths = [str(tmp_path / f"{i}.png") for i in range(3)]
+    for image, path in zip(rgb_images[0], paths):
+        Image.fromarray(image).save(path)
+    est = PretrainedImageFeatures("test_tiny_cnn")
+    expected = est.fit(paths).transform(paths)
+    for X in (list(np.array(paths)), np.array(paths)[:, None], np.array(paths)):
+        np.testing.assert_array_equal(est.fit(X).transform(X), expected)
+        assert est.value_range_ is None  # files: no numeric range learned
+
+
+def test_urls_for_an_image_estimator_say_to_download_first():
+    from skltransfer import PretrainedImageFeatures
+
+    urls = ["https://example.com/a.jpg", "https://example.com/b.jpg"]
+    with pytest.raises(ValueError, match="is a URL.*Download remote images first"):
+        PretrainedImageFeatures("test_tiny_cnn").fit(urls)

@@ -20,7 +20,7 @@ __all__ = ["PretrainedImageFeatures"]
 # Part of every cache key: changes to how pixels are read (8-bit resampling,
 # reduced decoding of large files) move the features slightly, and cached
 # rows computed the old way must not mix with new ones.
-_PIXEL_PIPELINE = "pixels-v2"
+_PIXEL_PIPELINE = "pixels-v3"
 
 
 @fill_doc

@@ -10,14 +10,20 @@ Accepted inputs (see :func:`as_image_source`):
   entries);
 - a 2-D array (N, H*W*C) of flattened images, with ``image_shape``.
 
-Grey images are repeated to RGB. Transparent images (files, PIL images and
-arrays with an alpha channel) are composited onto a background, white unless
-``background`` says otherwise (see :func:`background_rgb`). 16-bit
-and float images keep their precision (see :func:`_pil_pixels`).
-``uint8`` arrays are read as 0-255. Other arrays are scaled by a value range:
-(0, 1) when the training data lie in [0, 1], else (min(0, lowest), highest) of
-the training data (e.g. (0, 16) for ``load_digits``); values outside it are
-clipped. Pass ``value_range`` to fix it explicitly.
+Files and PIL images go through one decoding (:func:`_pil_pixels`), so an
+image gives the same pixels whether passed by path or opened: turned upright
+by its EXIF orientation, grey repeated to RGB, transparent pixels composited
+onto a background, white unless ``background`` says otherwise (see
+:func:`background_rgb`), as for arrays with an alpha channel.
+
+8-bit images (files, PIL images, ``uint8`` arrays) are read as 0-255. Other
+arrays are scaled by a value range: (0, 1) when the training data lie in
+[0, 1], else (min(0, lowest), highest) of the training data (e.g. (0, 16) for
+``load_digits``); values outside it are clipped. An explicit ``value_range``
+applies to every image that is not 8-bit: arrays, and 16-bit, 32-bit integer
+and float files and PIL images alike. Without one, those are read by the rule
+of their mode (see :func:`_mode_range`), with a warning when a 16-bit image
+holds values of fewer bits.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .._files import url_error
 from ..caching import file_digest, hash_bytes
+from ..exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = ["ImageSource", "as_image_source", "background_rgb", "fit_value_range"]
 
@@ -73,6 +81,11 @@ def _is_pil(x) -> bool:
     return hasattr(x, "getbands") and hasattr(x, "convert")
 
 
+def _is_array(x) -> bool:
+    """An image given as numbers (``np.str_`` paths have ``__array__`` too)."""
+    return hasattr(x, "__array__") and not (_is_path(x) or _is_pil(x))
+
+
 def _unwrap_pandas(X):
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 and X.shape[1] == 1:
         column = X.iloc[:, 0]
@@ -83,11 +96,20 @@ def _unwrap_pandas(X):
     return X
 
 
+def _holds_paths(X: np.ndarray) -> bool:
+    """Whether an array holds strings or paths (or texts), not pixels."""
+    return X.dtype.kind == "U" or (
+        X.dtype == object and X.size > 0 and _is_path(X.flat[0])
+    )
+
+
 def _as_array_if_numeric(X):
-    """Array-likes of numbers (lists of rows, array wrappers) become arrays."""
+    """Array-likes of numbers (lists of rows, array wrappers) become arrays;
+    arrays of paths, or one column of them (``df[["path"]].to_numpy()``), a
+    1-D object array."""
     if isinstance(X, np.ndarray):
-        # An array of strings holds paths (or texts), not pixels.
-        return X.astype(object) if X.dtype.kind == "U" and X.ndim == 1 else X
+        one_column = X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1)
+        return X.reshape(-1).astype(object) if one_column and _holds_paths(X) else X
     if isinstance(X, list | tuple) and X and (_is_path(X[0]) or _is_pil(X[0])):
         return X
     try:
@@ -223,15 +245,15 @@ def _draft(img, side: int | None):
     return img
 
 
-def _open(path, side: int | None = None, background=WHITE) -> np.ndarray:
-    """The image file at ``path`` as (H, W, C) pixels, upright (EXIF): see
-    :func:`_pil_pixels`."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _open(
+    path, side: int | None = None, background=WHITE, value_range=None
+) -> np.ndarray:
+    """The image file at ``path`` as (H, W, C) pixels: see :func:`_pil_pixels`."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            upright = ImageOps.exif_transpose(_draft(img, side))
-            return _pil_pixels(upright, background)
+            return _pil_pixels(_draft(img, side), background, value_range)
     except Image.DecompressionBombError as exc:
         raise ValueError(
             f"Image file {os.fspath(path)!r} is too large to decode safely: {exc} "
@@ -243,25 +265,35 @@ def _open(path, side: int | None = None, background=WHITE) -> np.ndarray:
 
 # 16-bit greyscale modes; their full range maps to [0, 1].
 _MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+_HIGH_DEPTH = (*_MODES_16, "I", "F")
 _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
-def _pil_pixels(img, background=WHITE) -> np.ndarray:
-    """Pixels of a PIL image, read as they are.
+def _upright(img):
+    """``img`` as it is displayed: turned as its EXIF orientation says."""
+    img.load()  # a PNG's EXIF may follow its pixels
+    if img.getexif().get(_ORIENTATION, 1) == 1:
+        return img  # no copy
+    from PIL import ImageOps
 
-    - 8-bit modes give uint8 (H, W, 3) RGB. Transparent images (an alpha
-      channel, or a palette or grey image with a transparent colour) are
-      composited onto ``background`` (white by default), so that whatever
-      colour hides under transparent pixels never reaches the model.
-    - 16-bit greyscale (``I;16*``) gives float32 (H, W, 1) in [0, 1] over the
-      full 16-bit range; 32-bit integers (``I``) the same when they lie in
-      0..65535, else over their own range; floats (``F``) as they are when in
-      [0, 1], else over their own range.
+    return ImageOps.exif_transpose(img)
+
+
+def _pil_content(img, background=WHITE) -> np.ndarray:
+    """What the model sees of a PIL image, before any value range.
+
+    Upright (:func:`_upright`). 8-bit modes as uint8 (H, W, 3) RGB;
+    transparent images (an alpha channel, or a palette or grey image with a
+    transparent colour) are composited onto ``background``, so that whatever
+    colour hides under transparent pixels never reaches the model. 16-bit,
+    32-bit integer and float images as their values, (H, W).
     """
-    mode = img.mode
-    if mode in _MODES_16 or mode in ("I", "F"):
-        return _high_depth(img)[..., None]
-    if "transparency" in img.info or mode in _TRANSPARENT:
+    img = _upright(img)
+    if img.mode in _HIGH_DEPTH:
+        values = np.asarray(img)
+        return values.astype(values.dtype.newbyteorder("="), copy=False)  # I;16B
+    if "transparency" in img.info or img.mode in _TRANSPARENT:
         from PIL import Image
 
         rgba = img.convert("RGBA")
@@ -270,20 +302,52 @@ def _pil_pixels(img, background=WHITE) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def _high_depth(img) -> np.ndarray:
-    arr = np.asarray(img)
-    if img.mode in _MODES_16:
-        return arr.astype(np.float32) / 65535.0
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
+def _pil_pixels(img, background=WHITE, value_range=None) -> np.ndarray:
+    """Pixels of a PIL image: uint8 (H, W, 3) for 8-bit modes, else float32
+    (H, W, 1) in [0, 1] scaled by ``value_range`` as arrays are, or without
+    one by the rule of the image's mode (:func:`_mode_range`)."""
+    content = _pil_content(img, background)
+    if content.dtype == np.uint8:
+        return content
+    if not np.isfinite(content).all():
         raise ValueError("the image contains NaN or infinity")
-    if img.mode == "I" and arr.min() >= 0 and arr.max() <= 65535:
-        low, high = 0.0, 65535.0
-    elif img.mode == "F" and arr.min() >= 0 and arr.max() <= 1:
-        low, high = 0.0, 1.0
-    else:
-        low, high = float(arr.min()), float(arr.max())
-    return ((arr - low) / (high - low if high > low else 1.0)).astype(np.float32)
+    value_range = value_range or _mode_range(content)
+    return _scale(content[None], value_range)[0].numpy()[..., None]
+
+
+def _mode_range(values: np.ndarray) -> tuple[float, float]:
+    """The value range of a 16-bit (uint16), 32-bit integer (int32) or float
+    image read without an explicit ``value_range``.
+
+    16-bit images map their full range, 0-65535, to [0, 1]; 32-bit integers
+    the same when they lie in it, else their own range; floats are taken as
+    they are when in [0, 1], else over their own range.
+    """
+    low, high = float(values.min()), float(values.max())
+    if values.dtype == np.uint16 or (values.dtype.kind in "iu" and low >= 0):
+        if high <= 65535:
+            _warn_fewer_bits(high)
+            return (0.0, 65535.0)
+    elif low >= 0 and high <= 1:
+        return (0.0, 1.0)
+    return (low, high if high > low else low + 1.0)
+
+
+def _warn_fewer_bits(high: float) -> None:
+    """Values that fit in 14 bits or fewer, in a 16-bit container, are dark
+    over 0-65535: 8-bit data saved as 16-bit, or a 10-, 12- or 14-bit camera.
+    Which one cannot be told from one image, so the reading stays and a
+    warning says how to choose."""
+    bits = next((b for b in (8, 10, 12, 14) if high < 2**b), None)
+    if bits is None or high == 0:
+        return
+    warn_at_caller(
+        "An integer image read over the 16-bit range (0-65535) holds only values "
+        f"of {bits} bits or fewer, so it looks dark. If the images hold {bits}-bit "
+        f"data, pass value_range=(0, {2**bits - 1}); value_range=(0, 65535) keeps "
+        "this reading without this warning.",
+        SkltransferWarning,
+    )
 
 
 def _check_pixels(chw: torch.Tensor | np.ndarray) -> None:
@@ -300,14 +364,16 @@ def _pixels_to_chw(pixels: np.ndarray) -> torch.Tensor:
 
 
 def _single_to_chw(
-    item, value_range, side: int | None = None, background=WHITE
+    item, value_range, side: int | None = None, background=WHITE, explicit=None
 ) -> torch.Tensor:
     """One path, PIL image or array as a (C, H, W) tensor: uint8 (0-255) for
-    8-bit files, PIL images and uint8 arrays, else float RGB in [0, 1]."""
+    8-bit files, PIL images and uint8 arrays, else float RGB in [0, 1].
+    ``value_range`` scales arrays; ``explicit`` (the user's value range, or
+    None) the files and PIL images that are not 8-bit."""
     if _is_path(item):
-        return _pixels_to_chw(_open(item, side, background))
+        return _pixels_to_chw(_open(item, side, background, explicit))
     if _is_pil(item):
-        return _pixels_to_chw(_pil_pixels(item, background))
+        return _pixels_to_chw(_pil_pixels(item, background, explicit))
     arr = _check_numeric(np.asarray(item))
     if arr.ndim not in (2, 3):
         raise ValueError(
@@ -328,7 +394,7 @@ def _resize_crop(images: torch.Tensor, preprocessing) -> torch.Tensor:
     return preprocessing.resize_crop(images)
 
 
-def _item_key(item) -> str:
+def _item_key(item, background=WHITE) -> str:
     if _is_path(item):
         # The file's bytes, not its path or modification time: a file rewritten
         # within the clock's resolution gets a new key, and workers that see
@@ -336,7 +402,11 @@ def _item_key(item) -> str:
         # a fraction of the cost of decoding it.
         return hash_bytes("file", file_digest(item))
     if _is_pil(item):
-        return hash_bytes("pil", item.mode, str(item.size), item.tobytes())
+        # What the model sees, not the image's raw bytes: a palette, a
+        # transparent colour or an EXIF orientation changes the pixels but
+        # not the bytes. (The value range is part of the model's key.)
+        content = np.ascontiguousarray(_pil_content(item, background))
+        return hash_bytes(f"pil:{content.dtype}:{content.shape}", _bytes(content))
     arr = np.ascontiguousarray(np.asarray(item))
     return hash_bytes(f"array:{arr.dtype}:{arr.shape}", _bytes(arr))
 
@@ -375,6 +445,13 @@ def _texts_for_images(paths) -> str:
     )
 
 
+_REMOTE_IMAGES = (
+    "Download remote images first (with fsspec, requests or your storage's "
+    "client) and pass their local paths, or pass them opened as PIL images, "
+    "e.g. PIL.Image.open(io.BytesIO(requests.get(url).content))."
+)
+
+
 def _check_paths(paths) -> None:
     for i, p in enumerate(paths):
         if os.path.isdir(p):
@@ -382,6 +459,9 @@ def _check_paths(paths) -> None:
                 f"Sample {i}: {os.fspath(p)!r} is a directory, not an image."
             )
         if not os.path.isfile(p):
+            remote = url_error(p, f"Sample {i}:", _REMOTE_IMAGES)
+            if remote is not None:
+                raise remote
             if _looks_like_texts(paths):
                 raise ValueError(_texts_for_images(paths))
             raise ValueError(f"Sample {i}: image file {os.fspath(p)!r} does not exist.")
@@ -392,13 +472,17 @@ class ImageSource:
     """Validated images that load batch by batch as float (B, 3, H, W) in [0, 1].
 
     ``array`` holds an (N, C, H, W) array of same-size images; otherwise
-    ``items`` holds paths, PIL images or per-image arrays.
+    ``items`` holds paths, PIL images or per-image arrays. ``value_range``
+    scales arrays that are not uint8; ``explicit_range``, the value range the
+    user gave (None: each by the rule of its mode), the files and PIL images
+    that are not 8-bit.
     """
 
     array: np.ndarray | None = None
     items: list | None = None
     value_range: tuple[float, float] | None = None
     background: tuple[int, int, int] = WHITE
+    explicit_range: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.items)
@@ -407,7 +491,7 @@ class ImageSource:
         """The value range of the numeric images (None when all are files/PIL/uint8)."""
         if self.array is not None:
             return fit_value_range(self.array)
-        arrays = [np.asarray(x) for x in self.items if hasattr(x, "__array__")]
+        arrays = [np.asarray(x) for x in self.items if _is_array(x)]
         arrays = [a for a in arrays if a.dtype != np.uint8]
         if not arrays:
             return None
@@ -415,13 +499,14 @@ class ImageSource:
         return (min(lows), max(highs))
 
     def sample_keys(self) -> list[str]:
-        """A content hash per image, for caching (files: path, size and mtime)."""
+        """A content hash per image, for caching: of a file's bytes, of what
+        the model sees of a PIL image, of an array's values."""
         if self.array is not None:
             prefix = f"array:{self.array.dtype}:{self.array.shape[1:]}"
             return [
                 hash_bytes(prefix, _bytes(np.ascontiguousarray(a))) for a in self.array
             ]
-        return [_item_key(x) for x in self.items]
+        return [_item_key(x, self.background) for x in self.items]
 
     def subset(self, indices) -> ImageSource:
         """The images at ``indices`` (positions), with the same conventions."""
@@ -448,7 +533,9 @@ class ImageSource:
         resized = []
         for i, item in enumerate(self.items[sl]):
             try:
-                image = _single_to_chw(item, self.value_range, side, self.background)
+                image = _single_to_chw(
+                    item, self.value_range, side, self.background, self.explicit_range
+                )
             except ValueError as exc:
                 raise ValueError(f"Sample {start + i}: {exc}") from exc
             resized.append(_resize_crop(image[None], preprocessing))
@@ -460,7 +547,7 @@ class ImageSource:
 
 
 def as_image_source(
-    X, *, image_shape=None, value_range=None, background=WHITE
+    X, *, image_shape=None, value_range=None, background=WHITE, explicit_range=None
 ) -> ImageSource:
     """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs)."""
     if isinstance(X, str | bytes) or _is_pil(X):
@@ -490,4 +577,9 @@ def as_image_source(
                 "a PIL image or an array."
             )
     _check_paths([x for x in items if _is_path(x)])
-    return ImageSource(items=items, value_range=value_range, background=background)
+    return ImageSource(
+        items=items,
+        value_range=value_range,
+        background=background,
+        explicit_range=explicit_range,
+    )

@@ -172,6 +172,7 @@ def validate_images(
         image_shape=estimator.image_shape,
         value_range=None if reset else estimator.value_range_,
         background=background_rgb(estimator.background),
+        explicit_range=_explicit_range(estimator),
     )
     if reset:
         if estimator.value_range == "auto":
@@ -181,6 +182,12 @@ def validate_images(
         _warn_unlearned_range(source)
     check_lengths(len(source), y)
     return source, y
+
+
+def _explicit_range(estimator) -> tuple[float, float] | None:
+    """The value range the user set (learned in fit as ``value_range_``):
+    it applies to files and PIL images that are not 8-bit too."""
+    return None if estimator.value_range == "auto" else estimator.value_range_
 
 
 def _warn_unlearned_range(source: ImageSource) -> None:
