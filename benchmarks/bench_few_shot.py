@@ -199,7 +199,9 @@ def text_task(table, sizes, draws, skip):
     for per_class in sizes:
         task = f"movies {per_class}/class"
         for draw in range(draws):
-            idx = _draw(y, per_class, np.random.default_rng(1000 * per_class + draw), pool)
+            idx = _draw(
+                y, per_class, np.random.default_rng(1000 * per_class + draw), pool
+            )
             X_tr, y_tr = list(texts[idx]), y[idx]
             models = {
                 "default": lambda s=draw: FineTuneClassifier(
@@ -228,7 +230,9 @@ def fashion_task(table, draws, skip):
     for per_class in (5, 20):
         task = f"fashion {per_class}/class"
         for draw in range(draws):
-            idx = _draw(y, per_class, np.random.default_rng(100 * per_class + draw), pool)
+            idx = _draw(
+                y, per_class, np.random.default_rng(100 * per_class + draw), pool
+            )
             _image_columns(table, task, tests, X[idx], y[idx], draw, skip)
 
 

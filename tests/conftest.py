@@ -82,6 +82,36 @@ def full_probe_grid(short_probe_grid, monkeypatch):
     monkeypatch.setattr(_probe, "PROBE_CS", short_probe_grid)
 
 
+@pytest.fixture(autouse=True)
+def no_cross_fit(monkeypatch):
+    """No cross-fit of the interpolation weight (``interpolation="auto"``).
+
+    It fits the network three more times on small data, where these tests
+    fit most; its code path is tested on its own (``cross_fit``). Returns the
+    library's threshold.
+    """
+    from skltransfer.finetune import _base
+
+    threshold = _base.AUTO_CROSS_FIT
+    monkeypatch.setattr(_base, "AUTO_CROSS_FIT", 0)
+    return threshold
+
+
+@pytest.fixture
+def cross_fit(no_cross_fit, monkeypatch):
+    """The library's cross-fit of the interpolation weight."""
+    from skltransfer.finetune import _base
+
+    monkeypatch.setattr(_base, "AUTO_CROSS_FIT", no_cross_fit)
+
+
+@pytest.fixture
+def own_defaults(full_probe_grid, cross_fit):
+    """The library's defaults as a user gets them: for the docs' examples, the
+    demo, and fits compared with fits in other processes (which never see the
+    patches of these fixtures)."""
+
+
 @pytest.fixture
 def hide_package(monkeypatch):
     """``hide_package(name)``: ``importlib.import_module(name)`` raises ImportError."""

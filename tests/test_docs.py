@@ -94,7 +94,7 @@ def page_folders(tmp_path_factory):
 
 
 # The blocks run as a reader runs them: with the library's own probe grid.
-@pytest.mark.usefixtures("full_probe_grid")
+@pytest.mark.usefixtures("own_defaults")
 @pytest.mark.parametrize(("page", "index"), BLOCKS)
 def test_code_block_runs(page, index, page_folders, tmp_path_factory, monkeypatch):
     blocks = CODE[page]

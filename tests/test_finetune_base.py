@@ -282,7 +282,7 @@ def test_auto_unfreeze_depends_on_the_input_kind(small_digits, source, monkeypat
     assert image.fit(X[:39], y[:39]).n_trainable_groups_ == 1
     assert image.fit(X[:40], y[:40]).n_trainable_groups_ == 2
     texts = ["a good film", "great movie", "bad film", "awful movie"] * 3
-    text = FineTuneClassifier("test_tiny_bert", max_epochs=1)
+    text = FineTuneClassifier("test_tiny_bert", max_epochs=1, contrastive=False)
     text.fit(texts, [1, 1, 0, 0] * 3)
     assert text.n_trainable_groups_ == 0
     assert text.cached_groups_ == len(text.layer_groups_)  # features run once
@@ -330,3 +330,80 @@ def test_backbone_that_cannot_run_on_x_says_so(small_digits):
     X, y = small_digits
     with pytest.raises(ValueError, match=r"cannot run on X: .* shape \(2, 10\)"):
         FineTuneClassifier(mlp(), max_epochs=1).fit(X[:20, :10], y[:20])
+
+
+# -- never below the probe: the head start, the interpolation, the cross-fit -------
+
+
+def test_a_probed_linear_head_on_a_frozen_body_is_the_probe(small_digits, source):
+    X, y = small_digits
+    X_tr, y_tr, X_te = X[y >= 5][:60], y[y >= 5][:60], X[y >= 5][60:200]
+    clf = FineTuneClassifier(source, unfreeze=0, random_state=0).fit(X_tr, y_tr)
+    # The probe is the regularised optimum of a linear head on fixed
+    # features: training it further only overfits, so it does not train.
+    assert clf.n_steps_ == 0 and clf.n_iter_ == 0
+    probe = FineTuneClassifier(source, unfreeze=0, max_epochs=0, random_state=0)
+    probe.fit(X_tr, y_tr)
+    np.testing.assert_array_equal(clf.predict_proba(X_te), probe.predict_proba(X_te))
+    # An explicit number of epochs, augmentation or an MLP head still train.
+    assert clf.set_params(max_epochs=2).fit(X_tr, y_tr).n_iter_ == 2
+    mlp_head = FineTuneClassifier(source, unfreeze=0, head=(8,), random_state=0)
+    assert mlp_head.fit(X_tr, y_tr).n_iter_ >= MIN_EPOCHS
+
+
+def test_interpolation_mixes_the_head_start_and_the_trained_weights(small_digits):
+    X, y = small_digits
+    params = {**IMAGE, "unfreeze": 1, "max_epochs": 3, "random_state": 0}
+    start = FineTuneClassifier(**params, interpolation=0.0).fit(X[:60], y[:60])
+    trained = FineTuneClassifier(**params, interpolation=1.0).fit(X[:60], y[:60])
+    half = FineTuneClassifier(**params, interpolation=0.5).fit(X[:60], y[:60])
+    assert half.interpolation_ == 0.5 and half.cross_fit_ is None
+    # Weight 0 is the probe head start itself.
+    probe = FineTuneClassifier(**{**params, "max_epochs": 0}).fit(X[:60], y[:60])
+    np.testing.assert_allclose(
+        start.predict_proba(X[60:90]), probe.predict_proba(X[60:90]), atol=1e-6
+    )
+    s, t, h = (m.module_.state_dict() for m in (start, trained, half))
+    changed = [k for k in s if s[k].is_floating_point() and not torch.equal(s[k], t[k])]
+    assert any(k.startswith("head") for k in changed)
+    assert any(k.startswith("backbone") for k in changed)
+    for k in changed:
+        torch.testing.assert_close(h[k], (s[k] + t[k]) / 2)
+
+
+@pytest.mark.usefixtures("cross_fit")
+def test_the_interpolation_is_chosen_on_held_out_folds(small_digits):
+    X, y = small_digits
+    params = {**IMAGE, "unfreeze": 1, "max_epochs": 2, "random_state": 0}
+    clf = FineTuneClassifier(**params).fit(X[:60], y[:60])
+    report = clf.cross_fit_
+    assert report["folds"] == _base.CROSS_FIT_FOLDS
+    assert report["interpolations"] == list(_base.INTERPOLATIONS)
+    losses = np.array(report["held_out_loss"])
+    assert losses.shape == (len(_base.INTERPOLATIONS),) and np.isfinite(losses).all()
+    assert clf.interpolation_ == _base.INTERPOLATIONS[int(np.argmin(losses))]
+    # Seeded: the same folds, losses and weights.
+    again = FineTuneClassifier(**params).fit(X[:60], y[:60])
+    assert again.cross_fit_ == report
+    np.testing.assert_array_equal(
+        clf.predict_proba(X[60:90]), again.predict_proba(X[60:90])
+    )
+    # The held-out losses are those of the folds' networks: weight 0 is each
+    # fold's probe, scored on samples it did not see.
+    assert losses[0] > 0
+    # A frozen body has nothing to interpolate: no cross-fit.
+    frozen = FineTuneClassifier(**{**params, "unfreeze": 0}).fit(X[:60], y[:60])
+    assert frozen.cross_fit_ is None and frozen.interpolation_ == 1.0
+
+
+@pytest.mark.usefixtures("cross_fit")
+def test_a_fit_with_labels_the_body_cannot_learn_stays_at_the_probe(small_digits):
+    X, y = small_digits
+    noise = np.random.default_rng(0).permutation(y[:60])
+    params = {**IMAGE, "unfreeze": 2, "lr": 0.05, "max_epochs": 20, "random_state": 0}
+    clf = FineTuneClassifier(**params).fit(X[:60], noise)
+    # Training on noise overfits: the held-out folds say so, and the fit keeps
+    # (mostly) the probe, which regularises noise to the class priors.
+    assert clf.interpolation_ <= 0.25
+    losses = clf.cross_fit_["held_out_loss"]
+    assert losses[-1] > losses[0]

@@ -147,7 +147,13 @@ LABELS = np.array([1, 1, 1, 0, 0, 1] * 4)
 
 
 def _fit_text(**kw):
-    params = {"unfreeze": 1, "max_epochs": 3, "batch_size": 4, "random_state": 0}
+    params = {
+        "unfreeze": 1,
+        "max_epochs": 3,
+        "batch_size": 4,
+        "contrastive": False,
+        "random_state": 0,
+    }
     return FineTuneClassifier("test_tiny_bert", **{**params, **kw}).fit(TEXTS, LABELS)
 
 

@@ -61,8 +61,10 @@ AUTO_EARLY_STOPPING = 10_000
 # images (see the docstring's figures); a user's own module on numeric arrays,
 # typically a small source network, trains every layer (discriminative rates).
 AUTO_UNFREEZE = {"text": 0, "image": 1, "tensor": "all"}
-# unfreeze="auto" with the contrastive stage: the top layer groups it trains.
-CONTRASTIVE_UNFREEZE = 2
+# unfreeze="auto" with the contrastive stage: every layer group but the
+# first (the token embeddings of a text encoder). Training only the top two
+# blocks of MiniLM on pairs left it level with its probe on movie snippets at
+# 8 per class; the whole stack of blocks gained 1.5 points.
 AUTO_DEEPER_IMAGES = 1_000
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
@@ -453,7 +455,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         if unfreeze == "auto":
             unfreeze = AUTO_UNFREEZE[self.input_kind_]
             if self.contrastive_:
-                unfreeze = CONTRASTIVE_UNFREEZE
+                unfreeze = max(1, n_groups - 1)
             if self.input_kind_ == "image" and n_samples >= AUTO_DEEPER_IMAGES:
                 unfreeze = 2
             unfreeze = n_groups if unfreeze == "all" else min(unfreeze, n_groups)
@@ -542,8 +544,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             [],
             ctx.group_params,
             self.n_trainable_groups_,
-            lr=CONTRASTIVE_LR / self.lr_decay,
-            lr_decay=self.lr_decay,
+            lr=CONTRASTIVE_LR,
+            lr_decay=1.0,  # one rate for the body, as SetFit trains it
             weight_decay=self.weight_decay,
         )
         self.pair_stage_ = train_on_pairs(

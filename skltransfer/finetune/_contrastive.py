@@ -18,7 +18,7 @@ costs a few forward passes of the top of the network.
 The number of passes follows the number of pairs: every pair is seen
 ``PAIR_PASSES`` times, in ``ceil(PAIR_PASSES * (n - 1) / (batch - 1))``
 epochs of shuffled batches (a batch of ``b`` samples holds ``b - 1`` of the
-pairs of each sample), and at least ``MIN_STEPS`` steps.
+pairs of each sample), within ``MIN_STEPS`` and ``MAX_STEPS`` steps.
 """
 
 from __future__ import annotations
@@ -35,20 +35,23 @@ from ._loop import lr_factor
 
 __all__ = ["CONTRASTIVE_LR", "contrastive_epochs", "pair_loss", "train_on_pairs"]
 
-# Every pair of training samples is seen this many times.
-PAIR_PASSES = 8
+# Every pair of training samples is seen this many times, in at least
+# MIN_STEPS and at most MAX_STEPS optimiser steps.
+PAIR_PASSES = 20
 MIN_STEPS = 8
-# The peak learning rate of the top trainable group; lower groups get the
-# estimator's layer-wise decay.
-CONTRASTIVE_LR = 1e-4
+MAX_STEPS = 300
+# The peak learning rate of every trainable group of the body.
+CONTRASTIVE_LR = 5e-5
 
 
 def contrastive_epochs(n: int, batch_size: int) -> int:
-    """Epochs that show every pair ``PAIR_PASSES`` times, and at least
-    ``MIN_STEPS`` optimiser steps."""
+    """Epochs that show every pair ``PAIR_PASSES`` times, within ``MIN_STEPS``
+    and ``MAX_STEPS`` optimiser steps."""
     b = max(2, min(batch_size, n))
+    per_epoch = n_steps_per_epoch(n, batch_size)
     epochs = math.ceil(PAIR_PASSES * (n - 1) / (b - 1))
-    return max(epochs, math.ceil(MIN_STEPS / n_steps_per_epoch(n, batch_size)))
+    epochs = min(epochs, max(1, MAX_STEPS // per_epoch))
+    return max(epochs, math.ceil(MIN_STEPS / per_epoch))
 
 
 def pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,8 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         for texts with at most 64 training samples per class, where it
         beats both the probe and SetFit (see
         ``benchmarks/bench_few_shot.py``); ``unfreeze="auto"`` then trains
-        the top two layer groups. Single-label ``y`` only.
+        every layer group but the token embeddings, all at one learning
+        rate (5e-5). Single-label ``y`` only.
 
     Attributes
     ----------
