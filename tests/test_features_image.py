@@ -288,3 +288,40 @@ def test_read_only_arrays_are_embedded_without_warnings():
         warnings.simplefilter("error")
         out = est.transform(frozen)
     np.testing.assert_array_equal(out, est.transform(X))
+
+
+# -- images that cannot be read -------------------------------------------------
+
+
+def _files(folder, n, empty=()):
+    """``n`` small PNG files; those at the positions in ``empty`` have no bytes."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (n, 10, 10, 3), np.uint8)
+    paths = [str(folder / f"{i}.png") for i in range(n)]
+    for i, path in enumerate(paths):
+        if i in empty:
+            open(path, "wb").close()
+        else:
+            Image.fromarray(pixels[i]).save(path)
+    return paths
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("cache", [False, True])
+def test_errors_name_the_sample_in_x_through_the_cache_chunks(
+    tmp_path, monkeypatch, cache
+):
+    from skltransfer import caching
+
+    monkeypatch.setattr(caching, "CHUNK", 4)  # as 512 does on large inputs
+    paths = _files(tmp_path, 13, empty={11})
+    est = PretrainedImageFeatures(
+        TINY, batch_size=2, cache=str(tmp_path) if cache else None
+    )
+    est.fit(paths[:2])
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        est.transform(paths)
+    hollow = [np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"^Sample 1: the image has no pixels"):
+        est.transform(hollow)

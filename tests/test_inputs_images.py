@@ -1,5 +1,6 @@
 """Reading images from every accepted input form, and rejecting bad ones."""
 
+import os
 import warnings
 
 import numpy as np
@@ -425,3 +426,86 @@ def test_degenerate_images_are_named(items, match):
 def test_one_pixel_image_is_an_image():
     out = _pixels([np.full((1, 1, 3), 255, np.uint8)])
     assert torch.allclose(out, torch.ones_like(out))
+
+
+# -- errors name a sample by its position in X ----------------------------------
+
+
+def _files(folder, n, empty=()):
+    """``n`` small PNG files; those at the positions in ``empty`` have no bytes."""
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        if i in empty:
+            path.write_bytes(b"")
+        else:
+            Image.fromarray(np.full((6, 6, 3), 15 * i, np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_path_after_arrays_is_named_by_its_position_in_x(tmp_path):
+    arrays = [np.zeros((4, 4, 3), np.uint8)] * 2
+    gone = str(tmp_path / "gone.png")
+    with pytest.raises(ValueError, match=r"^Sample 2: image file .*gone\.png' does"):
+        as_image_source([*arrays, gone])
+    with pytest.raises(ValueError, match=r"^Sample 2: .* is a directory"):
+        as_image_source([*arrays, str(tmp_path)])
+    with pytest.raises(ValueError, match=r"\(sample 1: 'a wonderful film'\)"):
+        as_image_source([arrays[0], "a wonderful film", "dull"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_subsets_and_slices_name_samples_by_their_position_in_x(tmp_path):
+    source = as_image_source(_files(tmp_path, 16, empty={11}))
+    part = source.subset(np.arange(8, 16)).subset([1, 3, 0])  # samples 9, 11, 8
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        part.load_resized(slice(0, 3), SMALL_PRE)
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        source.subset(np.arange(8, 16)).load_resized(slice(2, 4), SMALL_PRE)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_pandas_index_is_named_by_label_beside_the_position(tmp_path):
+    pd = pytest.importorskip("pandas")
+    paths = _files(tmp_path, 4, empty={2})
+    labelled = pd.Series(paths, index=[10, 11, 12, 13])
+    with pytest.raises(ValueError, match=r"^Sample at position 2 \(index label 12\): "):
+        _pixels(labelled)
+    with pytest.raises(ValueError, match=r"^Sample 2: Cannot read image .*2\.png"):
+        _pixels(pd.Series(paths))  # the default index: positions are the labels
+    gone = pd.Series([paths[0], str(tmp_path / "gone.png")], index=["a", "b"])
+    with pytest.raises(ValueError, match=r"^Sample at position 1 \(index label 'b'\)"):
+        as_image_source(gone)
+    with pytest.raises(TypeError, match=r"position 1 \(index label 'b'\) is a int"):
+        as_image_source(pd.Series([paths[0], 3], index=["a", "b"]))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_nan_in_one_array_of_a_list_names_that_sample_only():
+    images = [np.zeros((4, 4, 3)), np.zeros((5, 4, 3))]  # sizes differ: a list
+    images[1][3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^Sample 1: the image contains NaN") as info:
+        _pixels(images)
+    assert "sample 3" not in str(info.value)  # row 3 of the image is no sample
+
+
+def test_a_file_gone_before_it_is_hashed_is_named(tmp_path):
+    paths = _files(tmp_path, 3)
+    source = as_image_source(paths).subset([2, 1])
+    os.remove(paths[1])
+    with pytest.raises(ValueError, match=r"^Sample 1: Cannot read image .*1\.png"):
+        source.sample_keys()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_truncated_pil_image_is_named(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    path = _save(tmp_path, "cut.png", Image.fromarray(noise))
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])  # the header is whole, the pixels not
+    items = [np.zeros((4, 4, 3), np.uint8), Image.open(path)]  # opened lazily
+    with pytest.raises(ValueError, match=r"^Sample 1: image file is truncated"):
+        _pixels(items)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..caching import file_digest, hash_bytes
+from ._positions import index_labels, sample_name
 
 __all__ = ["ImageSource", "as_image_source", "background_rgb", "fit_value_range"]
 
@@ -88,7 +89,8 @@ def _as_array_if_numeric(X):
     if isinstance(X, np.ndarray):
         # An array of strings holds paths (or texts), not pixels.
         return X.astype(object) if X.dtype.kind == "U" and X.ndim == 1 else X
-    if isinstance(X, list | tuple) and X and (_is_path(X[0]) or _is_pil(X[0])):
+    if isinstance(X, list | tuple) and any(_is_path(x) or _is_pil(x) for x in X):
+        # Never np.asarray: it would decode every PIL image of a mixed list.
         return X
     try:
         arr = np.asarray(X)
@@ -128,7 +130,8 @@ def _to_nchw(X: np.ndarray) -> np.ndarray:
     )
 
 
-def _check_numeric(X: np.ndarray) -> np.ndarray:
+def _check_numeric(X: np.ndarray, *, one: bool = False) -> np.ndarray:
+    """``X`` (an array of images, or ``one`` image) checked: real and finite."""
     if X.dtype == bool:
         return X.astype(np.float32)
     if np.iscomplexobj(X):
@@ -136,6 +139,8 @@ def _check_numeric(X: np.ndarray) -> np.ndarray:
     if not np.issubdtype(X.dtype, np.number):
         raise TypeError(f"Image arrays must be numeric, got dtype {X.dtype}.")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        if one:  # the caller names the sample
+            raise ValueError("the image contains NaN or infinity")
         bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
         raise ValueError(
             f"Input contains NaN or infinity (first at sample {bad[0]}); "
@@ -308,7 +313,7 @@ def _single_to_chw(
         return _pixels_to_chw(_open(item, side, background))
     if _is_pil(item):
         return _pixels_to_chw(_pil_pixels(item, background))
-    arr = _check_numeric(np.asarray(item))
+    arr = _check_numeric(np.asarray(item), one=True)
     if arr.ndim not in (2, 3):
         raise ValueError(
             f"expected one image of shape (H, W) or (H, W, C), got {arr.shape}"
@@ -343,7 +348,7 @@ def _item_key(item) -> str:
 
 def _bytes(arr: np.ndarray) -> memoryview:
     """The bytes of a contiguous array, without copying them."""
-    return memoryview(arr).cast("B")
+    return memoryview(arr).cast("B") if arr.size else memoryview(b"")
 
 
 def _file_like(text: str) -> bool:
@@ -361,30 +366,33 @@ def _looks_like_texts(paths) -> bool:
     return 2 * sum(map(_file_like, paths)) < len(paths)
 
 
-def _texts_for_images(paths) -> str:
+def _texts_for_images(paths, first: int) -> str:
     from ..backbones import list_backbones
 
     names = list_backbones(pretrained=True, modality="text")
     return (
         f"X looks like text, not images: none of its {len(paths)} strings is an "
-        f"existing file (sample 0: {paths[0]!r}). This backbone takes images. For "
-        "texts, use a text encoder: "
+        f"existing file (sample {first}: {paths[0]!r}). This backbone takes images. "
+        "For texts, use a text encoder: "
         + " or ".join(f"backbone={n!r}" for n in names)
         + " to fine-tune (FineTuneClassifier, FineTuneRegressor), or "
         f"PretrainedTextEmbeddings({names[0]!r}) for embeddings."
     )
 
 
-def _check_paths(paths) -> None:
-    for i, p in enumerate(paths):
+def _check_paths(items, labels=None) -> None:
+    """Raise on a path that is no file, naming its position among ``items``."""
+    at = [i for i, x in enumerate(items) if _is_path(x)]
+    paths = [items[i] for i in at]
+    for i, p in zip(at, paths, strict=True):
+        if os.path.isfile(p):
+            continue
+        if _looks_like_texts(paths):
+            raise ValueError(_texts_for_images(paths, at[0]))
+        where = sample_name(i, labels)
         if os.path.isdir(p):
-            raise ValueError(
-                f"Sample {i}: {os.fspath(p)!r} is a directory, not an image."
-            )
-        if not os.path.isfile(p):
-            if _looks_like_texts(paths):
-                raise ValueError(_texts_for_images(paths))
-            raise ValueError(f"Sample {i}: image file {os.fspath(p)!r} does not exist.")
+            raise ValueError(f"{where}: {os.fspath(p)!r} is a directory, not an image.")
+        raise ValueError(f"{where}: image file {os.fspath(p)!r} does not exist.")
 
 
 @dataclass
@@ -393,12 +401,19 @@ class ImageSource:
 
     ``array`` holds an (N, C, H, W) array of same-size images; otherwise
     ``items`` holds paths, PIL images or per-image arrays.
+
+    ``positions`` are the images' positions in the user's ``X`` (None:
+    ``0..n-1``), kept by :meth:`subset`, and ``labels`` the index labels of
+    a pandas ``X`` by position (see :mod:`._positions`): errors name a sample
+    by them.
     """
 
     array: np.ndarray | None = None
     items: list | None = None
     value_range: tuple[float, float] | None = None
     background: tuple[int, int, int] = WHITE
+    positions: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.items)
@@ -415,19 +430,45 @@ class ImageSource:
         return (min(lows), max(highs))
 
     def sample_keys(self) -> list[str]:
-        """A content hash per image, for caching (files: path, size and mtime)."""
+        """A content hash per image, for caching (files: their bytes)."""
         if self.array is not None:
             prefix = f"array:{self.array.dtype}:{self.array.shape[1:]}"
             return [
                 hash_bytes(prefix, _bytes(np.ascontiguousarray(a))) for a in self.array
             ]
-        return [_item_key(x) for x in self.items]
+        return [self._key(i, x) for i, x in enumerate(self.items)]
+
+    def _key(self, i: int, item) -> str:
+        try:
+            return _item_key(item)
+        except OSError as exc:  # unreadable, even for hashing (or a truncated PIL)
+            what = f"image file {os.fspath(item)!r}" if _is_path(item) else "image"
+            self._failed(i, f"Cannot read {what}: {exc}", exc)
+
+    def _position(self, i: int) -> int:
+        return i if self.positions is None else int(self.positions[i])
+
+    def _positions_of(self, idx) -> np.ndarray:
+        """The positions in ``X`` of the images at ``idx`` (a slice or positions)."""
+        if self.positions is not None:
+            return self.positions[idx]
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(len(self)))
+        return np.asarray(idx, dtype=np.int64)
+
+    def _failed(self, i: int, reason, cause: Exception) -> None:
+        """Image ``i`` cannot be read: raise naming its position in ``X``."""
+        name = sample_name(self._position(i), self.labels)
+        raise ValueError(f"{name}: {reason}") from cause
 
     def subset(self, indices) -> ImageSource:
         """The images at ``indices`` (positions), with the same conventions."""
+        indices = np.asarray(indices)
+        positions = self._positions_of(indices)
         if self.array is not None:
-            return replace(self, array=self.array[indices])
-        return replace(self, items=[self.items[i] for i in np.asarray(indices)])
+            return replace(self, array=self.array[indices], positions=positions)
+        items = [self.items[i] for i in indices]
+        return replace(self, items=items, positions=positions)
 
     def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].
@@ -443,16 +484,19 @@ class ImageSource:
                 return _resize_crop(t, preprocessing)
             scaled = _scale(batch, self.value_range, self.background)
             return preprocessing.resize_crop(scaled)
-        side = preprocessing.decode_side
-        start = sl.start or 0
         resized = []
-        for i, item in enumerate(self.items[sl]):
-            try:
-                image = _single_to_chw(item, self.value_range, side, self.background)
-            except ValueError as exc:
-                raise ValueError(f"Sample {start + i}: {exc}") from exc
-            resized.append(_resize_crop(image[None], preprocessing))
+        for i, item in enumerate(self.items[sl], start=sl.start or 0):
+            resized.append(self._load_one(i, item, preprocessing))
         return torch.cat(resized)
+
+    def _load_one(self, i: int, item, preprocessing) -> torch.Tensor:
+        """Image ``i`` resized and cropped: (1, 3, S, S)."""
+        side = preprocessing.decode_side
+        try:
+            image = _single_to_chw(item, self.value_range, side, self.background)
+        except (ValueError, OSError) as exc:  # OSError: a truncated PIL image
+            self._failed(i, exc, exc)
+        return _resize_crop(image[None], preprocessing)
 
     def load(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize, crop and normalise the images in ``sl``."""
@@ -463,6 +507,7 @@ def as_image_source(
     X, *, image_shape=None, value_range=None, background=WHITE
 ) -> ImageSource:
     """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs)."""
+    labels = index_labels(X)
     if isinstance(X, str | bytes) or _is_pil(X):
         raise TypeError(
             "Expected a collection of images, got a single "
@@ -486,8 +531,10 @@ def as_image_source(
     for i, item in enumerate(items):
         if not (_is_path(item) or _is_pil(item) or hasattr(item, "__array__")):
             raise TypeError(
-                f"Sample {i} is a {type(item).__name__}; expected a file path, "
-                "a PIL image or an array."
+                f"{sample_name(i, labels)} is a {type(item).__name__}; expected a "
+                "file path, a PIL image or an array."
             )
-    _check_paths([x for x in items if _is_path(x)])
-    return ImageSource(items=items, value_range=value_range, background=background)
+    _check_paths(items, labels)
+    return ImageSource(
+        items=items, value_range=value_range, background=background, labels=labels
+    )
