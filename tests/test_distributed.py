@@ -125,6 +125,26 @@ def test_outside_an_engine_threads_are_left_alone():
     assert worker_setup() == torch.get_num_threads()
 
 
+def _with_an_empty_file(paths, folder, position):
+    out = list(paths)
+    out[position] = str(folder / "empty.png")
+    open(out[position], "wb").close()
+    return out
+
+
+def test_an_error_names_the_sample_within_the_batch(features, paths, tmp_path):
+    broken = _with_an_empty_file(paths, tmp_path, 5)
+    embed = BatchFunction(features, column="path")
+    frame = pd.DataFrame({"path": broken}, index=range(100, 124))
+    named = r"^Sample at position 5 \(index label 105\): Cannot read .*empty\.png"
+    with pytest.raises(ValueError, match=named) as info:
+        embed(frame)
+    if sys.version_info >= (3, 11):
+        assert "on a batch of 24 samples" in info.value.__notes__[0]
+    with pytest.raises(ValueError, match=r"^Sample 5: Cannot read .*empty\.png"):
+        embed({"path": np.array(broken, dtype=object)})
+
+
 # -- Dask ----------------------------------------------------------------------
 
 
