@@ -244,10 +244,12 @@ _SHARED = {
         A directory where each sample's output row is stored, keyed on
         everything that changes it (the model's weights and this estimator's
         output settings) plus a hash of the sample's content (array bytes; for
-        image files, path, size and modification time; the text). Folds of a
-        cross-validation and candidates of a grid search then compute each
-        sample once. Safe to share between parallel workers; unreadable entries
-        are recomputed. See :mod:`skltransfer.caching`.""",
+        image files, their bytes; the text). Folds of a cross-validation and
+        candidates of a grid search then compute each sample once. Safe to
+        share between parallel workers; unreadable entries are recomputed.
+        Rows are stored as they are computed (images batch by batch, texts
+        512 at a time), so an interrupted call keeps most of its work. See
+        :mod:`skltransfer.caching`.""",
     "finetune_params": _FINETUNE_PARAMS,
     "finetune_attributes": _FINETUNE_ATTRIBUTES,
 }

@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator
 from ._batch_size import default_batch_size, plan_batches
 from ._compile import compiled_forward
 from ._device import resolve_precision
-from ._inference import run_batched
+from ._inference import iter_batched
 from ._process_state import load_frozen
 from ._validation import (
     check_is_fitted,
@@ -78,6 +78,11 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         return self._run_source(self._image_source(X, reset=False), forward, desc)
 
     def _run_source(self, source, forward, desc: str) -> np.ndarray:
+        """The rows of ``forward`` over every image of ``source``, as one array."""
+        return np.concatenate(list(self._iter_source(source, forward, desc)))
+
+    def _iter_source(self, source, forward, desc: str):
+        """The rows of ``forward`` over ``source``, batch by batch (float32)."""
         device = self._device()
         dtype = resolve_precision(self.precision, device)
         channels_last = self._channels_last()
@@ -99,7 +104,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         if compile_:
             forward = compiled_forward(self.backbone_, config, forward)
             pad_to = self.batch_size or default_batch_size(device)
-        outputs = run_batched(
+        batches = iter_batched(
             lambda sl: source.load(sl, pre),
             forward,
             slices,
@@ -112,4 +117,5 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
             desc=desc,
             total=len(source),
         )
-        return np.concatenate(outputs).astype(np.float32, copy=False)
+        for _, rows in batches:
+            yield rows.astype(np.float32, copy=False)

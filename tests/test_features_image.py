@@ -1,5 +1,6 @@
 """PretrainedImageFeatures: frozen features inside scikit-learn tooling."""
 
+import os
 import pickle
 import warnings
 
@@ -307,6 +308,10 @@ def _files(folder, n, empty=()):
     return paths
 
 
+def _rows_on_disk(folder) -> int:
+    return sum(name.endswith(".row") for *_, names in os.walk(folder) for name in names)
+
+
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("cache", [False, True])
 def test_errors_name_the_sample_in_x_through_the_cache_chunks(
@@ -325,3 +330,13 @@ def test_errors_name_the_sample_in_x_through_the_cache_chunks(
     hollow = [np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8)]
     with pytest.raises(ValueError, match=r"^Sample 1: the image has no pixels"):
         est.transform(hollow)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_failure_keeps_the_rows_computed_before_it(tmp_path):
+    cache = tmp_path / "cache"
+    paths = _files(tmp_path, 9, empty={7})
+    est = PretrainedImageFeatures(TINY, batch_size=2, cache=str(cache)).fit(paths)
+    with pytest.raises(ValueError, match="Sample 7"):
+        est.transform(paths)
+    assert _rows_on_disk(cache) == 6  # the three batches before the failing one

@@ -166,10 +166,13 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         """
         check_is_fitted(self, "backbone_")
         source = self._image_source(X, reset=False)
+        desc = "Embedding images"
 
         def embed(indices):
-            subset = source if indices is None else source.subset(indices)
-            return self._run_source(subset, self._embedder(), "Embedding images")
+            if indices is None:
+                return self._run_source(source, self._embedder(), desc)
+            # Blocks of rows, which the cache stores batch by batch.
+            return self._iter_source(source.subset(indices), self._embedder(), desc)
 
         return self._cached_rows(source.sample_keys, embed)
 
