@@ -18,6 +18,8 @@ from ._validation import (
 )
 from .backbones import get_spec
 from .base import TorchModelMixin
+from .exceptions import UnreadableImageWarning, warn_at_caller
+from .inputs._positions import unreadable_summary
 from .inputs.validation import fit_image_conventions, validate_images
 
 
@@ -49,11 +51,19 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
             fit_image_conventions(self, backbone)
             self.value_range_ = getattr(self, "value_range_", None)
         else:
-            validate_images(self, X, reset=True, backbone=backbone)
+            validate_images(
+                self, X, reset=True, backbone=backbone, on_error=self._on_error()
+            )
         self.backbone_ = backbone
 
+    def _on_error(self) -> str:
+        """What to do with an image that cannot be read: "raise" or "nan"."""
+        return "raise"
+
     def _image_source(self, X, *, reset: bool):
-        return validate_images(self, X, reset=reset, backbone=self.backbone_)[0]
+        return validate_images(
+            self, X, reset=reset, backbone=self.backbone_, on_error=self._on_error()
+        )[0]
 
     def _example(self, n: int = 1) -> torch.Tensor:
         size = self.preprocessing_.crop_size
@@ -82,7 +92,8 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         return np.concatenate(list(self._iter_source(source, forward, desc)))
 
     def _iter_source(self, source, forward, desc: str):
-        """The rows of ``forward`` over ``source``, batch by batch (float32)."""
+        """The rows of ``forward`` over ``source``, batch by batch (float32);
+        the rows of images that could not be read are NaN."""
         device = self._device()
         dtype = resolve_precision(self.precision, device)
         channels_last = self._channels_last()
@@ -117,5 +128,14 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
             desc=desc,
             total=len(source),
         )
-        for _, rows in batches:
-            yield rows.astype(np.float32, copy=False)
+        for sl, rows in batches:
+            rows = rows.astype(np.float32, copy=False)
+            rows[source.unread(sl)] = np.nan
+            yield rows
+
+    def _warn_unreadable(self, source) -> None:
+        """One warning for the images of ``source`` that could not be read."""
+        if source.unreadable:
+            message = unreadable_summary(source.unreadable, len(source), source.labels)
+            warning = UnreadableImageWarning(message, source.unreadable)
+            warn_at_caller(warning, UnreadableImageWarning)

@@ -24,7 +24,8 @@ What it guarantees:
   before it (for images, all but the failing batch). A cache that cannot be
   written (read-only, disk full) gives one warning per call and the
   transform goes on without storing.
-- **Only finite rows.** A row holding NaN is returned but never stored.
+- **Only finite rows.** A row holding NaN (an image that could not be read,
+  with ``on_error="nan"``) is returned but never stored.
 """
 
 from __future__ import annotations

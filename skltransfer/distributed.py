@@ -173,7 +173,10 @@ class BatchFunction:
 
     An error on a batch names a sample by its position in that batch (with
     its index label, for a pandas batch) and its file, and carries a note
-    saying so.
+    saying so. With ``PretrainedImageFeatures(on_error="nan")``, the rows of
+    images that cannot be read are NaN in the output instead, so that a job
+    over many files finishes; drop them afterwards (see the "Scaling out"
+    guide).
 
     Parameters
     ----------

@@ -13,11 +13,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
 import skltransfer
 from skltransfer import PretrainedImageFeatures
 from skltransfer.backbones import TimmBackbone
-from skltransfer.exceptions import SkltransferWarning
+from skltransfer.exceptions import SkltransferWarning, UnreadableImageWarning
 
 TINY = "test_tiny_cnn"
 
@@ -340,3 +341,39 @@ def test_a_failure_keeps_the_rows_computed_before_it(tmp_path):
     with pytest.raises(ValueError, match="Sample 7"):
         est.transform(paths)
     assert _rows_on_disk(cache) == 6  # the three batches before the failing one
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("cache", [False, True])
+def test_on_error_nan_gives_nan_rows_and_one_warning(tmp_path, cache):
+    paths = _files(tmp_path, 7, empty={1, 4})
+    paths[5] = str(tmp_path / "gone.png")
+    est = PretrainedImageFeatures(
+        TINY, batch_size=2, on_error="nan", cache=str(tmp_path / "c") if cache else None
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Z = est.fit_transform(paths)  # fit lets the missing file through too
+    assert [w.category for w in caught] == [UnreadableImageWarning]
+    warning = caught[0].message
+    assert warning.positions == [1, 4, 5]
+    assert "gone.png" in warning.reasons[5] and "4.png" in warning.reasons[4]
+    assert str(warning).startswith("3 of 7 images could not be read")
+    assert caught[0].filename == __file__
+    np.testing.assert_array_equal(np.isnan(Z).any(axis=1), np.isin(range(7), [1, 4, 5]))
+    assert not np.isnan(Z[[0, 2, 3, 6]]).any()
+    readable = est.set_params(on_error="raise").transform(
+        [paths[i] for i in (0, 2, 3, 6)]
+    )
+    np.testing.assert_allclose(Z[[0, 2, 3, 6]], readable, rtol=1e-5, atol=1e-6)
+    if cache:
+        assert _rows_on_disk(tmp_path / "c") == 4  # NaN rows are never stored
+
+
+def test_on_error_is_a_checked_parameter(rgb_images):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, on_error="nan")
+    assert clone(est).get_params()["on_error"] == "nan"
+    assert PretrainedImageFeatures(TINY).on_error == "raise"
+    with pytest.raises(InvalidParameterError, match="on_error"):
+        PretrainedImageFeatures(TINY, on_error="skip").fit(X)

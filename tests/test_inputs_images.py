@@ -499,7 +499,24 @@ def test_a_file_gone_before_it_is_hashed_is_named(tmp_path):
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_a_truncated_pil_image_is_named(tmp_path):
+def test_on_error_nan_collects_unreadable_images_by_position(tmp_path):
+    paths = _files(tmp_path, 4, empty={1})
+    paths[3] = str(tmp_path / "gone.png")
+    source = as_image_source([*paths, np.zeros((0, 4, 3), np.uint8)], on_error="nan")
+    assert len(source.sample_keys()) == 5  # hashing the missing file records it
+    out = source.subset([4, 3, 2, 1, 0]).load_resized(slice(0, 5), SMALL_PRE)
+    assert sorted(source.unreadable) == [1, 3, 4]
+    assert "1.png" in source.unreadable[1] and "gone.png" in source.unreadable[3]
+    assert "no pixels" in source.unreadable[4]
+    np.testing.assert_array_equal(source.unread(slice(0, 5)), [0, 1, 0, 1, 1])
+    assert out[[0, 1, 3]].eq(0).all()  # blank stand-ins
+    torch.testing.assert_close(out[[2, 4]], _pixels([paths[2], paths[0]]))
+    with pytest.raises(ValueError, match="looks like text"):
+        as_image_source(["a wonderful film", "dull"], on_error="nan")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_truncated_pil_image_is_named_or_collected(tmp_path):
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
     path = _save(tmp_path, "cut.png", Image.fromarray(noise))
     with open(path, "rb") as f:
@@ -509,3 +526,6 @@ def test_a_truncated_pil_image_is_named(tmp_path):
     items = [np.zeros((4, 4, 3), np.uint8), Image.open(path)]  # opened lazily
     with pytest.raises(ValueError, match=r"^Sample 1: image file is truncated"):
         _pixels(items)
+    source = as_image_source(items, on_error="nan")
+    source.load_resized(slice(0, 2), SMALL_PRE)
+    assert list(source.unreadable) == [1]

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["index_labels", "sample_name"]
+__all__ = ["ON_ERROR_OPTIONS", "index_labels", "sample_name", "unreadable_summary"]
+
+#: What an estimator may do with an image it cannot read.
+ON_ERROR_OPTIONS = ("raise", "nan")
+# Samples listed by name in the summary of unreadable images.
+_LISTED = 5
 
 
 def index_labels(X) -> np.ndarray | None:
@@ -37,3 +42,22 @@ def sample_name(position: int, labels: np.ndarray | None = None) -> str:
     label = labels[position]
     label = label.item() if isinstance(label, np.generic) else label
     return f"Sample at position {position} (index label {label!r})"
+
+
+def unreadable_summary(unreadable: dict, n: int, labels=None) -> str:
+    """One message for the images of an input of ``n`` that could not be read.
+
+    ``unreadable`` maps each one's position to the reason; the first few are
+    listed with theirs.
+    """
+    positions = sorted(unreadable)
+    listed = "; ".join(
+        f"{sample_name(p, labels)}: {unreadable[p]}" for p in positions[:_LISTED]
+    )
+    more = len(positions) - _LISTED
+    return (
+        f"{len(positions)} of {n} images could not be read; their rows are NaN "
+        "(on_error='nan'). Keep the others with ~np.isnan(Z).any(axis=1). "
+        + listed
+        + (f"; and {more} more." if more > 0 else ".")
+    )

@@ -380,8 +380,12 @@ def _texts_for_images(paths, first: int) -> str:
     )
 
 
-def _check_paths(items, labels=None) -> None:
-    """Raise on a path that is no file, naming its position among ``items``."""
+def _check_paths(items, labels=None, *, unreadable_ok: bool = False) -> None:
+    """Raise on a path that is no file, naming its position among ``items``.
+
+    With ``unreadable_ok``, such paths are left to be read as unreadable
+    images; strings that all read as texts raise in every case.
+    """
     at = [i for i, x in enumerate(items) if _is_path(x)]
     paths = [items[i] for i in at]
     for i, p in zip(at, paths, strict=True):
@@ -389,6 +393,8 @@ def _check_paths(items, labels=None) -> None:
             continue
         if _looks_like_texts(paths):
             raise ValueError(_texts_for_images(paths, at[0]))
+        if unreadable_ok:
+            continue
         where = sample_name(i, labels)
         if os.path.isdir(p):
             raise ValueError(f"{where}: {os.fspath(p)!r} is a directory, not an image.")
@@ -405,7 +411,9 @@ class ImageSource:
     ``positions`` are the images' positions in the user's ``X`` (None:
     ``0..n-1``), kept by :meth:`subset`, and ``labels`` the index labels of
     a pandas ``X`` by position (see :mod:`._positions`): errors name a sample
-    by them.
+    by them. ``unreadable`` None makes an image that cannot be read raise;
+    a dict (shared by subsets) instead collects ``{position: reason}`` and
+    a blank image takes its place (see :meth:`unread`).
     """
 
     array: np.ndarray | None = None
@@ -414,6 +422,7 @@ class ImageSource:
     background: tuple[int, int, int] = WHITE
     positions: np.ndarray | None = None
     labels: np.ndarray | None = None
+    unreadable: dict | None = None
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.items)
@@ -444,6 +453,8 @@ class ImageSource:
         except OSError as exc:  # unreadable, even for hashing (or a truncated PIL)
             what = f"image file {os.fspath(item)!r}" if _is_path(item) else "image"
             self._failed(i, f"Cannot read {what}: {exc}", exc)
+            # Never stored: the row of an unreadable image is NaN.
+            return hash_bytes("unreadable", str(i))
 
     def _position(self, i: int) -> int:
         return i if self.positions is None else int(self.positions[i])
@@ -457,9 +468,19 @@ class ImageSource:
         return np.asarray(idx, dtype=np.int64)
 
     def _failed(self, i: int, reason, cause: Exception) -> None:
-        """Image ``i`` cannot be read: raise naming its position in ``X``."""
-        name = sample_name(self._position(i), self.labels)
-        raise ValueError(f"{name}: {reason}") from cause
+        """Image ``i`` cannot be read: raise naming its position in ``X``, or
+        record it (see the class)."""
+        position = self._position(i)
+        if self.unreadable is None:
+            name = sample_name(position, self.labels)
+            raise ValueError(f"{name}: {reason}") from cause
+        self.unreadable[position] = str(reason)
+
+    def unread(self, sl: slice) -> np.ndarray:
+        """Which images of ``sl`` could not be read (after loading them)."""
+        if not self.unreadable:
+            return np.zeros(len(range(*sl.indices(len(self)))), dtype=bool)
+        return np.isin(self._positions_of(sl), list(self.unreadable))
 
     def subset(self, indices) -> ImageSource:
         """The images at ``indices`` (positions), with the same conventions."""
@@ -490,13 +511,17 @@ class ImageSource:
         return torch.cat(resized)
 
     def _load_one(self, i: int, item, preprocessing) -> torch.Tensor:
-        """Image ``i`` resized and cropped: (1, 3, S, S)."""
-        side = preprocessing.decode_side
-        try:
-            image = _single_to_chw(item, self.value_range, side, self.background)
-        except (ValueError, OSError) as exc:  # OSError: a truncated PIL image
-            self._failed(i, exc, exc)
-        return _resize_crop(image[None], preprocessing)
+        """Image ``i`` resized and cropped: (1, 3, S, S); a blank one where it
+        cannot be read and ``unreadable`` collects the failures."""
+        if self.unreadable is None or self._position(i) not in self.unreadable:
+            side = preprocessing.decode_side
+            try:
+                image = _single_to_chw(item, self.value_range, side, self.background)
+                return _resize_crop(image[None], preprocessing)
+            except (ValueError, OSError) as exc:  # OSError: a truncated PIL image
+                self._failed(i, exc, exc)
+        size = preprocessing.crop_size
+        return torch.zeros(1, 3, size, size)
 
     def load(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize, crop and normalise the images in ``sl``."""
@@ -504,9 +529,14 @@ class ImageSource:
 
 
 def as_image_source(
-    X, *, image_shape=None, value_range=None, background=WHITE
+    X, *, image_shape=None, value_range=None, background=WHITE, on_error="raise"
 ) -> ImageSource:
-    """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs)."""
+    """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs).
+
+    ``on_error="nan"`` lets the images of a list that cannot be read (a
+    missing, corrupt or empty file, an image without pixels) through: they
+    are collected in the source's ``unreadable`` instead of raising.
+    """
     labels = index_labels(X)
     if isinstance(X, str | bytes) or _is_pil(X):
         raise TypeError(
@@ -534,7 +564,11 @@ def as_image_source(
                 f"{sample_name(i, labels)} is a {type(item).__name__}; expected a "
                 "file path, a PIL image or an array."
             )
-    _check_paths(items, labels)
+    _check_paths(items, labels, unreadable_ok=on_error == "nan")
     return ImageSource(
-        items=items, value_range=value_range, background=background, labels=labels
+        items=items,
+        value_range=value_range,
+        background=background,
+        labels=labels,
+        unreadable={} if on_error == "nan" else None,
     )
