@@ -273,10 +273,23 @@ _SHARED = {
         A directory where each sample's output row is stored, keyed on
         everything that changes it (the model's weights and this estimator's
         output settings) plus a hash of the sample's content (array bytes; for
-        image files, path, size and modification time; the text). Folds of a
-        cross-validation and candidates of a grid search then compute each
-        sample once. Safe to share between parallel workers; unreadable entries
-        are recomputed. See :mod:`skltransfer.caching`.""",
+        image files, their bytes; the text). Folds of a cross-validation and
+        candidates of a grid search then compute each sample once. Safe to
+        share between parallel workers; unreadable entries are recomputed.
+        Rows are stored as they are computed (images batch by batch, texts
+        512 at a time), so an interrupted call keeps most of its work. See
+        :mod:`skltransfer.caching`.""",
+    "on_error": """on_error : {"raise", "nan"}, default="raise"
+        What to do with an image of a list that cannot be read: a missing,
+        empty, corrupt or truncated file, a directory, a file too large to
+        decode safely, an image without pixels. ``"raise"`` stops with a
+        ``ValueError`` naming the sample's position in ``X`` and its file.
+        ``"nan"`` goes on: that image's output row is NaN, and one
+        :class:`~skltransfer.exceptions.UnreadableImageWarning` per call
+        gives their number, lists the first few with their reasons, and holds
+        every position (``warning.positions``). Keep the other rows with
+        ``~np.isnan(Z).any(axis=1)``. NaN rows are never cached. A numeric
+        array ``X`` is checked as a whole and raises in either case.""",
     "finetune_params": _FINETUNE_PARAMS,
     "finetune_attributes": _FINETUNE_ATTRIBUTES,
 }

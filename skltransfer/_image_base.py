@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator
 from ._batch_size import default_batch_size, plan_batches
 from ._compile import compiled_forward
 from ._device import resolve_precision
-from ._inference import run_batched
+from ._inference import iter_batched
 from ._process_state import load_frozen
 from ._validation import (
     check_is_fitted,
@@ -18,6 +18,8 @@ from ._validation import (
 )
 from .backbones import get_spec
 from .base import TorchModelMixin
+from .exceptions import UnreadableImageWarning, warn_at_caller
+from .inputs._positions import unreadable_summary
 from .inputs.validation import fit_image_conventions, validate_images
 
 
@@ -49,11 +51,19 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
             fit_image_conventions(self, backbone)
             self.value_range_ = getattr(self, "value_range_", None)
         else:
-            validate_images(self, X, reset=True, backbone=backbone)
+            validate_images(
+                self, X, reset=True, backbone=backbone, on_error=self._on_error()
+            )
         self.backbone_ = backbone
 
+    def _on_error(self) -> str:
+        """What to do with an image that cannot be read: "raise" or "nan"."""
+        return "raise"
+
     def _image_source(self, X, *, reset: bool):
-        return validate_images(self, X, reset=reset, backbone=self.backbone_)[0]
+        return validate_images(
+            self, X, reset=reset, backbone=self.backbone_, on_error=self._on_error()
+        )[0]
 
     def _example(self, n: int = 1) -> torch.Tensor:
         size = self.preprocessing_.crop_size
@@ -78,6 +88,12 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         return self._run_source(self._image_source(X, reset=False), forward, desc)
 
     def _run_source(self, source, forward, desc: str) -> np.ndarray:
+        """The rows of ``forward`` over every image of ``source``, as one array."""
+        return np.concatenate(list(self._iter_source(source, forward, desc)))
+
+    def _iter_source(self, source, forward, desc: str):
+        """The rows of ``forward`` over ``source``, batch by batch (float32);
+        the rows of images that could not be read are NaN."""
         device = self._device()
         dtype = resolve_precision(self.precision, device)
         channels_last = self._channels_last()
@@ -99,7 +115,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         if compile_:
             forward = compiled_forward(self.backbone_, config, forward)
             pad_to = self.batch_size or default_batch_size(device)
-        outputs = run_batched(
+        batches = iter_batched(
             lambda sl: source.load(sl, pre),
             forward,
             slices,
@@ -112,4 +128,14 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
             desc=desc,
             total=len(source),
         )
-        return np.concatenate(outputs).astype(np.float32, copy=False)
+        for sl, rows in batches:
+            rows = rows.astype(np.float32, copy=False)
+            rows[source.unread(sl)] = np.nan
+            yield rows
+
+    def _warn_unreadable(self, source) -> None:
+        """One warning for the images of ``source`` that could not be read."""
+        if source.unreadable:
+            message = unreadable_summary(source.unreadable, len(source), source.labels)
+            warning = UnreadableImageWarning(message, source.unreadable)
+            warn_at_caller(warning, UnreadableImageWarning)

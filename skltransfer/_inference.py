@@ -7,7 +7,8 @@ the GIL in both, so the two overlap. On top of it:
 
 - :func:`run_batched`: preprocess (CPU) -> forward (device) -> numpy (CPU),
   with batch halving on out-of-memory, batch-size measuring and padding for
-  compiled forwards (feature extraction and prediction);
+  compiled forwards (feature extraction and prediction); :func:`iter_batched`
+  hands out each batch's rows as soon as they are computed;
 - :func:`iterate_batches`: the batches of fine-tuning inputs over an order
   (training epochs, validation), and :func:`map_batches`, one pass without
   gradients (frozen features, the probe's features).
@@ -29,6 +30,7 @@ from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = [
     "batch_slices",
+    "iter_batched",
     "iterate_batches",
     "map_batches",
     "n_steps_per_epoch",
@@ -181,7 +183,12 @@ def _timed_forward(forward, batch, n: int, device, dtype, sizer, state):
     return out
 
 
-def run_batched(
+def run_batched(*args, **kwargs) -> list[np.ndarray]:
+    """The float32 rows of every batch of :func:`iter_batched`, in a list."""
+    return [rows for _, rows in iter_batched(*args, **kwargs)]
+
+
+def iter_batched(
     prepare: Callable[[slice], object],
     forward: Callable[[object], torch.Tensor],
     slices: Iterable[slice],
@@ -194,8 +201,9 @@ def run_batched(
     verbose: int = 0,
     desc: str = "",
     total: int | None = None,
-) -> list[np.ndarray]:
-    """Run ``forward(prepare(sl))`` over ``slices``, returning float32 arrays.
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Run ``forward(prepare(sl))`` over ``slices``, yielding ``(sl, rows)``
+    with float32 ``rows`` as each batch is done.
 
     ``prepare`` builds a CPU batch (a tensor or a dict of tensors) for one
     slice of the inputs and is run one batch ahead in a worker thread.
@@ -205,7 +213,6 @@ def run_batched(
     padding from the output, so that a compiled forward sees one shape.
     """
     state = {"warned": sizer is not None}  # a measuring sizer expects OOMs
-    results = []
     bar = tqdm(total=total, desc=desc, unit="sample", disable=not verbose, leave=False)
     with closing(prefetched(prepare, slices, device)) as batches, bar:
         for sl, batch in batches:
@@ -213,13 +220,11 @@ def run_batched(
             if pad_to is not None and n < pad_to:
                 batch = _pad(batch, pad_to)
             batch = to_device(batch, device, channels_last)
-            results.append(
-                _timed_forward(forward, batch, n, device, dtype, sizer, state)
-            )
+            rows = _timed_forward(forward, batch, n, device, dtype, sizer, state)
             if sizer is not None and verbose:
                 bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
             bar.update(n)
-    return results
+            yield sl, rows
 
 
 # -- fine-tuning inputs ---------------------------------------------------------

@@ -18,10 +18,14 @@ What it guarantees:
 - **No partial file.** Writes go to a temporary file that is renamed into
   place, so parallel workers can share a cache directory. Temporary files
   orphaned by killed processes are removed after an hour.
-- **Little lost work.** Missing rows are computed and stored in chunks of
-  ``CHUNK`` samples, so a failure late in a long input keeps what came
-  before. A cache that cannot be written (read-only, disk full) gives one
-  warning per call and the transform goes on without storing.
+- **Little lost work.** Missing rows are computed in chunks of ``CHUNK``
+  samples and stored as they come: image features batch by batch, other
+  rows a chunk at a time. A failure late in a long input keeps what came
+  before it (for images, all but the failing batch). A cache that cannot be
+  written (read-only, disk full) gives one warning per call and the
+  transform goes on without storing.
+- **Only finite rows.** A row holding NaN (an image that could not be read,
+  with ``on_error="nan"``) is returned but never stored.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import stat
 import struct
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -289,9 +293,11 @@ class EmbeddingCache:
     def _store(self, keys: Sequence[str], rows: np.ndarray) -> None:
         if not self.writable:
             return
+        finite = np.isfinite(rows).all(axis=1)
         try:
-            for key, row in zip(keys, rows, strict=True):
-                self._write(key, row)
+            for key, row, keep in zip(keys, rows, finite, strict=True):
+                if keep:
+                    self._write(key, row)
         except OSError as exc:
             self.writable = False
             warn_at_caller(
@@ -303,14 +309,15 @@ class EmbeddingCache:
     def transform(
         self,
         sample_keys: Sequence[str],
-        compute: Callable[[np.ndarray], np.ndarray],
+        compute: Callable[[np.ndarray], np.ndarray | Iterable[np.ndarray]],
         n_features: int,
     ) -> np.ndarray:
         """Rows for ``sample_keys``: read from the cache, computing the misses.
 
         ``compute(indices)`` returns the rows of the samples at ``indices``
-        (positions in ``sample_keys``), in that order. Misses are computed
-        and stored ``CHUNK`` at a time.
+        (positions in ``sample_keys``), in that order: one array, or an
+        iterable of consecutive blocks of rows, each stored as it arrives.
+        Misses are computed ``CHUNK`` at a time.
         """
         out = np.empty((len(sample_keys), n_features), dtype=np.float32)
         missing = []
@@ -324,8 +331,12 @@ class EmbeddingCache:
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start : start + CHUNK]
             rows = compute(chunk)
-            out[chunk] = rows
-            self._store([sample_keys[i] for i in chunk], rows)
+            done = 0
+            for block in [rows] if isinstance(rows, np.ndarray) else rows:
+                part = chunk[done : done + len(block)]
+                out[part] = block
+                self._store([sample_keys[i] for i in part], block)
+                done += len(block)
         return out
 
 
@@ -333,13 +344,15 @@ def cached_rows(
     cache,
     model_key: Callable[[], str],
     sample_keys: Callable[[], Sequence[str]],
-    compute: Callable[[np.ndarray | None], np.ndarray],
+    compute: Callable[[np.ndarray | None], np.ndarray | Iterable[np.ndarray]],
     n_features: int,
 ) -> np.ndarray:
     """Rows of every sample, through the cache named by an estimator's ``cache``.
 
-    ``compute(indices)`` returns the rows of the samples at ``indices``, or of
-    all samples for None. The keys are only computed when the cache is on.
+    ``compute(indices)`` returns the rows of the samples at ``indices`` (an
+    array, or blocks of rows as in :meth:`EmbeddingCache.transform`), or an
+    array of the rows of all samples for None. The keys are only computed
+    when the cache is on.
     """
     root = _location(cache)
     if root is None:

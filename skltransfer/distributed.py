@@ -171,6 +171,13 @@ class BatchFunction:
     installed copy; see :func:`skltransfer.config_context`), unpickles it once
     per worker process, and calls ``method`` on each batch.
 
+    An error on a batch names a sample by its position in that batch (with
+    its index label, for a pandas batch) and its file, and carries a note
+    saying so. With ``PretrainedImageFeatures(on_error="nan")``, the rows of
+    images that cannot be read are NaN in the output instead, so that a job
+    over many files finishes; drop them afterwards (see the "Scaling out"
+    guide).
+
     Parameters
     ----------
     estimator : fitted estimator or Pipeline
@@ -285,7 +292,11 @@ class BatchFunction:
             return np.empty(
                 (0,) + (() if self._names is None else (len(self._names),)), self.dtype
             )
-        out = getattr(self.estimator(), self.method)(X)
+        try:
+            out = getattr(self.estimator(), self.method)(X)
+        except (ValueError, TypeError) as exc:
+            self._note_batch(exc, len(X))
+            raise
         out = np.asarray(out)
         if (
             self.method == "decision_function"
@@ -294,6 +305,16 @@ class BatchFunction:
         ):
             out = out[:, None]
         return out.astype(self.dtype, copy=False)
+
+    def _note_batch(self, exc: Exception, n: int) -> None:
+        """Say on an error that its sample numbers count within this batch:
+        the engine's batch is the ``X`` the estimator saw."""
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(
+                f"Raised by BatchFunction({self.method!r}) on a batch of {n} "
+                "samples: a sample's position counts from this batch's first "
+                "row, and a pandas batch's index labels are given beside it."
+            )
 
     def __call__(self, batch):
         """``method`` on one batch, in the batch's own format (see the class)."""

@@ -11,6 +11,7 @@ __all__ = [
     "MissingDependencyError",
     "SkltransferWarning",
     "TruncationWarning",
+    "UnreadableImageWarning",
     "WeightsUnavailableError",
     "missing_dependency",
     "warn_at_caller",
@@ -27,6 +28,20 @@ class TruncationWarning(SkltransferWarning):
 
 class FrozenCacheWarning(SkltransferWarning):
     """Frozen layers run at every epoch: their outputs could not be cached."""
+
+
+class UnreadableImageWarning(SkltransferWarning):
+    """Some images could not be read; their output rows are NaN.
+
+    One per call of a method given ``on_error="nan"``. Besides the message,
+    which lists the first few, ``positions`` holds the position in ``X`` of
+    every unreadable image (sorted) and ``reasons`` maps each to its reason.
+    """
+
+    def __init__(self, message: str, reasons: dict | None = None):
+        super().__init__(message)
+        self.reasons = dict(sorted((reasons or {}).items()))
+        self.positions = list(self.reasons)
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -52,7 +67,7 @@ def _internal(filename: str) -> bool:
     return False
 
 
-def warn_at_caller(message: str, category: type[Warning]) -> None:
+def warn_at_caller(message: str | Warning, category: type[Warning]) -> None:
     """Warn pointing at the first frame outside skltransfer and the libraries
     that call it.
 

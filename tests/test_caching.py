@@ -353,6 +353,33 @@ def test_a_failure_late_in_the_input_keeps_the_rows_before(tmp_path, monkeypatch
     np.testing.assert_array_equal(kept[:, 0], [0, 1, 2, 3])
 
 
+def test_blocks_of_rows_are_stored_as_they_come(tmp_path):
+    """A compute that hands out blocks (image batches) keeps every block
+    computed before it fails, within one chunk."""
+    cache = EmbeddingCache(str(tmp_path), "model")
+    keys = [f"{i:032d}" for i in range(5)]
+
+    def compute(idx):
+        yield np.ones((2, 3), np.float32) * idx[:2, None]
+        yield np.ones((2, 3), np.float32) * idx[2:4, None]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.transform(keys, compute, 3)
+    kept = cache.transform(keys[:4], _forbidden, 3)
+    np.testing.assert_array_equal(kept[:, 0], [0, 1, 2, 3])
+
+
+def test_nan_rows_are_returned_but_never_stored(tmp_path):
+    cache = EmbeddingCache(str(tmp_path), "model")
+    keys = [f"{i:032d}" for i in range(3)]
+    rows = np.ones((3, 2), np.float32)
+    rows[1, 0] = np.nan  # the row of an image that could not be read
+    out = cache.transform(keys, lambda idx: rows[idx], 2)
+    np.testing.assert_array_equal(out, rows)
+    assert [os.path.exists(_row_path(cache, k)) for k in keys] == [True, False, True]
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_unwritable_cache_warns_once_and_goes_on(tmp_path, monkeypatch):
     from skltransfer import caching

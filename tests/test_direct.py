@@ -77,3 +77,11 @@ def test_real_model_scores_with_its_own_labels(imagenet_classifier, tmp_path):
     path = tmp_path / "coffee.jpg"
     Image.fromarray(data.coffee()).save(path)
     assert imagenet_classifier.score([str(path)], ["espresso"]) == 1.0
+
+
+def test_errors_name_a_sample_by_its_position_in_x(tmp_path):
+    clf = PretrainedImageClassifier("test_tiny_cnn").fit()
+    gone = str(tmp_path / "gone.png")
+    images = [np.zeros((8, 8, 3), np.uint8)] * 2
+    with pytest.raises(ValueError, match=r"^Sample 2: image file .*gone\.png'"):
+        clf.predict([*images, gone])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -125,6 +126,46 @@ def test_outside_an_engine_threads_are_left_alone():
     assert worker_setup() == torch.get_num_threads()
 
 
+def _with_an_empty_file(paths, folder, position):
+    out = list(paths)
+    out[position] = str(folder / "empty.png")
+    open(out[position], "wb").close()
+    return out
+
+
+def test_an_error_names_the_sample_within_the_batch(features, paths, tmp_path):
+    broken = _with_an_empty_file(paths, tmp_path, 5)
+    embed = BatchFunction(features, column="path")
+    frame = pd.DataFrame({"path": broken}, index=range(100, 124))
+    named = r"^Sample at position 5 \(index label 105\): Cannot read .*empty\.png"
+    with pytest.raises(ValueError, match=named) as info:
+        embed(frame)
+    if sys.version_info >= (3, 11):
+        assert "on a batch of 24 samples" in info.value.__notes__[0]
+    with pytest.raises(ValueError, match=r"^Sample 5: Cannot read .*empty\.png"):
+        embed({"path": np.array(broken, dtype=object)})
+
+
+def test_with_on_error_nan_the_rows_travel_as_nan(features, paths, tmp_path):
+    from skltransfer.exceptions import UnreadableImageWarning
+
+    broken = _with_an_empty_file(paths, tmp_path, 5)
+    tolerant = clone(features).set_params(on_error="nan").fit(paths[:2])
+    embed = BatchFunction(tolerant.set_output(transform="pandas"), column="path")
+    frame = pd.DataFrame({"path": broken, "id": range(24)}, index=range(100, 124))
+    with pytest.warns(UnreadableImageWarning, match="1 of 24 images") as caught:
+        out = embed(frame)
+    assert len(caught) == 1
+    assert out.dtypes.iloc[0] == embed.meta.dtypes.iloc[0] == np.float32
+    bad = out.isna().any(axis=1)
+    assert list(out.index[bad]) == [105]
+    expected = features.transform(pd.DataFrame({"path": paths}))
+    pd.testing.assert_frame_equal(out[~bad], expected.set_axis(frame.index)[~bad])
+    with pytest.warns(UnreadableImageWarning):
+        batch = embed({"path": np.array(broken, dtype=object), "id": np.arange(24)})
+    assert np.flatnonzero(np.isnan(batch["features"]).any(axis=1)).tolist() == [5]
+
+
 # -- Dask ----------------------------------------------------------------------
 
 
@@ -158,6 +199,24 @@ def test_map_partitions_equals_transform_with_a_shared_cache(client, paths, tmp_
     assert not [f for f in os.listdir(cache) if f.endswith(".tmp")]
     assert len(os.listdir(cache)) > 0
     assert len(pickle.dumps(lazy.dask)) < 200_000  # no weights in the graph
+
+
+@pytest.mark.slow
+def test_a_dask_job_over_an_unreadable_file(client, features, paths, tmp_path):
+    """With on_error="nan" the job finishes and the row is dropped afterwards;
+    with "raise" the client sees the error with its position and note."""
+    dd = pytest.importorskip("dask.dataframe")
+    broken = _with_an_empty_file(paths, tmp_path, 13)
+    ddf = dd.from_pandas(pd.DataFrame({"path": broken}), npartitions=4)  # 6 each
+    tolerant = clone(features).set_params(on_error="nan").fit(paths[:2])
+    embed = BatchFunction(tolerant.set_output(transform="pandas"))
+    out = ddf.map_partitions(embed, meta=embed.meta).dropna().compute()
+    assert len(out) == 23 and 13 not in out.index
+    strict = BatchFunction(features)
+    with pytest.raises(ValueError, match=r"position 1 \(index label 13\)") as info:
+        ddf.map_partitions(strict, meta=strict.meta).compute()
+    if sys.version_info >= (3, 11):
+        assert "on a batch of 6 samples" in info.value.__notes__[0]
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """PretrainedImageFeatures: frozen features inside scikit-learn tooling."""
 
+import os
 import pickle
 import warnings
 
@@ -12,11 +13,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
 import skltransfer
 from skltransfer import PretrainedImageFeatures
 from skltransfer.backbones import TimmBackbone
-from skltransfer.exceptions import SkltransferWarning
+from skltransfer.exceptions import SkltransferWarning, UnreadableImageWarning
 
 TINY = "test_tiny_cnn"
 
@@ -288,3 +290,90 @@ def test_read_only_arrays_are_embedded_without_warnings():
         warnings.simplefilter("error")
         out = est.transform(frozen)
     np.testing.assert_array_equal(out, est.transform(X))
+
+
+# -- images that cannot be read -------------------------------------------------
+
+
+def _files(folder, n, empty=()):
+    """``n`` small PNG files; those at the positions in ``empty`` have no bytes."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (n, 10, 10, 3), np.uint8)
+    paths = [str(folder / f"{i}.png") for i in range(n)]
+    for i, path in enumerate(paths):
+        if i in empty:
+            open(path, "wb").close()
+        else:
+            Image.fromarray(pixels[i]).save(path)
+    return paths
+
+
+def _rows_on_disk(folder) -> int:
+    return sum(name.endswith(".row") for *_, names in os.walk(folder) for name in names)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("cache", [False, True])
+def test_errors_name_the_sample_in_x_through_the_cache_chunks(
+    tmp_path, monkeypatch, cache
+):
+    from skltransfer import caching
+
+    monkeypatch.setattr(caching, "CHUNK", 4)  # as 512 does on large inputs
+    paths = _files(tmp_path, 13, empty={11})
+    est = PretrainedImageFeatures(
+        TINY, batch_size=2, cache=str(tmp_path) if cache else None
+    )
+    est.fit(paths[:2])
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        est.transform(paths)
+    hollow = [np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"^Sample 1: the image has no pixels"):
+        est.transform(hollow)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_failure_keeps_the_rows_computed_before_it(tmp_path):
+    cache = tmp_path / "cache"
+    paths = _files(tmp_path, 9, empty={7})
+    est = PretrainedImageFeatures(TINY, batch_size=2, cache=str(cache)).fit(paths)
+    with pytest.raises(ValueError, match="Sample 7"):
+        est.transform(paths)
+    assert _rows_on_disk(cache) == 6  # the three batches before the failing one
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("cache", [False, True])
+def test_on_error_nan_gives_nan_rows_and_one_warning(tmp_path, cache):
+    paths = _files(tmp_path, 7, empty={1, 4})
+    paths[5] = str(tmp_path / "gone.png")
+    est = PretrainedImageFeatures(
+        TINY, batch_size=2, on_error="nan", cache=str(tmp_path / "c") if cache else None
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Z = est.fit_transform(paths)  # fit lets the missing file through too
+    assert [w.category for w in caught] == [UnreadableImageWarning]
+    warning = caught[0].message
+    assert warning.positions == [1, 4, 5]
+    assert "gone.png" in warning.reasons[5] and "4.png" in warning.reasons[4]
+    assert str(warning).startswith("3 of 7 images could not be read")
+    assert caught[0].filename == __file__
+    np.testing.assert_array_equal(np.isnan(Z).any(axis=1), np.isin(range(7), [1, 4, 5]))
+    assert not np.isnan(Z[[0, 2, 3, 6]]).any()
+    readable = est.set_params(on_error="raise").transform(
+        [paths[i] for i in (0, 2, 3, 6)]
+    )
+    np.testing.assert_allclose(Z[[0, 2, 3, 6]], readable, rtol=1e-5, atol=1e-6)
+    if cache:
+        assert _rows_on_disk(tmp_path / "c") == 4  # NaN rows are never stored
+
+
+def test_on_error_is_a_checked_parameter(rgb_images):
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, on_error="nan")
+    assert clone(est).get_params()["on_error"] == "nan"
+    assert PretrainedImageFeatures(TINY).on_error == "raise"
+    with pytest.raises(InvalidParameterError, match="on_error"):
+        PretrainedImageFeatures(TINY, on_error="skip").fit(X)

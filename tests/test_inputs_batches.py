@@ -4,6 +4,7 @@ loads the same samples by slice or by positions, and its subsets are its rows.""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from skltransfer.backbones import ImagePreprocessing, load_backbone
 from skltransfer.inputs.batches import (
@@ -92,3 +93,57 @@ def test_token_states_are_cut_to_the_longest_text_of_the_batch():
     assert batch["input_ids"].shape == (2, 2)
     sub = inputs.subset([2, 0])
     assert len(sub) == 2 and torch.equal(sub.mask, mask[[2, 0]])
+
+
+# -- errors name a sample by its position in the user's X -----------------------
+
+
+def _files_with_an_empty_one(folder, n, empty):
+    paths = []
+    for i in range(n):
+        paths.append(str(folder / f"{i}.png"))
+        if i == empty:
+            open(paths[-1], "wb").close()
+        else:
+            Image.fromarray(PIXELS[i % len(PIXELS)]).save(paths[-1])
+    return paths
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_image_batches_name_a_sample_by_its_position_in_x(tmp_path):
+    """Training batches (positions), the validation split (a subset) and the
+    images kept in memory (slices of a subset) all name sample 11."""
+    paths = _files_with_an_empty_one(tmp_path, 16, empty=11)
+    inputs = ImageInputs(as_image_source(paths), PRE)
+    named = r"^Sample 11: Cannot read image file .*11\.png"
+    with pytest.raises(ValueError, match=named):
+        inputs.load(inputs.positions(np.array([14, 11, 2])))
+    part = inputs.subset(np.array([3, 9, 11, 15]))
+    with pytest.raises(ValueError, match=named):
+        part.load(slice(2, 4))
+    with pytest.raises(ValueError, match=named):
+        part.load(part.positions(np.array([3, 2])))
+    with pytest.raises(ValueError, match=named):
+        part.materialize(batch_size=2)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("cache_frozen", [True, False])
+def test_a_fine_tuner_names_a_sample_by_its_position_in_x(tmp_path, cache_frozen):
+    """Through ``fit``: the frozen-activation pass or the training batches, over
+    a training split that is a subset of X, and the validation split."""
+    from skltransfer import FineTuneClassifier
+
+    paths = _files_with_an_empty_one(tmp_path, 16, empty=11)
+    clf = FineTuneClassifier(
+        "test_tiny_cnn",
+        head_init="random",
+        max_epochs=1,
+        batch_size=4,
+        early_stopping=True,
+        validation_fraction=0.25,
+        cache_frozen=cache_frozen,
+        random_state=0,
+    )
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        clf.fit(paths, np.arange(16) % 2)

@@ -1,5 +1,6 @@
 """Reading images from every accepted input form, and rejecting bad ones."""
 
+import os
 import warnings
 
 import numpy as np
@@ -592,3 +593,152 @@ def test_16_bit_images_of_fewer_bits_warn_and_keep_their_reading(high, dtype, bi
         _load([image], explicit_range=(0, 65535))  # the reading chosen: no warning
         full = values.astype(np.uint16) * (65535 // high)
         _load([Image.fromarray(full)])  # values over all 16 bits: no guess to make
+
+
+# -- errors name a sample by its position in X ----------------------------------
+
+
+def _files(folder, n, empty=()):
+    """``n`` small PNG files; those at the positions in ``empty`` have no bytes."""
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        if i in empty:
+            path.write_bytes(b"")
+        else:
+            Image.fromarray(np.full((6, 6, 3), 15 * i, np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_path_after_arrays_is_named_by_its_position_in_x(tmp_path):
+    arrays = [np.zeros((4, 4, 3), np.uint8)] * 2
+    gone = str(tmp_path / "gone.png")
+    with pytest.raises(ValueError, match=r"^Sample 2: image file .*gone\.png' does"):
+        as_image_source([*arrays, gone])
+    with pytest.raises(ValueError, match=r"^Sample 2: .* is a directory"):
+        as_image_source([*arrays, str(tmp_path)])
+    with pytest.raises(ValueError, match=r"\(sample 1: 'a wonderful film'\)"):
+        as_image_source([arrays[0], "a wonderful film", "dull"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_subsets_and_slices_name_samples_by_their_position_in_x(tmp_path):
+    source = as_image_source(_files(tmp_path, 16, empty={11}))
+    part = source.subset(np.arange(8, 16)).subset([1, 3, 0])  # samples 9, 11, 8
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        part.load_resized(slice(0, 3), SMALL_PRE)
+    with pytest.raises(ValueError, match=r"^Sample 11: Cannot read image .*11\.png"):
+        source.subset(np.arange(8, 16)).load_resized(slice(2, 4), SMALL_PRE)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_pandas_index_is_named_by_label_beside_the_position(tmp_path):
+    pd = pytest.importorskip("pandas")
+    paths = _files(tmp_path, 4, empty={2})
+    labelled = pd.Series(paths, index=[10, 11, 12, 13])
+    with pytest.raises(ValueError, match=r"^Sample at position 2 \(index label 12\): "):
+        _pixels(labelled)
+    with pytest.raises(ValueError, match=r"^Sample 2: Cannot read image .*2\.png"):
+        _pixels(pd.Series(paths))  # the default index: positions are the labels
+    gone = pd.Series([paths[0], str(tmp_path / "gone.png")], index=["a", "b"])
+    with pytest.raises(ValueError, match=r"^Sample at position 1 \(index label 'b'\)"):
+        as_image_source(gone)
+    with pytest.raises(TypeError, match=r"position 1 \(index label 'b'\) is a int"):
+        as_image_source(pd.Series([paths[0], 3], index=["a", "b"]))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_nan_in_one_array_of_a_list_names_that_sample_only():
+    images = [np.zeros((4, 4, 3)), np.zeros((5, 4, 3))]  # sizes differ: a list
+    images[1][3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^Sample 1: the image contains NaN") as info:
+        _pixels(images)
+    assert "sample 3" not in str(info.value)  # row 3 of the image is no sample
+
+
+def test_a_file_gone_before_it_is_hashed_is_named(tmp_path):
+    paths = _files(tmp_path, 3)
+    source = as_image_source(paths).subset([2, 1])
+    os.remove(paths[1])
+    with pytest.raises(ValueError, match=r"^Sample 1: Cannot read image .*1\.png"):
+        source.sample_keys()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_on_error_nan_collects_unreadable_images_by_position(tmp_path):
+    paths = _files(tmp_path, 4, empty={1})
+    paths[3] = str(tmp_path / "gone.png")
+    source = as_image_source([*paths, np.zeros((0, 4, 3), np.uint8)], on_error="nan")
+    assert len(source.sample_keys()) == 5  # hashing the missing file records it
+    out = source.subset([4, 3, 2, 1, 0]).load_resized(slice(0, 5), SMALL_PRE)
+    assert sorted(source.unreadable) == [1, 3, 4]
+    assert "1.png" in source.unreadable[1] and "gone.png" in source.unreadable[3]
+    assert "no pixels" in source.unreadable[4]
+    np.testing.assert_array_equal(source.unread(slice(0, 5)), [0, 1, 0, 1, 1])
+    assert out[[0, 1, 3]].eq(0).all()  # blank stand-ins
+    torch.testing.assert_close(out[[2, 4]], _pixels([paths[2], paths[0]]))
+    with pytest.raises(ValueError, match="looks like text"):
+        as_image_source(["a wonderful film", "dull"], on_error="nan")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_truncated_pil_image_is_named_or_collected(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    path = _save(tmp_path, "cut.png", Image.fromarray(noise))
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])  # the header is whole, the pixels not
+    items = [np.zeros((4, 4, 3), np.uint8), Image.open(path)]  # opened lazily
+    with pytest.raises(ValueError, match=r"^Sample 1: image file is truncated"):
+        _pixels(items)
+    source = as_image_source(items, on_error="nan")
+    source.load_resized(slice(0, 2), SMALL_PRE)
+    assert list(source.unreadable) == [1]
+
+
+# -- every form of path, and mixed lists, named by their position in X --------------
+
+
+def test_urls_are_named_by_their_position_in_x_whatever_on_error(image_files):
+    pd = pytest.importorskip("pandas")
+    paths, arrays = image_files
+    url = "https://example.com/cat.jpg"
+    match = rf"^Sample 2: '{url}' is a URL.*Download remote images first"
+    with pytest.raises(ValueError, match=match):
+        as_image_source([arrays[0], arrays[1], url])
+    with pytest.raises(ValueError, match=match):
+        as_image_source([*paths[:2], url], on_error="nan")  # no file: no NaN row
+    labelled = pd.Series([paths[0], url], index=["a", "b"])
+    with pytest.raises(ValueError, match=r"^Sample at position 1 \(index label 'b'\)"):
+        as_image_source(labelled)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_one_column_path_arrays_name_and_collect_missing_files(image_files, tmp_path):
+    paths, _ = image_files
+    column = np.array([paths[0], str(tmp_path / "gone.png"), paths[2]])[:, None]
+    with pytest.raises(ValueError, match=r"^Sample 1: image file .*gone\.png' does"):
+        as_image_source(column)
+    source = as_image_source(column, on_error="nan")
+    out = source.load_resized(slice(0, 3), PRE)
+    assert list(source.unreadable) == [1]
+    assert torch.equal(out[[0, 2]], _load([paths[0], paths[2]]))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_mixed_lists_and_object_columns_are_read_image_by_image(image_files):
+    paths, arrays = image_files
+    mixed = [arrays[0], Image.open(paths[1]), np.str_(paths[2])]
+    column = np.empty((3, 1), dtype=object)
+    for i, item in enumerate(mixed):
+        column[i, 0] = item
+    expected = _load(paths)
+    for X in (mixed, column, column[:, 0]):
+        source = as_image_source(X)
+        assert source.items is not None and len(source) == 3
+        assert torch.equal(source.load_resized(slice(0, 3), PRE), expected)
+    pil_column = np.empty((2, 1), dtype=object)
+    pil_column[0, 0], pil_column[1, 0] = Image.open(paths[0]), Image.open(paths[1])
+    torch.testing.assert_close(_load(pil_column), _load(paths[:2]))

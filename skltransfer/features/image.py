@@ -11,6 +11,7 @@ from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, fit_context
 from ..caching import CACHE_CONSTRAINT, hash_bytes, module_fingerprint
 from ..exceptions import SkltransferWarning, warn_at_caller
+from ..inputs._positions import ON_ERROR_OPTIONS
 from ..inputs.images import background_rgb
 from ._base import FeaturesMixin
 from ._pooling import POOLINGS, pool
@@ -58,6 +59,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
     {compile}
     {verbose}
     {cache}
+    {on_error}
 
     Attributes
     ----------
@@ -89,6 +91,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         "layer": [str, Integral, None],
         "pooling": [StrOptions(set(POOLINGS))],
         "cache": CACHE_CONSTRAINT,
+        "on_error": [StrOptions(set(ON_ERROR_OPTIONS))],
     }
 
     def __init__(
@@ -108,6 +111,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         compile=False,
         verbose=0,
         cache=None,
+        on_error="raise",
     ):
         self.backbone = backbone
         self.layer = layer
@@ -123,6 +127,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         self.compile = compile
         self.verbose = verbose
         self.cache = cache
+        self.on_error = on_error
 
     @fit_context
     def fit(self, X, y=None):
@@ -163,15 +168,25 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out_), float32
+            With ``on_error="nan"``, the rows of images that could not be
+            read are NaN.
         """
         check_is_fitted(self, "backbone_")
         source = self._image_source(X, reset=False)
+        desc = "Embedding images"
 
         def embed(indices):
-            subset = source if indices is None else source.subset(indices)
-            return self._run_source(subset, self._embedder(), "Embedding images")
+            if indices is None:
+                return self._run_source(source, self._embedder(), desc)
+            # Blocks of rows, which the cache stores batch by batch.
+            return self._iter_source(source.subset(indices), self._embedder(), desc)
 
-        return self._cached_rows(source.sample_keys, embed)
+        rows = self._cached_rows(source.sample_keys, embed)
+        self._warn_unreadable(source)
+        return rows
+
+    def _on_error(self) -> str:
+        return self.on_error
 
     def _cache_key(self) -> str:
         check_is_fitted(self, "backbone_")

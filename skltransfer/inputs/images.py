@@ -35,9 +35,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .._files import url_error
 from ..caching import file_digest, hash_bytes
 from ..exceptions import SkltransferWarning, warn_at_caller
+from ._paths import check_paths, is_path
+from ._positions import index_labels, sample_name
 
 __all__ = ["ImageSource", "as_image_source", "background_rgb", "fit_value_range"]
 
@@ -73,17 +74,13 @@ def background_rgb(background) -> tuple[int, int, int]:
     )
 
 
-def _is_path(x) -> bool:
-    return isinstance(x, str | os.PathLike)
-
-
 def _is_pil(x) -> bool:
     return hasattr(x, "getbands") and hasattr(x, "convert")
 
 
 def _is_array(x) -> bool:
     """An image given as numbers (``np.str_`` paths have ``__array__`` too)."""
-    return hasattr(x, "__array__") and not (_is_path(x) or _is_pil(x))
+    return hasattr(x, "__array__") and not (is_path(x) or _is_pil(x))
 
 
 def _unwrap_pandas(X):
@@ -96,21 +93,23 @@ def _unwrap_pandas(X):
     return X
 
 
-def _holds_paths(X: np.ndarray) -> bool:
-    """Whether an array holds strings or paths (or texts), not pixels."""
+def _holds_items(X: np.ndarray) -> bool:
+    """Whether an array holds strings (paths or texts) or, as a mixed list
+    does, any path or PIL image: images one by one, not pixels."""
     return X.dtype.kind == "U" or (
-        X.dtype == object and X.size > 0 and _is_path(X.flat[0])
+        X.dtype == object and any(is_path(x) or _is_pil(x) for x in X.flat)
     )
 
 
 def _as_array_if_numeric(X):
     """Array-likes of numbers (lists of rows, array wrappers) become arrays;
-    arrays of paths, or one column of them (``df[["path"]].to_numpy()``), a
-    1-D object array."""
+    arrays of paths or PIL images, or one column of them
+    (``df[["path"]].to_numpy()``), a 1-D object array."""
     if isinstance(X, np.ndarray):
         one_column = X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1)
-        return X.reshape(-1).astype(object) if one_column and _holds_paths(X) else X
-    if isinstance(X, list | tuple) and X and (_is_path(X[0]) or _is_pil(X[0])):
+        return X.reshape(-1).astype(object) if one_column and _holds_items(X) else X
+    if isinstance(X, list | tuple) and any(is_path(x) or _is_pil(x) for x in X):
+        # Never np.asarray: it would decode every PIL image of a mixed list.
         return X
     try:
         arr = np.asarray(X)
@@ -150,7 +149,8 @@ def _to_nchw(X: np.ndarray) -> np.ndarray:
     )
 
 
-def _check_numeric(X: np.ndarray) -> np.ndarray:
+def _check_numeric(X: np.ndarray, *, one: bool = False) -> np.ndarray:
+    """``X`` (an array of images, or ``one`` image) checked: real and finite."""
     if X.dtype == bool:
         return X.astype(np.float32)
     if np.iscomplexobj(X):
@@ -158,6 +158,8 @@ def _check_numeric(X: np.ndarray) -> np.ndarray:
     if not np.issubdtype(X.dtype, np.number):
         raise TypeError(f"Image arrays must be numeric, got dtype {X.dtype}.")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        if one:  # the caller names the sample
+            raise ValueError("the image contains NaN or infinity")
         bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
         raise ValueError(
             f"Input contains NaN or infinity (first at sample {bad[0]}); "
@@ -370,11 +372,11 @@ def _single_to_chw(
     8-bit files, PIL images and uint8 arrays, else float RGB in [0, 1].
     ``value_range`` scales arrays; ``explicit`` (the user's value range, or
     None) the files and PIL images that are not 8-bit."""
-    if _is_path(item):
+    if is_path(item):
         return _pixels_to_chw(_open(item, side, background, explicit))
     if _is_pil(item):
         return _pixels_to_chw(_pil_pixels(item, background, explicit))
-    arr = _check_numeric(np.asarray(item))
+    arr = _check_numeric(np.asarray(item), one=True)
     if arr.ndim not in (2, 3):
         raise ValueError(
             f"expected one image of shape (H, W) or (H, W, C), got {arr.shape}"
@@ -395,7 +397,7 @@ def _resize_crop(images: torch.Tensor, preprocessing) -> torch.Tensor:
 
 
 def _item_key(item, background=WHITE) -> str:
-    if _is_path(item):
+    if is_path(item):
         # The file's bytes, not its path or modification time: a file rewritten
         # within the clock's resolution gets a new key, and workers that see
         # the same files at other paths share rows. Hashing reads the file at
@@ -413,58 +415,7 @@ def _item_key(item, background=WHITE) -> str:
 
 def _bytes(arr: np.ndarray) -> memoryview:
     """The bytes of a contiguous array, without copying them."""
-    return memoryview(arr).cast("B")
-
-
-def _file_like(text: str) -> bool:
-    """Whether ``text`` reads as a file name: it ends with an extension."""
-    ext = os.path.splitext(text)[1][1:]
-    return 0 < len(ext) <= 5 and ext.isalnum()
-
-
-def _looks_like_texts(paths) -> bool:
-    """Strings none of which exists, most not even file names: texts."""
-    if not all(isinstance(p, str) for p in paths):
-        return False
-    if any(os.path.exists(p) for p in paths):
-        return False
-    return 2 * sum(map(_file_like, paths)) < len(paths)
-
-
-def _texts_for_images(paths) -> str:
-    from ..backbones import list_backbones
-
-    names = list_backbones(pretrained=True, modality="text")
-    return (
-        f"X looks like text, not images: none of its {len(paths)} strings is an "
-        f"existing file (sample 0: {paths[0]!r}). This backbone takes images. For "
-        "texts, use a text encoder: "
-        + " or ".join(f"backbone={n!r}" for n in names)
-        + " to fine-tune (FineTuneClassifier, FineTuneRegressor), or "
-        f"PretrainedTextEmbeddings({names[0]!r}) for embeddings."
-    )
-
-
-_REMOTE_IMAGES = (
-    "Download remote images first (with fsspec, requests or your storage's "
-    "client) and pass their local paths, or pass them opened as PIL images, "
-    "e.g. PIL.Image.open(io.BytesIO(requests.get(url).content))."
-)
-
-
-def _check_paths(paths) -> None:
-    for i, p in enumerate(paths):
-        if os.path.isdir(p):
-            raise ValueError(
-                f"Sample {i}: {os.fspath(p)!r} is a directory, not an image."
-            )
-        if not os.path.isfile(p):
-            remote = url_error(p, f"Sample {i}:", _REMOTE_IMAGES)
-            if remote is not None:
-                raise remote
-            if _looks_like_texts(paths):
-                raise ValueError(_texts_for_images(paths))
-            raise ValueError(f"Sample {i}: image file {os.fspath(p)!r} does not exist.")
+    return memoryview(arr).cast("B") if arr.size else memoryview(b"")
 
 
 @dataclass
@@ -476,6 +427,13 @@ class ImageSource:
     scales arrays that are not uint8; ``explicit_range``, the value range the
     user gave (None: each by the rule of its mode), the files and PIL images
     that are not 8-bit.
+
+    ``positions`` are the images' positions in the user's ``X`` (None:
+    ``0..n-1``), kept by :meth:`subset`, and ``labels`` the index labels of
+    a pandas ``X`` by position (see :mod:`._positions`): errors name a sample
+    by them. ``unreadable`` None makes an image that cannot be read raise;
+    a dict (shared by subsets) instead collects ``{position: reason}`` and
+    a blank image takes its place (see :meth:`unread`).
     """
 
     array: np.ndarray | None = None
@@ -483,6 +441,9 @@ class ImageSource:
     value_range: tuple[float, float] | None = None
     background: tuple[int, int, int] = WHITE
     explicit_range: tuple[float, float] | None = None
+    positions: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    unreadable: dict | None = None
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.items)
@@ -506,13 +467,51 @@ class ImageSource:
             return [
                 hash_bytes(prefix, _bytes(np.ascontiguousarray(a))) for a in self.array
             ]
-        return [_item_key(x, self.background) for x in self.items]
+        return [self._key(i, x) for i, x in enumerate(self.items)]
+
+    def _key(self, i: int, item) -> str:
+        try:
+            return _item_key(item, self.background)
+        except OSError as exc:  # unreadable, even for hashing (or a truncated PIL)
+            what = f"image file {os.fspath(item)!r}" if is_path(item) else "image"
+            self._failed(i, f"Cannot read {what}: {exc}", exc)
+            # Never stored: the row of an unreadable image is NaN.
+            return hash_bytes("unreadable", str(i))
+
+    def _position(self, i: int) -> int:
+        return i if self.positions is None else int(self.positions[i])
+
+    def _positions_of(self, idx) -> np.ndarray:
+        """The positions in ``X`` of the images at ``idx`` (a slice or positions)."""
+        if self.positions is not None:
+            return self.positions[idx]
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(len(self)))
+        return np.asarray(idx, dtype=np.int64)
+
+    def _failed(self, i: int, reason, cause: Exception) -> None:
+        """Image ``i`` cannot be read: raise naming its position in ``X``, or
+        record it (see the class)."""
+        position = self._position(i)
+        if self.unreadable is None:
+            name = sample_name(position, self.labels)
+            raise ValueError(f"{name}: {reason}") from cause
+        self.unreadable[position] = str(reason)
+
+    def unread(self, sl: slice) -> np.ndarray:
+        """Which images of ``sl`` could not be read (after loading them)."""
+        if not self.unreadable:
+            return np.zeros(len(range(*sl.indices(len(self)))), dtype=bool)
+        return np.isin(self._positions_of(sl), list(self.unreadable))
 
     def subset(self, indices) -> ImageSource:
         """The images at ``indices`` (positions), with the same conventions."""
+        indices = np.asarray(indices)
+        positions = self._positions_of(indices)
         if self.array is not None:
-            return replace(self, array=self.array[indices])
-        return replace(self, items=[self.items[i] for i in np.asarray(indices)])
+            return replace(self, array=self.array[indices], positions=positions)
+        items = [self.items[i] for i in indices]
+        return replace(self, items=items, positions=positions)
 
     def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].
@@ -528,18 +527,25 @@ class ImageSource:
                 return _resize_crop(t, preprocessing)
             scaled = _scale(batch, self.value_range, self.background)
             return preprocessing.resize_crop(scaled)
-        side = preprocessing.decode_side
-        start = sl.start or 0
         resized = []
-        for i, item in enumerate(self.items[sl]):
+        for i, item in enumerate(self.items[sl], start=sl.start or 0):
+            resized.append(self._load_one(i, item, preprocessing))
+        return torch.cat(resized)
+
+    def _load_one(self, i: int, item, preprocessing) -> torch.Tensor:
+        """Image ``i`` resized and cropped: (1, 3, S, S); a blank one where it
+        cannot be read and ``unreadable`` collects the failures."""
+        if self.unreadable is None or self._position(i) not in self.unreadable:
+            side = preprocessing.decode_side
             try:
                 image = _single_to_chw(
                     item, self.value_range, side, self.background, self.explicit_range
                 )
-            except ValueError as exc:
-                raise ValueError(f"Sample {start + i}: {exc}") from exc
-            resized.append(_resize_crop(image[None], preprocessing))
-        return torch.cat(resized)
+                return _resize_crop(image[None], preprocessing)
+            except (ValueError, OSError) as exc:  # OSError: a truncated PIL image
+                self._failed(i, exc, exc)
+        size = preprocessing.crop_size
+        return torch.zeros(1, 3, size, size)
 
     def load(self, sl: slice, preprocessing) -> torch.Tensor:
         """Decode, resize, crop and normalise the images in ``sl``."""
@@ -547,9 +553,21 @@ class ImageSource:
 
 
 def as_image_source(
-    X, *, image_shape=None, value_range=None, background=WHITE, explicit_range=None
+    X,
+    *,
+    image_shape=None,
+    value_range=None,
+    background=WHITE,
+    explicit_range=None,
+    on_error="raise",
 ) -> ImageSource:
-    """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs)."""
+    """Validate ``X`` and wrap it as an :class:`ImageSource` (see module docs).
+
+    ``on_error="nan"`` lets the images of a list that cannot be read (a
+    missing, corrupt or empty file, an image without pixels) through: they
+    are collected in the source's ``unreadable`` instead of raising.
+    """
+    labels = index_labels(X)
     if isinstance(X, str | bytes) or _is_pil(X):
         raise TypeError(
             "Expected a collection of images, got a single "
@@ -571,15 +589,17 @@ def as_image_source(
     if not items:
         raise ValueError("Got an empty input: at least one image is required.")
     for i, item in enumerate(items):
-        if not (_is_path(item) or _is_pil(item) or hasattr(item, "__array__")):
+        if not (is_path(item) or _is_pil(item) or hasattr(item, "__array__")):
             raise TypeError(
-                f"Sample {i} is a {type(item).__name__}; expected a file path, "
-                "a PIL image or an array."
+                f"{sample_name(i, labels)} is a {type(item).__name__}; expected a "
+                "file path, a PIL image or an array."
             )
-    _check_paths([x for x in items if _is_path(x)])
+    check_paths(items, labels, unreadable_ok=on_error == "nan")
     return ImageSource(
         items=items,
         value_range=value_range,
         background=background,
         explicit_range=explicit_range,
+        labels=labels,
+        unreadable={} if on_error == "nan" else None,
     )

@@ -145,7 +145,14 @@ def fit_image_conventions(estimator, backbone) -> None:
 
 
 def validate_images(
-    estimator, X, y=_NO_Y, *, reset: bool, backbone=None, y_numeric: bool = False
+    estimator,
+    X,
+    y=_NO_Y,
+    *,
+    reset: bool,
+    backbone=None,
+    y_numeric: bool = False,
+    on_error: str = "raise",
 ) -> tuple[ImageSource, object]:
     """``X`` as an :class:`~.images.ImageSource`, and ``y`` checked.
 
@@ -155,6 +162,7 @@ def validate_images(
     ``backbone`` (see :func:`fit_image_conventions`), and with
     ``value_range="auto"`` the value range from ``X``. ``y`` is as in
     scikit-learn's ``validate_data`` (``"no_validation"``: none taken).
+    ``on_error`` is as in :func:`~.images.as_image_source`.
     """
     if reset:
         fit_image_conventions(estimator, backbone)
@@ -173,6 +181,7 @@ def validate_images(
         value_range=None if reset else estimator.value_range_,
         background=background_rgb(estimator.background),
         explicit_range=_explicit_range(estimator),
+        on_error=on_error,
     )
     if reset:
         if estimator.value_range == "auto":
