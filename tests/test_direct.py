@@ -44,6 +44,16 @@ def test_backbone_without_named_head_is_refused():
         PretrainedImageClassifier(no_names).fit()
 
 
+def test_refused_refit_leaves_the_previous_fit(rgb_images):
+    X, _ = rgb_images
+    clf = PretrainedImageClassifier("test_tiny_cnn").fit(X)
+    proba = clf.predict_proba(X)
+    no_names = TimmBackbone("test_efficientnet", pretrained=False)
+    with pytest.raises(ValueError, match="no named pretrained head"):
+        clf.set_params(backbone=no_names).fit()
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
 def test_unfitted_raises():
     with pytest.raises(NotFittedError):
         PretrainedImageClassifier("test_tiny_cnn").predict(np.zeros((1, 8, 8)))

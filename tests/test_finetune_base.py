@@ -2,6 +2,8 @@
 leaves the estimator as it was; fitted estimators as sources; seeds, warm
 starts and training length; parameters checked at fit."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,63 @@ def test_warm_start_refit_that_diverges_keeps_the_previous_model(small_digits):
         clf.set_params(lr=1e12).fit(X[:60], y[:60])
     assert clf.history_ == history and clf.n_iter_ == 3
     _same_fit(clf, state, proba, X[:10])
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _round_trip(clf):
+    """``clf`` through a pickle by reference (the default)."""
+    return pickle.loads(pickle.dumps(clf))
+
+
+def test_interrupted_refit_then_pickle_keeps_what_the_fit_trained(small_digits):
+    """The record of trained entries a pickle by reference is built from comes
+    back with the weights: the stem the first fit trained is not reloaded
+    pretrained."""
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze="all", random_state=0)
+    proba = clf.fit(X[:60], y[:60]).predict_proba(X[60:70])
+    clf._run_epoch = _interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.set_params(unfreeze=1).fit(X[:60], y[:60])
+    del clf._run_epoch
+    np.testing.assert_array_equal(_round_trip(clf).predict_proba(X[60:70]), proba)
+
+
+def test_failed_refit_on_another_backbone_then_pickle(small_digits):
+    """The pretrained spec and fingerprint the pickle reloads from are those of
+    the fitted network, not of the backbone the failed refit loaded."""
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze="all", random_state=0)
+    proba = clf.fit(X[:60], y[:60]).predict_proba(X[60:70])
+    with pytest.raises(ValueError, match="at least two classes"):
+        clf.set_params(backbone="test_tiny_vit", unfreeze=1).fit(X[:60], 0 * y[:60])
+    clf.set_params(backbone=IMAGE["backbone"])
+    np.testing.assert_array_equal(_round_trip(clf).predict_proba(X[60:70]), proba)
+
+
+def test_interrupted_refit_keeps_the_kind_of_labels(small_digits):
+    X, y = small_digits
+    Y = np.column_stack([y[:60] % 2, y[:60] < 5]).astype(int)
+    clf = FineTuneClassifier(mlp(), **FAST).fit(X[:60], Y)
+    clf._run_epoch = _interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X[:60], y[:60])
+    del clf._run_epoch
+    assert clf.predict(X[:5]).shape == (5, 2)  # still multi-label
+
+
+def test_a_fit_from_scratch_replaces_an_unpickled_network(small_digits):
+    """Refitted from scratch, an estimator unpickled with its optimiser state
+    pickles the new fit only (the old state had another parameter grouping)."""
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze=1, random_state=0, warm_start=True)
+    loaded = _round_trip(clf.fit(X[:60], y[:60]))
+    loaded.set_params(warm_start=False, unfreeze=2).fit(X[:60], y[:60])
+    proba = loaded.predict_proba(X[60:70])
+    np.testing.assert_array_equal(_round_trip(loaded).predict_proba(X[60:70]), proba)
 
 
 # -- fitted estimators as sources --------------------------------------------------

@@ -23,6 +23,7 @@ from .._device import resolve_precision
 from .._inference import batch_slices, n_steps_per_epoch, run_batched
 from .._malloc import release_freed_memory
 from .._validation import (
+    FittedState,
     Interval,
     StrOptions,
     check_is_fitted,
@@ -151,14 +152,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 "max_epochs=0 trains nothing; it is only meaningful with "
                 "head_init='probe' (the head start alone, a linear probe)."
             )
-        snapshot = _FittedState(self)
+        # Errors, divergence and KeyboardInterrupt alike: a fit completes or
+        # leaves the estimator as it was (fit_context restores _fitted_state()).
         try:
             self._fit(X, y, sample_weight)
-        except BaseException:
-            # Errors, divergence and KeyboardInterrupt alike: a fit completes
-            # or leaves the estimator as it was (unfitted, or the previous fit).
-            snapshot.restore(self)
-            raise
         finally:
             # The fit's peak is freed but stays in the C heaps: give it back,
             # or every fit in a worker process raises its size (see _malloc).
@@ -338,6 +335,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _load_backbone(self):
         spec = get_spec(self.backbone)
         backbone = _load_fresh(spec)
+        # A fit from scratch replaces a network that was pickled by reference:
+        # a pickle must not rebuild this fit with the previous optimiser state.
+        for stale in ("_module_ref", "_optimizer_state"):
+            self.__dict__.pop(stale, None)
         # Pickles then hold what training changed and a reference to the rest.
         reloadable = getattr(spec, "reloadable", False)
         self._pretrained_spec = spec if reloadable else None
@@ -665,6 +666,12 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         preprocessing = getattr(self, "preprocessing_", None)
         return ModuleBackbone(backbone.body, preprocessing=preprocessing)
 
+    # -- a failed fit leaves the estimator as it was ------------------------------
+
+    def _fitted_state(self) -> FittedState:
+        """The state that ``fit_context`` restores if a fit fails."""
+        return _FittedState(self)
+
     # -- pickling: the hooks of TorchModelMixin ----------------------------------
 
     # What may hold tensors. The backbone parameter may hold a user's module
@@ -737,43 +744,42 @@ def _load_fresh(spec):
     return spec.load().eval()
 
 
-class _FittedState:
-    """The fitted attributes before a fit, to put back if the fit fails.
+class _FittedState(FittedState):
+    """The state before a fit, to put back if the fit fails.
 
-    A fit from scratch builds new objects (network, optimiser, history), so
-    references to the old ones suffice. A warm start trains the fitted
-    network and optimiser in place: their states are copied (on the CPU, at
-    the cost of one copy of the weights) and the history too.
+    Every attribute that is not a parameter, private ones included (see
+    :class:`~skltransfer._validation.FittedState`): a fit from scratch builds
+    new objects (network, optimiser, history, the pretrained spec and record
+    of trained entries a pickle by reference is built from), so references
+    to the old ones suffice. A warm start trains the fitted network and
+    optimiser in place: their states are copied (on the CPU, at the cost of
+    one copy of the weights) and loaded back into them.
     """
 
     def __init__(self, estimator):
-        # hasattr first: an unpickled network loads on first access.
+        # hasattr first: a network pickled by reference loads on first access,
+        # and is then part of the state taken here.
         self.warm = bool(estimator.warm_start) and hasattr(estimator, "module_")
-        self.attributes = _fitted_attributes(estimator)
+        super().__init__(estimator)
         if self.warm:
-            self.module = {
+            self.module = estimator.module_
+            self.weights = {
                 k: v.detach().to("cpu", copy=True)
-                for k, v in estimator.module_.state_dict().items()
+                for k, v in self.module.state_dict().items()
             }
-            optimizer = estimator.__dict__.get("optimizer_")
-            self.optimizer = (
-                None if optimizer is None else copy.deepcopy(optimizer.state_dict())
+            self.optimizer = estimator.__dict__.get("optimizer_")
+            self.optimizer_state = (
+                None
+                if self.optimizer is None
+                else copy.deepcopy(self.optimizer.state_dict())
             )
-            self.history = list(estimator.history_)
 
-    def restore(self, estimator) -> None:
-        for key in _fitted_attributes(estimator):
-            delattr(estimator, key)
-        vars(estimator).update(self.attributes)
+    def restore(self) -> None:
+        super().restore()
         if self.warm:
-            estimator.module_.load_state_dict(self.module)
+            self.module.load_state_dict(self.weights)
             if self.optimizer is not None:
-                estimator.optimizer_.load_state_dict(self.optimizer)
-            estimator.history_ = self.history
-
-
-def _fitted_attributes(estimator) -> dict:
-    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and k[0] != "_"}
+                self.optimizer.load_state_dict(self.optimizer_state)
 
 
 def _rows(data, idx):
