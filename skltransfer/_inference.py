@@ -21,6 +21,7 @@ from contextlib import closing
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from ._batch_size import AutoBatchSize, batch_slices
@@ -43,7 +44,17 @@ _END = object()
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)  # per thread: the caller's thread keeps its own
+    """Run this thread's torch operations on one core, leaving other threads'.
+
+    Not ``torch.set_num_threads(1)``: it is process-wide (the default of
+    every thread that starts later, the caller's own if its first parallel
+    operation comes after, and other thread pools). OpenMP's thread count
+    is a setting of each thread: torch sets this thread's from the process
+    default on its first use (forced here, so that it cannot undo the
+    limit later), then OpenMP's own call lowers it for this thread only.
+    """
+    torch.get_num_threads()
+    ThreadpoolController().select(user_api="openmp").limit(limits=1)
 
 
 def prefetch_pool(device: torch.device) -> ThreadPoolExecutor:
@@ -53,7 +64,8 @@ def prefetch_pool(device: torch.device) -> ThreadPoolExecutor:
     thread: with the default (every core), resizing the next batch competed
     with the forward pass for the cores it needs. On an accelerator the
     worker keeps every core, since preparing batches is then the CPU's only
-    work.
+    work. The rest of the process keeps its thread count (see
+    :func:`_one_thread`).
     """
     initializer = _one_thread if device.type == "cpu" else None
     return ThreadPoolExecutor(max_workers=1, initializer=initializer)
