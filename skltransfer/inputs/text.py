@@ -35,9 +35,11 @@ __all__ = [
     "as_texts",
     "check_max_length",
     "in_length_order",
+    "is_missing",
     "length_order",
     "restore_order",
     "tokenize_texts",
+    "where",
 ]
 
 MISSING_OPTIONS = ("error", "empty")
@@ -46,7 +48,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _NAMED = 5
 
 
-def _is_missing(value) -> bool:
+def is_missing(value) -> bool:
+    """Whether ``value`` is None, NaN, ``pd.NA`` or ``pd.NaT``."""
     if value is None:
         return True
     if isinstance(value, numbers.Real) and value != value:  # NaN
@@ -81,7 +84,8 @@ def _column(X):
     )
 
 
-def _where(i: int, labels) -> str:
+def where(i: int, labels) -> str:
+    """Position ``i`` in messages, with its index label when it has another."""
     if labels is None or labels[i] == i:
         return f"position {i}"
     return f"position {i} (index label {labels[i]!r})"
@@ -121,16 +125,16 @@ def as_texts(X, *, missing: str = "error") -> list[str]:
     for i, value in enumerate(values):
         if isinstance(value, str):
             texts.append(value)
-        elif _is_missing(value):
+        elif is_missing(value):
             if missing == "error":
                 raise ValueError(
-                    f"Missing text (None/NaN) at {_where(i, labels)}. Fill it, drop "
+                    f"Missing text (None/NaN) at {where(i, labels)}. Fill it, drop "
                     "it, or pass missing='empty' to embed it as an empty string."
                 )
             texts.append("")
         else:
             raise TypeError(
-                f"Expected str at {_where(i, labels)}, got {type(value).__name__}: "
+                f"Expected str at {where(i, labels)}, got {type(value).__name__}: "
                 f"{value!r:.50}."
             )
     if not texts:
@@ -154,7 +158,7 @@ def _replace_lone_surrogates(texts: list[str], labels) -> None:
             if texts[i].count("\ufffd") > text.count("\ufffd"):
                 lone.append(i)
     if lone:
-        named = ", ".join(_where(i, labels) for i in lone[:_NAMED])
+        named = ", ".join(where(i, labels) for i in lone[:_NAMED])
         more = f" and {len(lone) - _NAMED} more" if len(lone) > _NAMED else ""
         warn_at_caller(
             f"{len(lone)} of {len(texts)} texts contain lone surrogates (half of "
