@@ -10,7 +10,9 @@ the GIL in both, so the two overlap. On top of it:
   compiled forwards (feature extraction and prediction);
 - :func:`iterate_batches`: the batches of fine-tuning inputs over an order
   (training epochs, validation), and :func:`map_batches`, one pass without
-  gradients (frozen features, the probe's features).
+  gradients (frozen features, the probe's features);
+- :func:`check_finite_rows`: outputs never leave with NaN or infinity in
+  them unnoticed; the error names the samples.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = [
     "batch_slices",
+    "check_finite_rows",
     "iterate_batches",
     "map_batches",
     "n_steps_per_epoch",
@@ -41,6 +44,8 @@ __all__ = [
 
 _CPU = torch.device("cpu")
 _END = object()
+# Samples named in the error about non-finite outputs; the rest are counted.
+_NAMED = 5
 
 
 def _one_thread() -> None:
@@ -232,6 +237,45 @@ def run_batched(
                 bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
             bar.update(n)
     return results
+
+
+def check_finite_rows(
+    rows: np.ndarray,
+    source: str,
+    *,
+    positions=None,
+    of: str = "X",
+    error: type[Exception] = ValueError,
+) -> None:
+    """Raise ``error`` naming the samples whose row holds NaN or infinity.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_samples, ...)
+        One output row per sample.
+    source : str
+        What produced them, to start the message (``"The backbone 'x'"``).
+    positions : array-like of int, optional
+        The position of each row's sample in the caller's ``X``; by default
+        the row index.
+    of : str, default="X"
+        What the positions index, for the message.
+    error : type of Exception, default=ValueError
+        What to raise.
+    """
+    bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))
+    if not bad.size:
+        return
+    where = bad if positions is None else np.asarray(positions)[bad]
+    named = ", ".join(str(int(i)) for i in where[:_NAMED])
+    more = f" and {bad.size - _NAMED} more" if bad.size > _NAMED else ""
+    positions = "position" if bad.size == 1 else "positions"
+    raise error(
+        f"{source} produced non-finite outputs (NaN or infinity) for "
+        f"{bad.size} of {len(rows)} samples, at {positions} {named}{more} of {of}. "
+        "Check these samples (extreme, empty or degenerate values) and the "
+        "model; their outputs cannot be used."
+    )
 
 
 # -- fine-tuning inputs ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _common_image import images_white_at, nan_backbone
 from sklearn.exceptions import NotFittedError
 
 from skltransfer import PretrainedImageClassifier
@@ -52,6 +53,13 @@ def test_refused_refit_leaves_the_previous_fit(rgb_images):
     with pytest.raises(ValueError, match="no named pretrained head"):
         clf.set_params(backbone=no_names).fit()
     np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
+def test_non_finite_logits_name_the_samples():
+    X = images_white_at([2])
+    clf = PretrainedImageClassifier(nan_backbone(head=True)).fit(X)
+    with pytest.raises(ValueError, match="non-finite outputs .* at position 2 of X"):
+        clf.predict(X)
 
 
 def test_unfitted_raises():

@@ -147,6 +147,61 @@ def test_a_fit_from_scratch_replaces_an_unpickled_network(small_digits):
     np.testing.assert_array_equal(_round_trip(loaded).predict_proba(X[60:70]), proba)
 
 
+# -- a backbone with non-finite outputs ----------------------------------------------
+
+
+class NaNRows(nn.Module):
+    """A small MLP body whose output is NaN where the first input exceeds 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 16)
+
+    def forward(self, x):
+        return torch.where(x[:, :1] > 2, torch.nan, torch.relu(self.fc(x)))
+
+
+def _digits_marked_at(small_digits, positions, n=40):
+    X, y = small_digits
+    X = X[:n].copy()
+    X[list(positions), 0] = 5.0
+    return X, y[:n] % 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"head_init": "random"}, {"early_stopping": True}],
+    ids=["probe", "random-head", "validation-split"],
+)
+def test_a_backbone_with_non_finite_outputs_is_named_with_the_samples(
+    small_digits, params
+):
+    """Neither the data (the probe's "X contains NaN") nor the learning rate
+    ("training diverged") is blamed: the backbone and the samples are named,
+    by their positions in X, also when a validation split reorders them."""
+    X, y = _digits_marked_at(small_digits, [3, 11])
+    clf = FineTuneClassifier(NaNRows(), **FAST, **params)
+    expected = r"backbone 'NaNRows' produced non-finite outputs .* 2 of 40 samples"
+    with pytest.raises(ValueError, match=expected + r", at positions 3, 11 of X\."):
+        clf.fit(X, y)
+    assert not hasattr(clf, "module_")
+
+
+def test_divergence_of_a_finite_backbone_is_still_divergence(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST, head_init="random", lr=1e12)
+    with pytest.raises(FloatingPointError, match="Training diverged"):
+        clf.fit(X[:60], y[:60])
+
+
+def test_non_finite_predictions_name_the_samples(small_digits):
+    X, y = _digits_marked_at(small_digits, [])
+    clf = FineTuneClassifier(NaNRows(), **FAST).fit(X, y)
+    marked, _ = _digits_marked_at(small_digits, [1], n=3)
+    with pytest.raises(ValueError, match="fitted network .* at position 1 of X"):
+        clf.predict_proba(marked)
+
+
 # -- fitted estimators as sources --------------------------------------------------
 
 

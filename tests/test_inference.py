@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from skltransfer._inference import batch_slices, prefetched, run_batched
+from skltransfer._inference import (
+    batch_slices,
+    check_finite_rows,
+    prefetched,
+    run_batched,
+)
 from skltransfer.exceptions import SkltransferWarning
 
 DATA = torch.arange(20, dtype=torch.float64).reshape(10, 2)
@@ -107,6 +112,20 @@ def test_dict_batches_are_split_too():
             prepare, forward, batch_slices(10, 5), device=torch.device("cpu")
         )
     np.testing.assert_array_equal(np.concatenate(out), DATA.numpy() * 11)
+
+
+def test_non_finite_rows_are_named_by_position():
+    rows = np.ones((10, 2))
+    rows[[1, 2, 4, 5, 7, 8], 0] = [np.nan, np.inf, -np.inf, np.nan, np.nan, np.nan]
+    with pytest.raises(ValueError, match=r"^The model produced .* for 6 of 10 "):
+        check_finite_rows(rows, "The model")
+    with pytest.raises(ValueError, match=r"positions 1, 2, 4, 5, 7 and 1 more of X\."):
+        check_finite_rows(rows, "The model")
+    with pytest.raises(FloatingPointError, match="position 13 of the split"):
+        check_finite_rows(
+            rows[:2], "It", positions=[12, 13], of="the split", error=FloatingPointError
+        )
+    check_finite_rows(np.ones((3, 2, 2)), "The model")  # finite: no error
 
 
 @pytest.fixture

@@ -18,9 +18,15 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.utils import check_random_state
+from torch import nn
 
 from .._device import resolve_precision
-from .._inference import batch_slices, n_steps_per_epoch, run_batched
+from .._inference import (
+    batch_slices,
+    check_finite_rows,
+    n_steps_per_epoch,
+    run_batched,
+)
 from .._malloc import release_freed_memory
 from .._validation import (
     FittedState,
@@ -154,8 +160,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             )
         # Errors, divergence and KeyboardInterrupt alike: a fit completes or
         # leaves the estimator as it was (fit_context restores _fitted_state()).
+        warm = bool(self.warm_start) and hasattr(self, "module_")
         try:
             self._fit(X, y, sample_weight)
+        except FloatingPointError as exc:
+            if not warm:
+                self._check_pretrained_outputs(X, exc)
+            raise
         finally:
             # The fit's peak is freed but stays in the C heaps: give it back,
             # or every fit in a worker process raises its size (see _malloc).
@@ -564,6 +575,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self._unfreeze_for_epoch(ctx)  # the modes of the first epoch
         adapt_batchnorm(self.module_, inputs, ctx, self.batch_size)
         F = head_features(self.module_, inputs, ctx, self.batch_size)
+        check_head_features(F, self.module_.backbone)
         W, b, info = fit_probe(
             F,
             y.cpu().numpy(),
@@ -597,20 +609,25 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     # -- predict ---------------------------------------------------------------
 
     def _forward_all(self, X, activation=None) -> np.ndarray:
-        """Network outputs for every sample of ``X`` as float32 numpy; texts
-        run longest first, so that each batch pads little."""
+        """Network outputs for every sample of ``X`` as float32 numpy; an
+        output with NaN or infinity is an error naming its sample."""
         check_is_fitted(self, "module_")
         inputs, _ = self._validate_inputs(X, None, reset=False)
-        return self._network_outputs(inputs, activation)
+        outputs = self._network_outputs(inputs, activation)
+        check_finite_rows(outputs, "The fitted network")
+        return outputs
 
-    def _network_outputs(self, inputs, activation=None) -> np.ndarray:
-        """:meth:`_forward_all` on validated inputs."""
+    def _network_outputs(self, inputs, activation=None, module=None) -> np.ndarray:
+        """Outputs of ``module`` (by default ``module_``) for validated inputs,
+        as float32 numpy; texts run longest first, so that each batch pads
+        little."""
+        module = self.module_ if module is None else module
         device = self._device()
-        self.module_.to(device).eval()
+        module.to(device).eval()
         cpu = torch.device("cpu")
 
         def forward(batch):
-            out = self.module_(batch).float()
+            out = module(batch).float()
             return out if activation is None else activation(out)
 
         def run(part) -> np.ndarray:
@@ -631,6 +648,27 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         return in_length_order(
             inputs.lengths(), lambda order: run(inputs.subset(order))
         )
+
+    def _check_pretrained_outputs(self, X, cause: FloatingPointError) -> None:
+        """After a fit from scratch failed on non-finite values, find out
+        whether the pretrained backbone's own outputs on ``X`` are non-finite
+        and, if so, raise naming those samples (rather than blaming the data
+        or the learning rate). The check runs only on failure: a fresh copy
+        of the backbone over ``X``, as at prediction."""
+        if "module_" not in self.__dict__:
+            return  # failed before X was validated
+        try:
+            with _seeded(0, self._device()):  # a random init must not move the RNG
+                backbone = _load_fresh(get_spec(self.backbone))
+            network = FineTuneNetwork(backbone, nn.Identity())
+            inputs, _ = self._validate_inputs(X, None, reset=False)
+            features = self._network_outputs(inputs, module=network)
+        except Exception:  # a failed diagnosis must not hide what failed the fit
+            return
+        try:
+            check_finite_rows(features, f"The backbone {backbone.name!r}")
+        except ValueError as exc:
+            raise exc from cause
 
     # -- reuse as a source model ---------------------------------------------------
 
@@ -737,6 +775,19 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             self._initialize_optimizer(device)
             self.optimizer_.load_state_dict(state.pop("_optimizer_state"))
         return module
+
+
+def check_head_features(F: np.ndarray, backbone) -> None:
+    """The probe's features of the training split, refused with a
+    ``FloatingPointError`` when the backbone made any of them non-finite;
+    ``fit`` then names the samples of ``X`` (see
+    ``BaseFineTune._check_pretrained_outputs``)."""
+    check_finite_rows(
+        F,
+        f"The backbone {backbone.name!r}",
+        of="the training split",
+        error=FloatingPointError,
+    )
 
 
 def _load_fresh(spec):
