@@ -14,6 +14,11 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: venv demo test lint docs bench clean
 
+# One stamp per set of extras. Each target installs its own set through a
+# recursive make: a target-specific EXTRAS would not rename the stamp (a
+# prerequisite's name is fixed when the Makefile is read), so `make demo`
+# would mark the default set as installed and a later `make test` would find
+# nothing to do, without ruff or pytest.
 $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -23,17 +28,18 @@ $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 
 venv: $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS))
 
-demo: EXTRAS := models,demo
-demo: venv
+demo:
+	$(MAKE) venv EXTRAS=models,demo
 	$(PY) -m skltransfer.demo
 
 # The tests also run skltransfer.distributed on Dask, Ray and Spark.
-test: EXTRAS := models,test,distributed,recipes
-test: venv
+test:
+	$(MAKE) venv EXTRAS=models,test,distributed,recipes
 	$(PY) -m ruff check skltransfer tests benchmarks
 	$(PY) -m pytest
 
-lint: venv
+lint:
+	$(MAKE) venv EXTRAS=models,test
 	$(PY) -m ruff check skltransfer tests benchmarks
 	$(PY) -m ruff format --check skltransfer tests benchmarks
 

@@ -11,7 +11,9 @@ the GIL in both, so the two overlap. On top of it:
   hands out each batch's rows as soon as they are computed;
 - :func:`iterate_batches`: the batches of fine-tuning inputs over an order
   (training epochs, validation), and :func:`map_batches`, one pass without
-  gradients (frozen features, the probe's features).
+  gradients (frozen features, the probe's features);
+- :func:`check_finite_rows`: outputs never leave with NaN or infinity in
+  them unnoticed; the error names the samples.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from contextlib import closing
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from ._batch_size import AutoBatchSize, batch_slices
@@ -30,6 +33,7 @@ from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = [
     "batch_slices",
+    "check_finite_rows",
     "iter_batched",
     "iterate_batches",
     "map_batches",
@@ -42,10 +46,22 @@ __all__ = [
 
 _CPU = torch.device("cpu")
 _END = object()
+# Samples named in the error about non-finite outputs; the rest are counted.
+_NAMED = 5
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)  # per thread: the caller's thread keeps its own
+    """Run this thread's torch operations on one core, leaving other threads'.
+
+    Not ``torch.set_num_threads(1)``: it is process-wide (the default of
+    every thread that starts later, the caller's own if its first parallel
+    operation comes after, and other thread pools). OpenMP's thread count
+    is a setting of each thread: torch sets this thread's from the process
+    default on its first use (forced here, so that it cannot undo the
+    limit later), then OpenMP's own call lowers it for this thread only.
+    """
+    torch.get_num_threads()
+    ThreadpoolController().select(user_api="openmp").limit(limits=1)
 
 
 def prefetch_pool(device: torch.device) -> ThreadPoolExecutor:
@@ -55,7 +71,8 @@ def prefetch_pool(device: torch.device) -> ThreadPoolExecutor:
     thread: with the default (every core), resizing the next batch competed
     with the forward pass for the cores it needs. On an accelerator the
     worker keeps every core, since preparing batches is then the CPU's only
-    work.
+    work. The rest of the process keeps its thread count (see
+    :func:`_one_thread`).
     """
     initializer = _one_thread if device.type == "cpu" else None
     return ThreadPoolExecutor(max_workers=1, initializer=initializer)
@@ -225,6 +242,45 @@ def iter_batched(
                 bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
             bar.update(n)
             yield sl, rows
+
+
+def check_finite_rows(
+    rows: np.ndarray,
+    source: str,
+    *,
+    positions=None,
+    of: str = "X",
+    error: type[Exception] = ValueError,
+) -> None:
+    """Raise ``error`` naming the samples whose row holds NaN or infinity.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_samples, ...)
+        One output row per sample.
+    source : str
+        What produced them, to start the message (``"The backbone 'x'"``).
+    positions : array-like of int, optional
+        The position of each row's sample in the caller's ``X``; by default
+        the row index.
+    of : str, default="X"
+        What the positions index, for the message.
+    error : type of Exception, default=ValueError
+        What to raise.
+    """
+    bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))
+    if not bad.size:
+        return
+    where = bad if positions is None else np.asarray(positions)[bad]
+    named = ", ".join(str(int(i)) for i in where[:_NAMED])
+    more = f" and {bad.size - _NAMED} more" if bad.size > _NAMED else ""
+    positions = "position" if bad.size == 1 else "positions"
+    raise error(
+        f"{source} produced non-finite outputs (NaN or infinity) for "
+        f"{bad.size} of {len(rows)} samples, at {positions} {named}{more} of {of}. "
+        "Check these samples (extreme, empty or degenerate values) and the "
+        "model; their outputs cannot be used."
+    )
 
 
 # -- fine-tuning inputs ---------------------------------------------------------

@@ -3,11 +3,14 @@
 scikit-learn's parameter-constraint machinery lives in private modules; keeping
 every import of it here means a change there is mended in one file. The
 constraints of parameters that several estimators share are declared here too,
-once.
+once. :func:`fit_context`, the decorator of every ``fit``, also makes each fit
+all or nothing (see :class:`FittedState`).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import numbers
 from numbers import Integral, Real
 
@@ -28,6 +31,7 @@ from sklearn.utils.validation import (  # noqa: F401  (re-exported)
 from ._device import PRECISIONS
 
 __all__ = [
+    "FittedState",
     "HasMethods",
     "Interval",
     "StrOptions",
@@ -42,8 +46,48 @@ __all__ = [
 ]
 
 
+class FittedState:
+    """Everything a fit may change, put back by :meth:`restore` if it fails.
+
+    That is every attribute of the estimator that is not a parameter: the
+    fitted attributes and the private state next to them alike (what a
+    pickle is built from, such as the spec a backbone reloads from, must
+    never describe another fit than the weights it goes with). Lists, dicts
+    and sets are copied, since a fit may add to them in place; other
+    objects a fit replaces rather than changes. Estimators whose fit
+    changes objects in place (a warm start trains the fitted network)
+    extend this class and name it in a ``_fitted_state`` method.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        The estimator about to be fitted.
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.attributes = {
+            key: copy.copy(value) if isinstance(value, list | dict | set) else value
+            for key, value in _state(estimator).items()
+        }
+
+    def restore(self) -> None:
+        """Put the attributes back as they were, dropping those added since."""
+        state = vars(self.estimator)
+        for key in _state(self.estimator):
+            del state[key]
+        state.update(self.attributes)
+
+
+def _state(estimator) -> dict:
+    """The attributes of ``estimator`` that are not its parameters."""
+    params = set(estimator._get_param_names())
+    return {k: v for k, v in vars(estimator).items() if k not in params}
+
+
 def fit_context(fit):
-    """Decorate ``fit``: validate the parameters first, as scikit-learn does.
+    """Decorate ``fit``: validate the parameters first, as scikit-learn does,
+    and make the fit all or nothing.
 
     The check is skipped under ``sklearn.config_context(
     skip_parameter_validation=True)``. Nested validation is skipped during
@@ -51,8 +95,23 @@ def fit_context(fit):
     regressions, the validation split) receive arguments built by skltransfer,
     never an estimator of the user's, so checking them again would only cost
     time.
+
+    A fit that raises, ``KeyboardInterrupt`` included, leaves the estimator
+    as it was, unfitted or with its previous fit: its :class:`FittedState`
+    (or what its ``_fitted_state()`` method returns) is restored.
     """
-    return _fit_context(prefer_skip_nested_validation=True)(fit)
+
+    @functools.wraps(fit)
+    def all_or_nothing(estimator, *args, **kwargs):
+        take = getattr(type(estimator), "_fitted_state", FittedState)
+        snapshot = take(estimator)
+        try:
+            return fit(estimator, *args, **kwargs)
+        except BaseException:
+            snapshot.restore()
+            raise
+
+    return _fit_context(prefer_skip_nested_validation=True)(all_or_nothing)
 
 
 def runtime_constraints(*, measured_batch_size: bool) -> dict:

@@ -8,6 +8,7 @@ from sklearn.base import ClassifierMixin
 
 from ._docstring import fill_doc
 from ._image_base import PretrainedImageBase
+from ._inference import check_finite_rows
 from ._validation import check_is_fitted, check_positive_int, fit_context
 
 __all__ = ["PretrainedImageClassifier"]
@@ -114,7 +115,10 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
     def decision_function(self, X) -> np.ndarray:
         """Logits of the pretrained head, shape (n_samples, n_classes)."""
         check_is_fitted(self, "backbone_")
-        return self._run(X, self.backbone_, desc="Classifying images")
+        logits = self._run(X, self.backbone_, desc="Classifying images")
+        # NaN logits would become the first class for predict, silently.
+        check_finite_rows(logits, f"The backbone {self.backbone_.name!r}")
+        return logits
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (softmax of the logits), float32."""

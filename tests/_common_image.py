@@ -4,7 +4,12 @@ The checks feed 2-D float arrays with a handful of columns; ``image_shape=(1, -1
 reads each row as a one-pixel-high grey image, which the tiny backbone resizes.
 """
 
+import numpy as np
+import torch
+from torch import nn
+
 from skltransfer import PretrainedImageClassifier, PretrainedImageFeatures
+from skltransfer.backbones import ImagePreprocessing, ModuleBackbone
 
 INSTANCES = [
     PretrainedImageFeatures("test_tiny_cnn", image_shape=(1, -1)),
@@ -42,3 +47,33 @@ EXPECTED_FAILURES = {
         ),
     },
 }
+
+
+# -- a backbone whose outputs are NaN for some images -------------------------------
+
+
+class NaNForBright(nn.Module):
+    """Mean colour of the image, NaN for bright images (a normalised mean
+    above 1.5: white ones), as a backbone that breaks on some inputs does."""
+
+    def forward(self, x):
+        colour = x.mean(dim=(2, 3))
+        bright = colour.mean(dim=1, keepdim=True) > 1.5
+        return torch.where(bright, torch.nan, colour)
+
+
+def nan_backbone(head: bool = False) -> ModuleBackbone:
+    """:class:`NaNForBright` on 16x16 crops; with ``head``, a two-class named
+    head after it."""
+    pre = ImagePreprocessing(crop_size=16, resize_size=None)
+    if not head:
+        return ModuleBackbone(NaNForBright(), preprocessing=pre)
+    module = nn.Sequential(NaNForBright(), nn.Linear(3, 2))
+    return ModuleBackbone(module, preprocessing=pre, head="1", class_names=("a", "b"))
+
+
+def images_white_at(positions, n: int = 6) -> np.ndarray:
+    """``n`` dark noisy uint8 images, white at ``positions``."""
+    X = np.random.default_rng(0).integers(0, 100, (n, 16, 16, 3), dtype=np.uint8)
+    X[list(positions)] = 255
+    return X

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _common_image import images_white_at, nan_backbone
 from sklearn.exceptions import NotFittedError
 
 from skltransfer import PretrainedImageClassifier
@@ -42,6 +43,23 @@ def test_backbone_without_named_head_is_refused():
     no_names = TimmBackbone("test_efficientnet", pretrained=False)
     with pytest.raises(ValueError, match="no named pretrained head"):
         PretrainedImageClassifier(no_names).fit()
+
+
+def test_refused_refit_leaves_the_previous_fit(rgb_images):
+    X, _ = rgb_images
+    clf = PretrainedImageClassifier("test_tiny_cnn").fit(X)
+    proba = clf.predict_proba(X)
+    no_names = TimmBackbone("test_efficientnet", pretrained=False)
+    with pytest.raises(ValueError, match="no named pretrained head"):
+        clf.set_params(backbone=no_names).fit()
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
+def test_non_finite_logits_name_the_samples():
+    X = images_white_at([2])
+    clf = PretrainedImageClassifier(nan_backbone(head=True)).fit(X)
+    with pytest.raises(ValueError, match="non-finite outputs .* at position 2 of X"):
+        clf.predict(X)
 
 
 def test_unfitted_raises():

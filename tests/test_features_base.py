@@ -3,6 +3,8 @@ pandas output, cached rows, and the tags of text transformers."""
 
 import numpy as np
 import pytest
+import torch
+from _common_image import images_white_at, nan_backbone
 
 from skltransfer import (
     PretrainedImageFeatures,
@@ -52,3 +54,30 @@ def test_cached_rows_are_read_back_instead_of_computed(make, X, text, tmp_path):
     est.set_params(cache=None)
     est.transform(X)
     assert computed  # without a cache, every row is computed
+
+
+# -- non-finite rows ----------------------------------------------------------------
+
+
+def test_non_finite_rows_name_their_samples(tmp_path):
+    X = images_white_at([1, 4])
+    est = PretrainedImageFeatures(nan_backbone(), cache=tmp_path).fit(X[[0]])
+    expected = "'NaNForBright' produced non-finite outputs .* 2 of 6 samples, at "
+    with pytest.raises(ValueError, match=expected + "positions 1, 4 of X"):
+        est.transform(X)
+    assert np.isfinite(est.transform(X[[0, 2]])).all()
+    # Rows read from the cache are skipped; positions stay those of X.
+    with pytest.raises(ValueError, match="1 of 1 samples, at position 2 of X"):
+        est.transform(X[[0, 2, 4]])
+
+
+def test_non_finite_word_vectors_and_text_embeddings_are_refused():
+    matrix = WORDS[0].copy()
+    matrix[3] = np.nan  # "cat"
+    words = PretrainedWordVectors((matrix, WORDS[1])).fit(TEXTS)
+    with pytest.raises(ValueError, match="at position 2 of X"):
+        words.transform(TEXTS)
+    emb = PretrainedTextEmbeddings("test_tiny_bert").fit(TEXTS)
+    emb._embed = lambda batch: torch.full((len(batch["input_ids"]), 32), torch.nan)
+    with pytest.raises(ValueError, match="'test_tiny_bert' .* 4 of 4 samples"):
+        emb.transform(TEXTS)

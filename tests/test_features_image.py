@@ -209,6 +209,19 @@ def test_pickle_and_joblib_round_trip(rgb_images, tmp_path):
     )
 
 
+def test_failed_refit_then_pickle_keeps_the_fitted_backbone(rgb_images, tmp_path):
+    """A refit that fails leaves the backbone, its preprocessing and the spec
+    a pickle reloads the backbone from as they were."""
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY).fit(X)
+    Z = est.transform(X)
+    with pytest.raises(ValueError, match="does not exist"):
+        est.set_params(backbone="test_tiny_vit").fit([str(tmp_path / "no.png")])
+    est.set_params(backbone=TINY)
+    np.testing.assert_array_equal(est.transform(X), Z)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).transform(X), Z)
+
+
 def test_pickling_moves_accelerator_state_to_cpu(monkeypatch, rgb_images):
     """A model on a GPU is pickled as a CPU copy; the live model stays put."""
     X, _ = rgb_images

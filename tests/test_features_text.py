@@ -108,6 +108,15 @@ def test_unfitted_transform():
         PretrainedTextEmbeddings("test_tiny_bert").transform(TEXTS)
 
 
+def test_failed_refit_leaves_the_previous_fit(text_embeddings):
+    est = clone(text_embeddings).fit(TEXTS)
+    Z = est.transform(TEXTS)
+    with pytest.raises(ValueError, match="exceeds what"):
+        est.set_params(layer=0, max_length=10_000).fit(TEXTS)
+    assert est.layers_ is None
+    np.testing.assert_array_equal(est.transform(TEXTS), Z)
+
+
 IMAGES = np.zeros((4, 16, 16, 3), np.uint8)
 
 

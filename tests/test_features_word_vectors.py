@@ -118,6 +118,22 @@ def test_bad_inputs():
         assert not emb.transform(["good", None])[1].any()
 
 
+def test_interrupted_refit_leaves_the_previous_fit():
+    emb = PretrainedWordVectors((MATRIX, WORDS)).fit(TEXTS)
+    Z = emb.transform(TEXTS)
+
+    def interrupt(docs):
+        raise KeyboardInterrupt
+
+    emb._fit_idf = interrupt
+    other = (MATRIX[::-1].copy(), WORDS)
+    with pytest.raises(KeyboardInterrupt):
+        emb.set_params(vectors=other, weighting="tfidf").fit(TEXTS)
+    del emb._fit_idf
+    emb.set_params(vectors=(MATRIX, WORDS), weighting=None)
+    np.testing.assert_array_equal(emb.transform(TEXTS), Z)
+
+
 # -- scikit-learn behaviour --------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 leaves the estimator as it was; fitted estimators as sources; seeds, warm
 starts and training length; parameters checked at fit."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,118 @@ def test_warm_start_refit_that_diverges_keeps_the_previous_model(small_digits):
         clf.set_params(lr=1e12).fit(X[:60], y[:60])
     assert clf.history_ == history and clf.n_iter_ == 3
     _same_fit(clf, state, proba, X[:10])
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _round_trip(clf):
+    """``clf`` through a pickle by reference (the default)."""
+    return pickle.loads(pickle.dumps(clf))
+
+
+def test_interrupted_refit_then_pickle_keeps_what_the_fit_trained(small_digits):
+    """The record of trained entries a pickle by reference is built from comes
+    back with the weights: the stem the first fit trained is not reloaded
+    pretrained."""
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze="all", random_state=0)
+    proba = clf.fit(X[:60], y[:60]).predict_proba(X[60:70])
+    clf._run_epoch = _interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.set_params(unfreeze=1).fit(X[:60], y[:60])
+    del clf._run_epoch
+    np.testing.assert_array_equal(_round_trip(clf).predict_proba(X[60:70]), proba)
+
+
+def test_failed_refit_on_another_backbone_then_pickle(small_digits):
+    """The pretrained spec and fingerprint the pickle reloads from are those of
+    the fitted network, not of the backbone the failed refit loaded."""
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze="all", random_state=0)
+    proba = clf.fit(X[:60], y[:60]).predict_proba(X[60:70])
+    with pytest.raises(ValueError, match="at least two classes"):
+        clf.set_params(backbone="test_tiny_vit", unfreeze=1).fit(X[:60], 0 * y[:60])
+    clf.set_params(backbone=IMAGE["backbone"])
+    np.testing.assert_array_equal(_round_trip(clf).predict_proba(X[60:70]), proba)
+
+
+def test_interrupted_refit_keeps_the_kind_of_labels(small_digits):
+    X, y = small_digits
+    Y = np.column_stack([y[:60] % 2, y[:60] < 5]).astype(int)
+    clf = FineTuneClassifier(mlp(), **FAST).fit(X[:60], Y)
+    clf._run_epoch = _interrupt
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X[:60], y[:60])
+    del clf._run_epoch
+    assert clf.predict(X[:5]).shape == (5, 2)  # still multi-label
+
+
+def test_a_fit_from_scratch_replaces_an_unpickled_network(small_digits):
+    """Refitted from scratch, an estimator unpickled with its optimiser state
+    pickles the new fit only (the old state had another parameter grouping)."""
+    X, y = small_digits
+    clf = FineTuneClassifier(**IMAGE, unfreeze=1, random_state=0, warm_start=True)
+    loaded = _round_trip(clf.fit(X[:60], y[:60]))
+    loaded.set_params(warm_start=False, unfreeze=2).fit(X[:60], y[:60])
+    proba = loaded.predict_proba(X[60:70])
+    np.testing.assert_array_equal(_round_trip(loaded).predict_proba(X[60:70]), proba)
+
+
+# -- a backbone with non-finite outputs ----------------------------------------------
+
+
+class NaNRows(nn.Module):
+    """A small MLP body whose output is NaN where the first input exceeds 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 16)
+
+    def forward(self, x):
+        return torch.where(x[:, :1] > 2, torch.nan, torch.relu(self.fc(x)))
+
+
+def _digits_marked_at(small_digits, positions, n=40):
+    X, y = small_digits
+    X = X[:n].copy()
+    X[list(positions), 0] = 5.0
+    return X, y[:n] % 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"head_init": "random"}, {"early_stopping": True}],
+    ids=["probe", "random-head", "validation-split"],
+)
+def test_a_backbone_with_non_finite_outputs_is_named_with_the_samples(
+    small_digits, params
+):
+    """Neither the data (the probe's "X contains NaN") nor the learning rate
+    ("training diverged") is blamed: the backbone and the samples are named,
+    by their positions in X, also when a validation split reorders them."""
+    X, y = _digits_marked_at(small_digits, [3, 11])
+    clf = FineTuneClassifier(NaNRows(), **FAST, **params)
+    expected = r"backbone 'NaNRows' produced non-finite outputs .* 2 of 40 samples"
+    with pytest.raises(ValueError, match=expected + r", at positions 3, 11 of X\."):
+        clf.fit(X, y)
+    assert not hasattr(clf, "module_")
+
+
+def test_divergence_of_a_finite_backbone_is_still_divergence(small_digits):
+    X, y = small_digits
+    clf = FineTuneClassifier(mlp(), **FAST, head_init="random", lr=1e12)
+    with pytest.raises(FloatingPointError, match="Training diverged"):
+        clf.fit(X[:60], y[:60])
+
+
+def test_non_finite_predictions_name_the_samples(small_digits):
+    X, y = _digits_marked_at(small_digits, [])
+    clf = FineTuneClassifier(NaNRows(), **FAST).fit(X, y)
+    marked, _ = _digits_marked_at(small_digits, [1], n=3)
+    with pytest.raises(ValueError, match="fitted network .* at position 1 of X"):
+        clf.predict_proba(marked)
 
 
 # -- fitted estimators as sources --------------------------------------------------

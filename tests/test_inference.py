@@ -1,5 +1,8 @@
 """The batched inference loop: order, dtype, prefetching and out-of-memory retries."""
 
+import os
+import subprocess
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -8,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from skltransfer._inference import batch_slices, prefetched, run_batched
+from skltransfer._inference import (
+    batch_slices,
+    check_finite_rows,
+    prefetched,
+    run_batched,
+)
 from skltransfer.exceptions import SkltransferWarning
 
 DATA = torch.arange(20, dtype=torch.float64).reshape(10, 2)
@@ -106,7 +114,38 @@ def test_dict_batches_are_split_too():
     np.testing.assert_array_equal(np.concatenate(out), DATA.numpy() * 11)
 
 
+def test_non_finite_rows_are_named_by_position():
+    rows = np.ones((10, 2))
+    rows[[1, 2, 4, 5, 7, 8], 0] = [np.nan, np.inf, -np.inf, np.nan, np.nan, np.nan]
+    with pytest.raises(ValueError, match=r"^The model produced .* for 6 of 10 "):
+        check_finite_rows(rows, "The model")
+    with pytest.raises(ValueError, match=r"positions 1, 2, 4, 5, 7 and 1 more of X\."):
+        check_finite_rows(rows, "The model")
+    with pytest.raises(FloatingPointError, match="position 13 of the split"):
+        check_finite_rows(
+            rows[:2], "It", positions=[12, 13], of="the split", error=FloatingPointError
+        )
+    check_finite_rows(np.ones((3, 2, 2)), "The model")  # finite: no error
+
+
+@pytest.fixture
+def two_threads():
+    """Torch at two threads, a count the worker's one cannot be mistaken for."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _in_a_new_thread(fn):
+    with ThreadPoolExecutor(max_workers=1) as later:
+        return later.submit(fn).result()
+
+
+@pytest.mark.usefixtures("two_threads")
 def test_batch_preparation_leaves_the_cores_to_a_cpu_model():
+    """The worker runs on one core; the process keeps its thread count, in the
+    caller's thread and in threads that start later."""
     from skltransfer._inference import prefetch_pool
 
     seen = []
@@ -115,13 +154,53 @@ def test_batch_preparation_leaves_the_cores_to_a_cpu_model():
         seen.append(torch.get_num_threads())
         return torch.zeros(sl.stop - sl.start, 2)
 
-    main_threads = torch.get_num_threads()
     run_batched(prepare, lambda x: x, batch_slices(6, 2), device=torch.device("cpu"))
-    assert seen == [1, 1, 1] and torch.get_num_threads() == main_threads
-    with ThreadPoolExecutor(max_workers=1) as plain:
-        default = plain.submit(torch.get_num_threads).result()
+    assert seen == [1, 1, 1]
+    assert torch.get_num_threads() == 2
+    assert _in_a_new_thread(torch.get_num_threads) == 2
     with prefetch_pool(torch.device("cuda")) as pool:  # no model on the CPU
-        assert pool.submit(torch.get_num_threads).result() == default
+        assert pool.submit(torch.get_num_threads).result() == 2
+
+
+@pytest.mark.slow  # loads three tiny models (a second or two each, first use)
+@pytest.mark.usefixtures("two_threads")
+def test_estimators_leave_the_thread_count_as_it_was(rgb_images):
+    from _common_text import TEXTS
+
+    from skltransfer import (
+        FineTuneClassifier,
+        PretrainedImageFeatures,
+        PretrainedTextEmbeddings,
+    )
+
+    X, y = rgb_images
+    PretrainedImageFeatures("test_tiny_cnn", batch_size=4).fit(X).transform(X)
+    PretrainedTextEmbeddings("test_tiny_bert", batch_size=2).fit(TEXTS).transform(TEXTS)
+    clf = FineTuneClassifier(
+        "test_tiny_cnn", max_epochs=1, batch_size=4, head_init="random"
+    )
+    clf.fit(X, y).predict(X)
+    assert torch.get_num_threads() == 2
+    assert _in_a_new_thread(torch.get_num_threads) == 2
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch (seconds)
+def test_a_first_transform_leaves_the_thread_count_of_a_new_process():
+    """In a process whose thread has not run torch in parallel yet, the
+    worker's count once became the process's."""
+    code = (
+        "import numpy as np, torch\n"
+        "from skltransfer import PretrainedImageFeatures\n"
+        "X = np.zeros((4, 16, 16, 3), np.uint8)\n"
+        "PretrainedImageFeatures('test_tiny_cnn', batch_size=2).fit(X).transform(X)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2"]
 
 
 @pytest.mark.parametrize("ahead", [True, False])

@@ -1,15 +1,23 @@
 """Texts as inputs (inputs/text.py): containers, missing texts, the length
 limit, tokenisation and length order."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from _common_finetune import SENTIMENT_LABELS, SENTIMENT_TEXTS
-from _common_text import TEXTS
+from _common_text import MATRIX, TEXTS, WORDS
 from sklearn.base import clone
 
-from skltransfer import FineTuneClassifier, PretrainedTextEmbeddings
+from skltransfer import (
+    FineTuneClassifier,
+    PretrainedTextEmbeddings,
+    PretrainedWordVectors,
+)
+from skltransfer.exceptions import SkltransferWarning
 from skltransfer.inputs.text import (
+    as_texts,
     check_max_length,
     in_length_order,
     length_order,
@@ -64,6 +72,40 @@ def test_missing_as_empty(text_embeddings):
     X = emb.transform(["a good film", None, float("nan")])
     np.testing.assert_allclose(X[1], emb.transform([""])[0], atol=1e-6)
     np.testing.assert_allclose(X[2], X[1])
+
+
+LONE = json.loads('"\\ud800 a good film"')  # what a JSON file may hold
+
+
+def test_lone_surrogates_become_replacement_characters_with_one_warning():
+    texts = ["ok", LONE, "\ud83d\ude00 pair", "\udc00\ud800", "\ufffd as it is"]
+    with pytest.warns(SkltransferWarning) as record:
+        out = as_texts(texts)
+    assert out == ["ok", "\ufffd a good film", "\U0001f600 pair", "\ufffd\ufffd"] + [
+        "\ufffd as it is"
+    ]
+    assert len(record) == 1
+    assert "2 of 5 texts contain lone surrogates" in str(record[0].message)
+    assert "at position 1, position 3." in str(record[0].message)
+    assert texts[1] == LONE  # the caller's list is left as it was
+
+
+def test_lone_surrogates_name_the_index_label():
+    pd = pytest.importorskip("pandas")
+    with pytest.warns(SkltransferWarning, match="index label 'b'"):
+        # object dtype: pandas' Arrow-backed strings cannot hold a surrogate.
+        as_texts(pd.Series(["ok", LONE], index=["a", "b"], dtype=object))
+
+
+def test_lone_surrogates_are_embedded_and_cached_as_replaced(text_embeddings, tmp_path):
+    emb = clone(text_embeddings).set_params(cache=str(tmp_path)).fit(TEXTS)
+    with pytest.warns(SkltransferWarning, match="position 0"):
+        X = emb.transform([LONE, "a film"])
+    np.testing.assert_array_equal(X[0], emb.transform(["\ufffd a good film"])[0])
+    words = PretrainedWordVectors((MATRIX, WORDS), cache=str(tmp_path)).fit(TEXTS)
+    with pytest.warns(SkltransferWarning, match="position 1"):
+        Z = words.transform(["a film", LONE])
+    np.testing.assert_array_equal(Z[1], words.transform(["\ufffd a good film"])[0])
 
 
 def test_max_length_above_the_model_limit():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from _common_finetune import IMAGE, mlp
 
-from skltransfer import FineTuneClassifier
+from skltransfer import FineTuneClassifier, FineTuneRegressor
+from skltransfer.inputs.validation import check_missing_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,6 +35,58 @@ def test_nan_in_X(small_digits, backbone):
     kw = IMAGE if backbone == "image" else {"backbone": mlp()}
     with pytest.raises(ValueError, match="NaN"):
         FineTuneClassifier(**kw).fit(X, y[:20])
+
+
+def _with_missing(labels, missing):
+    y = np.array(labels * 6, dtype=object)
+    y[[2, 7]] = missing
+    return y
+
+
+@pytest.mark.parametrize(
+    ("y", "shown"),
+    [
+        (_with_missing(["cat", "dog"], None), "None"),
+        (_with_missing(["cat", "dog"], np.nan), "NaN"),
+        (_with_missing([0, 1], None), "None"),
+    ],
+)
+def test_missing_labels_are_named_with_their_positions(small_digits, y, shown):
+    X = small_digits[0][:12]
+    expected = rf"y has 2 missing values \({shown}\) at position 2, position 7\."
+    with pytest.raises(ValueError, match=expected):
+        FineTuneClassifier(mlp(), max_epochs=1).fit(X, y)
+
+
+def test_missing_labels_of_images_and_in_pandas(rgb_images):
+    pd = pytest.importorskip("pandas")
+    X, _ = rgb_images
+    y = pd.Series(["cat", "dog"] * 6, index=range(100, 112), dtype="string")
+    y[105] = pd.NA
+    clf = FineTuneClassifier("test_tiny_cnn", max_epochs=1)
+    with pytest.raises(
+        ValueError, match=r"\(pd.NA\) at position 5 \(index label 105\)"
+    ):
+        clf.fit(X, y)
+
+
+def test_missing_targets_of_regressors_and_multi_label_rows(small_digits):
+    X = small_digits[0][:12]
+    y = np.arange(12.0)
+    y[4] = np.nan
+    with pytest.raises(ValueError, match=r"a missing value \(NaN\) at position 4\."):
+        FineTuneRegressor(mlp(), max_epochs=1).fit(X, y)
+    Y = np.tile([[0.0, 1.0], [1.0, 0.0]], (6, 1))
+    Y[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"\(NaN\) at position 3\."):
+        FineTuneClassifier(mlp(), max_epochs=1).fit(X, Y)
+
+
+def test_many_missing_labels_are_counted():
+    y = np.array([None] * 8 + ["a", "b"], dtype=object)
+    with pytest.raises(ValueError, match=r"position 4 and 3 more\."):
+        check_missing_targets(y)
+    check_missing_targets(np.array(["a", "b"]))  # nothing missing: no error
 
 
 def test_floats_outside_0_1_for_a_model_fitted_on_files_warn(rgb_images, tmp_path):

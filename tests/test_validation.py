@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import sklearn
+from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skltransfer import (
@@ -12,6 +13,7 @@ from skltransfer import (
     PretrainedTextEmbeddings,
     PretrainedWordVectors,
 )
+from skltransfer._validation import fit_context
 
 IMAGES = np.zeros((2, 16, 16, 3), np.uint8)
 TEXTS = ["a good film", "a bad film"]
@@ -56,6 +58,49 @@ def test_text_estimators_share_one_max_length_rule(make):
     est.set_params(max_length=10_000)
     with pytest.raises(ValueError, match="max_length=10000 exceeds what"):
         est.fit(TEXTS, [0, 1])
+
+
+class _Recorder(BaseEstimator):
+    """Writes fitted, private and new state, then fails if asked."""
+
+    _parameter_constraints = {"fail": ["boolean"]}
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    @fit_context
+    def fit(self, X=None):
+        self.coef_ = "new"
+        self._spec = "new"
+        self.history_.append("new")
+        self.extra_ = "new"
+        if self.fail:
+            raise KeyboardInterrupt
+        return self
+
+
+def test_a_failed_fit_restores_every_attribute_that_is_not_a_parameter():
+    est = _Recorder()
+    est.coef_, est._spec, est.history_ = "old", "old", ["old"]
+    est.set_params(fail=True)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit()
+    assert vars(est) == {
+        "fail": True,
+        "coef_": "old",
+        "_spec": "old",
+        "history_": ["old"],
+    }
+    est.set_params(fail=False).fit()
+    assert (est.coef_, est._spec, est.history_) == ("new", "new", ["old", "new"])
+
+
+def test_a_failed_first_fit_leaves_nothing():
+    est = _Recorder(fail=True)
+    est.history_ = []
+    with pytest.raises(KeyboardInterrupt):
+        est.fit()
+    assert vars(est) == {"fail": True, "history_": []}
 
 
 def test_scikit_learn_can_skip_the_validation():

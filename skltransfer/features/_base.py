@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
+from .._inference import check_finite_rows
 from ..caching import cached_rows, text_keys
 from ..inputs.text import as_texts
 
@@ -25,10 +26,24 @@ class FeaturesMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
 
     def _cached_rows(self, sample_keys, compute) -> np.ndarray:
         """Rows of the samples, read from ``cache`` where present; see
-        :func:`skltransfer.caching.cached_rows`."""
+        :func:`skltransfer.caching.cached_rows`. A computed row with NaN or
+        infinity is an error naming its sample: the next estimator would
+        take it silently, or fail without saying where it came from."""
+
+        def checked(indices):
+            rows = compute(indices)
+            check_finite_rows(rows, self._source_name(), positions=indices)
+            return rows
+
         return cached_rows(
-            self.cache, self._cache_key, sample_keys, compute, self.n_features_out_
+            self.cache, self._cache_key, sample_keys, checked, self.n_features_out_
         )
+
+    def _source_name(self) -> str:
+        """What computes the rows, for messages."""
+        backbone = getattr(self, "backbone_", None)
+        name = getattr(backbone, "name", None)
+        return f"The model {name!r}" if name else f"This {type(self).__name__}"
 
 
 class TextFeaturesMixin(FeaturesMixin):

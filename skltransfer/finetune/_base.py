@@ -18,11 +18,18 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.utils import check_random_state
+from torch import nn
 
 from .._device import resolve_precision
-from .._inference import batch_slices, n_steps_per_epoch, run_batched
+from .._inference import (
+    batch_slices,
+    check_finite_rows,
+    n_steps_per_epoch,
+    run_batched,
+)
 from .._malloc import release_freed_memory
 from .._validation import (
+    FittedState,
     Interval,
     StrOptions,
     check_is_fitted,
@@ -153,13 +160,14 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 "max_epochs=0 trains nothing; it is only meaningful with "
                 "head_init='probe' (the head start alone, a linear probe)."
             )
-        snapshot = _FittedState(self)
+        # Errors, divergence and KeyboardInterrupt alike: a fit completes or
+        # leaves the estimator as it was (fit_context restores _fitted_state()).
+        warm = bool(self.warm_start) and hasattr(self, "module_")
         try:
             self._fit(X, y, sample_weight)
-        except BaseException:
-            # Errors, divergence and KeyboardInterrupt alike: a fit completes
-            # or leaves the estimator as it was (unfitted, or the previous fit).
-            snapshot.restore(self)
+        except FloatingPointError as exc:
+            if not warm:
+                self._check_pretrained_outputs(X, exc)
             raise
         finally:
             # The fit's peak is freed but stays in the C heaps: give it back,
@@ -340,6 +348,10 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _load_backbone(self):
         spec = get_spec(self.backbone)
         backbone = _load_fresh(spec)
+        # A fit from scratch replaces a network that was pickled by reference:
+        # a pickle must not rebuild this fit with the previous optimiser state.
+        for stale in ("_module_ref", "_optimizer_state"):
+            self.__dict__.pop(stale, None)
         # Pickles then hold what training changed and a reference to the rest.
         reloadable = getattr(spec, "reloadable", False)
         self._pretrained_spec = spec if reloadable else None
@@ -565,6 +577,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         self._unfreeze_for_epoch(ctx)  # the modes of the first epoch
         adapt_batchnorm(self.module_, inputs, ctx, self.batch_size)
         F = head_features(self.module_, inputs, ctx, self.batch_size)
+        check_head_features(F, self.module_.backbone)
         W, b, info = fit_probe(
             F,
             y.cpu().numpy(),
@@ -598,20 +611,25 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     # -- predict ---------------------------------------------------------------
 
     def _forward_all(self, X, activation=None) -> np.ndarray:
-        """Network outputs for every sample of ``X`` as float32 numpy; texts
-        run longest first, so that each batch pads little."""
+        """Network outputs for every sample of ``X`` as float32 numpy; an
+        output with NaN or infinity is an error naming its sample."""
         check_is_fitted(self, "module_")
         inputs, _ = self._validate_inputs(X, None, reset=False)
-        return self._network_outputs(inputs, activation)
+        outputs = self._network_outputs(inputs, activation)
+        check_finite_rows(outputs, "The fitted network")
+        return outputs
 
-    def _network_outputs(self, inputs, activation=None) -> np.ndarray:
-        """:meth:`_forward_all` on validated inputs."""
+    def _network_outputs(self, inputs, activation=None, module=None) -> np.ndarray:
+        """Outputs of ``module`` (by default ``module_``) for validated inputs,
+        as float32 numpy; texts run longest first, so that each batch pads
+        little."""
+        module = self.module_ if module is None else module
         device = self._device()
-        self.module_.to(device).eval()
+        module.to(device).eval()
         cpu = torch.device("cpu")
 
         def forward(batch):
-            out = self.module_(batch).float()
+            out = module(batch).float()
             return out if activation is None else activation(out)
 
         def run(part) -> np.ndarray:
@@ -632,6 +650,27 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         return in_length_order(
             inputs.lengths(), lambda order: run(inputs.subset(order))
         )
+
+    def _check_pretrained_outputs(self, X, cause: FloatingPointError) -> None:
+        """After a fit from scratch failed on non-finite values, find out
+        whether the pretrained backbone's own outputs on ``X`` are non-finite
+        and, if so, raise naming those samples (rather than blaming the data
+        or the learning rate). The check runs only on failure: a fresh copy
+        of the backbone over ``X``, as at prediction."""
+        if "module_" not in self.__dict__:
+            return  # failed before X was validated
+        try:
+            with _seeded(0, self._device()):  # a random init must not move the RNG
+                backbone = _load_fresh(get_spec(self.backbone))
+            network = FineTuneNetwork(backbone, nn.Identity())
+            inputs, _ = self._validate_inputs(X, None, reset=False)
+            features = self._network_outputs(inputs, module=network)
+        except Exception:  # a failed diagnosis must not hide what failed the fit
+            return
+        try:
+            check_finite_rows(features, f"The backbone {backbone.name!r}")
+        except ValueError as exc:
+            raise exc from cause
 
     # -- reuse as a source model ---------------------------------------------------
 
@@ -666,6 +705,12 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             return TrainedBackbone(backbone)
         preprocessing = getattr(self, "preprocessing_", None)
         return ModuleBackbone(backbone.body, preprocessing=preprocessing)
+
+    # -- a failed fit leaves the estimator as it was ------------------------------
+
+    def _fitted_state(self) -> FittedState:
+        """The state that ``fit_context`` restores if a fit fails."""
+        return _FittedState(self)
 
     # -- pickling: the hooks of TorchModelMixin ----------------------------------
 
@@ -734,48 +779,60 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         return module
 
 
+def check_head_features(F: np.ndarray, backbone) -> None:
+    """The probe's features of the training split, refused with a
+    ``FloatingPointError`` when the backbone made any of them non-finite;
+    ``fit`` then names the samples of ``X`` (see
+    ``BaseFineTune._check_pretrained_outputs``)."""
+    check_finite_rows(
+        F,
+        f"The backbone {backbone.name!r}",
+        of="the training split",
+        error=FloatingPointError,
+    )
+
+
 def _load_fresh(spec):
     """A new copy of the pretrained backbone (fine-tuning changes it in place)."""
     return spec.load().eval()
 
 
-class _FittedState:
-    """The fitted attributes before a fit, to put back if the fit fails.
+class _FittedState(FittedState):
+    """The state before a fit, to put back if the fit fails.
 
-    A fit from scratch builds new objects (network, optimiser, history), so
-    references to the old ones suffice. A warm start trains the fitted
-    network and optimiser in place: their states are copied (on the CPU, at
-    the cost of one copy of the weights) and the history too.
+    Every attribute that is not a parameter, private ones included (see
+    :class:`~skltransfer._validation.FittedState`): a fit from scratch builds
+    new objects (network, optimiser, history, the pretrained spec and record
+    of trained entries a pickle by reference is built from), so references
+    to the old ones suffice. A warm start trains the fitted network and
+    optimiser in place: their states are copied (on the CPU, at the cost of
+    one copy of the weights) and loaded back into them.
     """
 
     def __init__(self, estimator):
-        # hasattr first: an unpickled network loads on first access.
+        # hasattr first: a network pickled by reference loads on first access,
+        # and is then part of the state taken here.
         self.warm = bool(estimator.warm_start) and hasattr(estimator, "module_")
-        self.attributes = _fitted_attributes(estimator)
+        super().__init__(estimator)
         if self.warm:
-            self.module = {
+            self.module = estimator.module_
+            self.weights = {
                 k: v.detach().to("cpu", copy=True)
-                for k, v in estimator.module_.state_dict().items()
+                for k, v in self.module.state_dict().items()
             }
-            optimizer = estimator.__dict__.get("optimizer_")
-            self.optimizer = (
-                None if optimizer is None else copy.deepcopy(optimizer.state_dict())
+            self.optimizer = estimator.__dict__.get("optimizer_")
+            self.optimizer_state = (
+                None
+                if self.optimizer is None
+                else copy.deepcopy(self.optimizer.state_dict())
             )
-            self.history = list(estimator.history_)
 
-    def restore(self, estimator) -> None:
-        for key in _fitted_attributes(estimator):
-            delattr(estimator, key)
-        vars(estimator).update(self.attributes)
+    def restore(self) -> None:
+        super().restore()
         if self.warm:
-            estimator.module_.load_state_dict(self.module)
+            self.module.load_state_dict(self.weights)
             if self.optimizer is not None:
-                estimator.optimizer_.load_state_dict(self.optimizer)
-            estimator.history_ = self.history
-
-
-def _fitted_attributes(estimator) -> dict:
-    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and k[0] != "_"}
+                self.optimizer.load_state_dict(self.optimizer_state)
 
 
 def _rows(data, idx):

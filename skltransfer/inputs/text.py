@@ -5,7 +5,11 @@ array (or an (N, 1) array) of str, a pandas Series or a one-column DataFrame.
 Empty strings are valid texts. A bare string is refused (it would otherwise be
 read as a sequence of characters), as are non-string entries. Missing values
 (None, NaN, ``pd.NA``) are refused with their position unless
-``missing="empty"``, which reads them as empty strings.
+``missing="empty"``, which reads them as empty strings. Lone surrogates
+(half of a UTF-16 pair, which ``json.loads`` returns for an escaped
+``"\\ud800"``) cannot be encoded, hashed or tokenised: they are replaced by
+U+FFFD, with one warning naming the texts' positions; a pair of surrogates
+becomes the character it encodes.
 
 Batching (:func:`tokenize_texts`) tokenises every text once, sorts the texts
 by token count, longest first, and pads each batch on the right to its own
@@ -17,11 +21,13 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..backbones._text import tokenizer_lock
+from ..exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = [
     "MISSING_OPTIONS",
@@ -29,15 +35,21 @@ __all__ = [
     "as_texts",
     "check_max_length",
     "in_length_order",
+    "is_missing",
     "length_order",
     "restore_order",
     "tokenize_texts",
+    "where",
 ]
 
 MISSING_OPTIONS = ("error", "empty")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Positions named in the warning about lone surrogates; the rest are counted.
+_NAMED = 5
 
 
-def _is_missing(value) -> bool:
+def is_missing(value) -> bool:
+    """Whether ``value`` is None, NaN, ``pd.NA`` or ``pd.NaT``."""
     if value is None:
         return True
     if isinstance(value, numbers.Real) and value != value:  # NaN
@@ -72,7 +84,8 @@ def _column(X):
     )
 
 
-def _where(i: int, labels) -> str:
+def where(i: int, labels) -> str:
+    """Position ``i`` in messages, with its index label when it has another."""
     if labels is None or labels[i] == i:
         return f"position {i}"
     return f"position {i} (index label {labels[i]!r})"
@@ -112,21 +125,47 @@ def as_texts(X, *, missing: str = "error") -> list[str]:
     for i, value in enumerate(values):
         if isinstance(value, str):
             texts.append(value)
-        elif _is_missing(value):
+        elif is_missing(value):
             if missing == "error":
                 raise ValueError(
-                    f"Missing text (None/NaN) at {_where(i, labels)}. Fill it, drop "
+                    f"Missing text (None/NaN) at {where(i, labels)}. Fill it, drop "
                     "it, or pass missing='empty' to embed it as an empty string."
                 )
             texts.append("")
         else:
             raise TypeError(
-                f"Expected str at {_where(i, labels)}, got {type(value).__name__}: "
+                f"Expected str at {where(i, labels)}, got {type(value).__name__}: "
                 f"{value!r:.50}."
             )
     if not texts:
         raise ValueError("Found 0 texts, while a minimum of 1 is required.")
+    _replace_lone_surrogates(texts, labels)
     return texts
+
+
+def _replace_lone_surrogates(texts: list[str], labels) -> None:
+    """Replace, in place, lone surrogates by U+FFFD and surrogate pairs by the
+    character they encode, warning once with the positions of lone ones.
+
+    Before tokenising and before hashing: the cache key and the tokenizer
+    then see the same, valid text (UTF-8 has no encoding for a surrogate).
+    """
+    lone = []
+    for i, text in enumerate(texts):
+        if _SURROGATE.search(text):
+            utf16 = text.encode("utf-16-le", "surrogatepass")
+            texts[i] = utf16.decode("utf-16-le", "replace")
+            if texts[i].count("\ufffd") > text.count("\ufffd"):
+                lone.append(i)
+    if lone:
+        named = ", ".join(where(i, labels) for i in lone[:_NAMED])
+        more = f" and {len(lone) - _NAMED} more" if len(lone) > _NAMED else ""
+        warn_at_caller(
+            f"{len(lone)} of {len(texts)} texts contain lone surrogates (half of "
+            f"a UTF-16 pair, not a character): at {named}{more}. Each was "
+            "replaced by U+FFFD, the replacement character.",
+            SkltransferWarning,
+        )
 
 
 def length_order(lengths) -> np.ndarray:

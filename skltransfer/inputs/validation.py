@@ -23,11 +23,12 @@ from ..backbones._spec import input_kind
 from ..exceptions import SkltransferWarning, warn_at_caller
 from .batches import ImageInputs, TensorInputs, TextInputs
 from .images import ImageSource, as_image_source, background_rgb
-from .text import as_texts, check_max_length
+from .text import as_texts, check_max_length, is_missing, where
 
 __all__ = [
     "InputsMixin",
     "check_lengths",
+    "check_missing_targets",
     "check_not_text",
     "check_value_range",
     "fit_image_conventions",
@@ -37,6 +38,8 @@ __all__ = [
 
 # scikit-learn's value of ``y`` for an estimator that takes none.
 _NO_Y = "no_validation"
+# Positions named in the error about missing targets; the rest are counted.
+_NAMED = 5
 
 
 def _no_y(y) -> bool:
@@ -99,10 +102,63 @@ def check_lengths(n_x: int, y) -> None:
         )
 
 
+def check_missing_targets(y) -> None:
+    """Refuse missing values in ``y`` (None, NaN, ``pd.NA``, NaT), naming
+    their positions: scikit-learn fails on them sorting mixed labels
+    (``TypeError``), or says only that ``y`` contains NaN.
+
+    A ``y`` that is not array-like is left to scikit-learn's checks.
+    """
+    if y is None or _no_y(y) or sp.issparse(y):
+        return
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError):  # ragged: scikit-learn says what is wrong
+        return
+    if arr.ndim == 0 or arr.size == 0:
+        return
+    if arr.dtype.kind == "f":
+        missing = np.isnan(arr)
+    elif arr.dtype.kind in "mM":
+        missing = np.isnat(arr)
+    elif arr.dtype.kind == "O":
+        flags = (is_missing(v) for v in arr.ravel())
+        missing = np.fromiter(flags, bool, count=arr.size).reshape(arr.shape)
+    else:
+        return
+    rows = np.flatnonzero(missing.reshape(len(arr), -1).any(axis=1))
+    if rows.size:
+        raise ValueError(_missing_message(arr, rows, y))
+
+
+def _missing_message(arr: np.ndarray, rows: np.ndarray, y) -> str:
+    labels = list(y.index) if hasattr(y, "iloc") else None
+    if arr.dtype.kind in "mM":
+        kinds = ["NaT"]
+    else:
+        values = arr.reshape(len(arr), -1)[rows[:_NAMED]].ravel()
+        kinds = sorted({_missing_name(v) for v in values if is_missing(v)})
+    named = ", ".join(where(int(i), labels) for i in rows[:_NAMED])
+    more = f" and {rows.size - _NAMED} more" if rows.size > _NAMED else ""
+    values = "a missing value" if rows.size == 1 else f"{rows.size} missing values"
+    return (
+        f"y has {values} ({', '.join(kinds)}) at {named}{more}. Drop those "
+        "samples, or fill in their targets."
+    )
+
+
+def _missing_name(value) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return {"NAType": "pd.NA", "NaTType": "NaT"}.get(name, "NaN")
+
+
 def _check_y(estimator, y, y_numeric: bool):
     """``y`` alone through scikit-learn's checks; None when there is none."""
     if y is None or _no_y(y):
         return None
+    check_missing_targets(y)
     return validate_data(estimator, y=y, multi_output=True, y_numeric=y_numeric)
 
 
@@ -117,6 +173,7 @@ def _validate_table(estimator, X, y, *, reset: bool, y_numeric: bool, **kwargs):
     feature names and the columns seen in fit. In fit, ``X`` and ``y`` are
     checked together (a missing ``y`` raises scikit-learn's error)."""
     if reset and not _no_y(y):
+        check_missing_targets(y)
         return validate_data(
             estimator,
             X,
