@@ -129,10 +129,12 @@ default=None
         al., 2022). The head start is the probe on the pretrained body, so 0
         gives the linear probe and 1 plain fine-tuning. ``"auto"``: when the
         body trains on fewer than 1,000 samples, the weight is chosen among
-        0, 0.25, 0.5, 0.75 and 1 by the loss on held-out folds of a 3-fold
-        cross-fit (three more fits on two thirds of the data each; see
-        ``cross_fit_``), so that the result moves away from the probe only
-        where samples that training did not see say it should; otherwise 1.
+        0, 0.25, 0.5, 0.75 and 1 by the score (accuracy for classifiers;
+        ties to the lower loss, then the smaller weight) on held-out folds
+        of a 3-fold cross-fit (three more fits on two thirds of the data
+        each; see ``cross_fit_``), so that the result moves away from the
+        probe only where samples that training did not see say it should;
+        otherwise 1.
         Needs ``head_init="probe"`` to choose.
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation, the validation split, shuffling,
@@ -175,7 +177,8 @@ _FINETUNE_ATTRIBUTES = """module_ : FineTuneNetwork
     cross_fit_ : dict or None
         With ``interpolation="auto"``, when the weight was chosen by
         cross-fitting: ``"interpolations"`` (the candidate weights),
-        ``"held_out_loss"`` (the mean loss on held-out folds at each) and
+        ``"held_out_score"`` and ``"held_out_loss"`` (their means on the
+        held-out folds at each) and
         ``"folds"``; None otherwise.
     head_start_ : dict
         With ``head_init="probe"``: the regularisation the probe chose

@@ -90,19 +90,19 @@ def no_cross_fit(monkeypatch):
     fit most; its code path is tested on its own (``cross_fit``). Returns the
     library's threshold.
     """
-    from skltransfer.finetune import _base
+    from skltransfer.finetune import _interpolation
 
-    threshold = _base.AUTO_CROSS_FIT
-    monkeypatch.setattr(_base, "AUTO_CROSS_FIT", 0)
+    threshold = _interpolation.AUTO_CROSS_FIT
+    monkeypatch.setattr(_interpolation, "AUTO_CROSS_FIT", 0)
     return threshold
 
 
 @pytest.fixture
 def cross_fit(no_cross_fit, monkeypatch):
     """The library's cross-fit of the interpolation weight."""
-    from skltransfer.finetune import _base
+    from skltransfer.finetune import _interpolation
 
-    monkeypatch.setattr(_base, "AUTO_CROSS_FIT", no_cross_fit)
+    monkeypatch.setattr(_interpolation, "AUTO_CROSS_FIT", no_cross_fit)
 
 
 @pytest.fixture

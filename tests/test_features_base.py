@@ -44,9 +44,9 @@ def test_cached_rows_are_read_back_instead_of_computed(make, X, text, tmp_path):
     computed, calls = [], []
     original = est._cached_rows
 
-    def spy(keys, compute):
+    def spy(keys, compute, *args):
         calls.append(keys)
-        return original(keys, lambda idx: computed.append(idx) or compute(idx))
+        return original(keys, lambda idx: computed.append(idx) or compute(idx), *args)
 
     est._cached_rows = spy
     np.testing.assert_array_equal(est.transform(X), first)

@@ -24,16 +24,30 @@ class FeaturesMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
     def _n_features_out(self):
         return self.n_features_out_
 
-    def _cached_rows(self, sample_keys, compute) -> np.ndarray:
+    def _cached_rows(self, sample_keys, compute, unreadable=None) -> np.ndarray:
         """Rows of the samples, read from ``cache`` where present; see
         :func:`skltransfer.caching.cached_rows`. A computed row with NaN or
         infinity is an error naming its sample: the next estimator would
-        take it silently, or fail without saying where it came from."""
+        take it silently, or fail without saying where it came from. The
+        exception are the samples that ``unreadable()`` names (positions
+        whose NaN rows stand for inputs that could not be read)."""
+
+        def check(rows, positions):
+            skipped = list(unreadable() if unreadable is not None else ())
+            if skipped:
+                keep = ~np.isin(positions, skipped)
+                rows, positions = rows[keep], positions[keep]
+            if len(rows):
+                check_finite_rows(rows, self._source_name(), positions=positions)
 
         def checked(indices):
             rows = compute(indices)
-            check_finite_rows(rows, self._source_name(), positions=indices)
-            return rows
+            if indices is None:
+                indices = np.arange(len(rows))
+            if isinstance(rows, np.ndarray):
+                check(rows, np.asarray(indices))
+                return rows
+            return _checked_blocks(rows, np.asarray(indices), check)
 
         return cached_rows(
             self.cache, self._cache_key, sample_keys, checked, self.n_features_out_
@@ -66,3 +80,12 @@ class TextFeaturesMixin(FeaturesMixin):
         tags.input_tags.two_d_array = False
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+
+def _checked_blocks(blocks, indices: np.ndarray, check):
+    """The blocks of rows of the samples ``indices``, each checked as it comes."""
+    done = 0
+    for block in blocks:
+        check(block, indices[done : done + len(block)])
+        done += len(block)
+        yield block

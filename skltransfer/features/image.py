@@ -181,7 +181,9 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
             # Blocks of rows, which the cache stores batch by batch.
             return self._iter_source(source.subset(indices), self._embedder(), desc)
 
-        rows = self._cached_rows(source.sample_keys, embed)
+        rows = self._cached_rows(
+            source.sample_keys, embed, lambda: source.unreadable or ()
+        )
         self._warn_unreadable(source)
         return rows
 

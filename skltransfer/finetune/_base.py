@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from torch import nn
 
@@ -55,6 +55,7 @@ from ..inputs.validation import InputsMixin
 from ._contrastive import CONTRASTIVE_LR, train_on_pairs
 from ._frozen_activations import FrozenActivationsConfig, frozen_activations
 from ._heads import FineTuneNetwork, build_head, check_head
+from ._interpolation import choose_interpolation, interpolate, may_cross_fit
 from ._loop import FitContext, TrainingLoopMixin
 from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
 
@@ -76,12 +77,6 @@ AUTO_DEEPER_IMAGES = 1_000
 # max_epochs="auto": at least this many optimiser steps and this many epochs.
 MIN_STEPS = 300
 MIN_EPOCHS = 10
-# interpolation="auto": below this many training samples, when the body
-# trains, the weight of the trained weights against the head start is chosen
-# on held-out folds (CROSS_FIT_FOLDS of them) among INTERPOLATIONS.
-AUTO_CROSS_FIT = 1_000
-CROSS_FIT_FOLDS = 3
-INTERPOLATIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @contextlib.contextmanager
@@ -198,13 +193,16 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 self._fit_network(data, device, seed, head_start=False)
                 return
             # The folds of the cross-fit start from the pretrained weights too.
-            pristine = copy.deepcopy(backbone) if self._may_cross_fit(data) else None
+            cross = may_cross_fit(self, len(targets))
+            pristine = copy.deepcopy(backbone) if cross else None
             self._initialize(backbone, inputs, targets, device)
-            alpha = self._choose_interpolation(pristine, data, device, seed)
+            alpha, self.cross_fit_ = choose_interpolation(
+                self, pristine, data, device, seed
+            )
             start = self._fit_network(
                 data, device, seed, head_start=self.head_init == "probe"
             )
-            self._interpolate(start, alpha)
+            interpolate(self.module_, start, alpha)
             self.interpolation_ = alpha
 
     def _fit_network(self, data, device, seed, *, head_start: bool) -> dict:
@@ -234,64 +232,6 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             and (self.n_trainable_groups_ == 0 or self.contrastive_)
         )
 
-    # -- interpolation between the head start and the trained weights -----------
-
-    def _may_cross_fit(self, data) -> bool:
-        return (
-            self.interpolation == "auto"
-            and self.head_init == "probe"
-            and len(data[1]) < AUTO_CROSS_FIT
-        )
-
-    def _choose_interpolation(self, pristine, data, device, seed) -> float:
-        """The weight of the trained weights against the head start.
-
-        A number as ``interpolation`` is used as it is. With "auto", when the
-        body trains on fewer than ``AUTO_CROSS_FIT`` samples, the network is
-        trained on each of ``CROSS_FIT_FOLDS`` folds' complement and every
-        weight of ``INTERPOLATIONS`` is scored by the loss on the held-out
-        fold; the lowest mean loss wins (ties to the smaller weight). Weight
-        0 is the probe head start on the pretrained body, so the choice only
-        moves away from the probe when that lowers the loss on samples the
-        training did not see. Otherwise (a frozen body, or enough samples
-        for training to beat the probe by a wide margin) the trained weights
-        are kept whole.
-        """
-        self.cross_fit_ = None
-        if self.interpolation != "auto":
-            return float(self.interpolation)
-        if pristine is None or not (self.n_trainable_groups_ or self.contrastive_):
-            return 1.0
-        targets = data[1]
-        losses = np.zeros((len(INTERPOLATIONS), len(targets)))
-        for k, (train, test) in enumerate(self._cross_fit_folds(targets, seed)):
-            fold = self._fold(pristine, _rows(data, train), device, seed + 1 + k)
-            losses[:, test] = fold._interpolation_losses(_rows(data, test))
-        weights = data[2]
-        total = len(targets) if weights is None else float(weights.sum())
-        mean = losses.sum(axis=1) / total
-        self.cross_fit_ = {
-            "interpolations": list(INTERPOLATIONS),
-            "held_out_loss": [float(v) for v in mean],
-            "folds": CROSS_FIT_FOLDS,
-        }
-        return float(INTERPOLATIONS[int(np.argmin(mean))])
-
-    def _cross_fit_folds(self, targets, seed) -> list:
-        """Stratified folds where every class has a sample in each, else
-        plain shuffled folds."""
-        labels = self._fold_labels(targets)
-        n = len(targets)
-        if labels is not None:
-            counts = np.bincount(labels)
-            if counts[counts > 0].min() >= CROSS_FIT_FOLDS:
-                folds = StratifiedKFold(
-                    CROSS_FIT_FOLDS, shuffle=True, random_state=seed
-                )
-                return list(folds.split(np.zeros(n), labels))
-        folds = KFold(min(CROSS_FIT_FOLDS, n), shuffle=True, random_state=seed)
-        return list(folds.split(np.zeros(n)))
-
     def _fold_labels(self, targets):
         """Class indices to stratify the cross-fit by, or None."""
         return None
@@ -299,51 +239,6 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     def _resolve_contrastive(self, targets) -> bool:
         """Whether the contrastive stage runs (classifiers only)."""
         return False
-
-    def _fold(self, pristine, data, device, seed):
-        """A copy of this estimator fitted on ``data`` as the whole fit is,
-        with the same trainable groups, and the state it started from."""
-        fold = copy.copy(self)
-        fold.unfreeze = self.n_trainable_groups_
-        fold.verbose = 0
-        fold._initialize(copy.deepcopy(pristine), data[0], data[1], device)
-        fold.contrastive_ = self.contrastive_
-        fold._start = fold._fit_network(data, device, seed, head_start=True)
-        return fold
-
-    def _interpolation_losses(self, data) -> np.ndarray:
-        """Weighted loss of every sample of ``data`` at every interpolation,
-        shape (len(INTERPOLATIONS), n)."""
-        inputs, targets, weights = data
-        start = self.__dict__.pop("_start")
-        state = self.module_.state_dict()
-        final = {k: state[k].detach().clone() for k in start}
-        device = next(self.module_.parameters()).device
-        y = targets.to(device)
-        losses = []
-        for alpha in INTERPOLATIONS:
-            self._interpolate(start, alpha, final)
-            out = torch.from_numpy(self._network_outputs(inputs)).to(device)
-            with torch.no_grad():
-                loss = self._sample_losses(out, y).cpu().numpy()
-            losses.append(loss if weights is None else loss * weights.numpy())
-        return np.stack(losses)
-
-    def _interpolate(self, start: dict, alpha: float, final=None) -> None:
-        """Set the weights that training changed to ``(1 - alpha) * start +
-        alpha * final`` (WiSE-FT; Wortsman et al., CVPR 2022); ``final``
-        defaults to the current weights."""
-        if alpha == 1.0 and final is None:
-            return
-        state = self.module_.state_dict()
-        final = state if final is None else final
-        mixed = {}
-        for key, begin in start.items():
-            end = final[key]
-            begin = begin.to(end.device)
-            floating = end.is_floating_point()
-            mixed[key] = torch.lerp(begin, end, alpha) if floating else end
-        self.module_.load_state_dict(mixed, strict=False)
 
     def _load_backbone(self):
         spec = get_spec(self.backbone)
@@ -833,17 +728,6 @@ class _FittedState(FittedState):
             self.module.load_state_dict(self.weights)
             if self.optimizer is not None:
                 self.optimizer.load_state_dict(self.optimizer_state)
-
-
-def _rows(data, idx):
-    """(inputs, targets, weights) restricted to the samples ``idx``."""
-    inputs, targets, weights = data
-    rows = torch.from_numpy(idx)
-    return (
-        inputs.subset(idx),
-        targets[rows],
-        None if weights is None else weights[rows],
-    )
 
 
 def _shape(batch) -> tuple | dict:

@@ -39,7 +39,7 @@ __all__ = ["CONTRASTIVE_LR", "contrastive_epochs", "pair_loss", "train_on_pairs"
 # MIN_STEPS and at most MAX_STEPS optimiser steps.
 PAIR_PASSES = 20
 MIN_STEPS = 8
-MAX_STEPS = 300
+MAX_STEPS = 100
 # The peak learning rate of every trainable group of the body.
 CONTRASTIVE_LR = 5e-5
 

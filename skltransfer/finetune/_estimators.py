@@ -287,9 +287,13 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         return targets.numpy()
 
     def _score_outputs(self, out: torch.Tensor, y: torch.Tensor) -> float:
+        return float(self._sample_scores(out, y).mean())
+
+    def _sample_scores(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """1 for each sample predicted right (every label, for multi-label)."""
         if self._multilabel:
-            return float(((out > 0).float() == y).all(dim=1).float().mean())
-        return float((out.argmax(dim=1) == y).float().mean())
+            return ((out > 0).float() == y).all(dim=1).float()
+        return (out.argmax(dim=1) == y).float()
 
     # -- predict ---------------------------------------------------------------
 
@@ -472,6 +476,10 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
 
     def _make_criterion(self, targets) -> torch.nn.Module:
         return torch.nn.MSELoss()
+
+    def _sample_scores(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Minus the squared error of each sample (standardised targets)."""
+        return -self._sample_losses(out, y)
 
     def _score_outputs(self, out: torch.Tensor, y: torch.Tensor) -> float:
         residual = ((y - out) ** 2).sum(dim=0)

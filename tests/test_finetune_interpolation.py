@@ -1,0 +1,77 @@
+"""Never below the probe (finetune/_interpolation.py): the final weights lie
+between the probe head start and the trained ones, chosen on held-out folds."""
+
+import numpy as np
+import pytest
+import torch
+from _common_finetune import IMAGE
+
+from skltransfer import FineTuneClassifier
+from skltransfer.finetune import _interpolation
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_interpolation_mixes_the_head_start_and_the_trained_weights(small_digits):
+    X, y = small_digits
+    params = {**IMAGE, "unfreeze": 1, "max_epochs": 3, "random_state": 0}
+    start = FineTuneClassifier(**params, interpolation=0.0).fit(X[:60], y[:60])
+    trained = FineTuneClassifier(**params, interpolation=1.0).fit(X[:60], y[:60])
+    half = FineTuneClassifier(**params, interpolation=0.5).fit(X[:60], y[:60])
+    assert half.interpolation_ == 0.5 and half.cross_fit_ is None
+    # Weight 0 is the probe head start itself.
+    probe = FineTuneClassifier(**{**params, "max_epochs": 0}).fit(X[:60], y[:60])
+    np.testing.assert_allclose(
+        start.predict_proba(X[60:90]), probe.predict_proba(X[60:90]), atol=1e-6
+    )
+    s, t, h = (m.module_.state_dict() for m in (start, trained, half))
+    changed = [k for k in s if s[k].is_floating_point() and not torch.equal(s[k], t[k])]
+    assert any(k.startswith("head") for k in changed)
+    assert any(k.startswith("backbone") for k in changed)
+    for k in changed:
+        torch.testing.assert_close(h[k], (s[k] + t[k]) / 2)
+
+
+@pytest.mark.usefixtures("cross_fit")
+def test_the_interpolation_is_chosen_on_held_out_folds(small_digits):
+    X, y = small_digits
+    params = {**IMAGE, "unfreeze": 1, "max_epochs": 2, "random_state": 0}
+    clf = FineTuneClassifier(**params).fit(X[:60], y[:60])
+    report = clf.cross_fit_
+    assert report["folds"] == _interpolation.CROSS_FIT_FOLDS
+    assert report["interpolations"] == list(_interpolation.INTERPOLATIONS)
+    losses = np.array(report["held_out_loss"])
+    assert (
+        losses.shape == (len(_interpolation.INTERPOLATIONS),)
+        and np.isfinite(losses).all()
+    )
+    scores = np.array(report["held_out_score"])
+    # The best held-out accuracy, ties to the lower loss.
+    best = min(range(len(losses)), key=lambda i: (-scores[i], losses[i], i))
+    assert clf.interpolation_ == _interpolation.INTERPOLATIONS[best]
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # Seeded: the same folds, losses and weights.
+    again = FineTuneClassifier(**params).fit(X[:60], y[:60])
+    assert again.cross_fit_ == report
+    np.testing.assert_array_equal(
+        clf.predict_proba(X[60:90]), again.predict_proba(X[60:90])
+    )
+    # The held-out losses are those of the folds' networks: weight 0 is each
+    # fold's probe, scored on samples it did not see.
+    assert losses[0] > 0
+    # A frozen body has nothing to interpolate: no cross-fit.
+    frozen = FineTuneClassifier(**{**params, "unfreeze": 0}).fit(X[:60], y[:60])
+    assert frozen.cross_fit_ is None and frozen.interpolation_ == 1.0
+
+
+@pytest.mark.usefixtures("cross_fit")
+def test_a_fit_with_labels_the_body_cannot_learn_stays_at_the_probe(small_digits):
+    X, y = small_digits
+    noise = np.random.default_rng(0).permutation(y[:60])
+    params = {**IMAGE, "unfreeze": 2, "lr": 0.05, "max_epochs": 20, "random_state": 0}
+    clf = FineTuneClassifier(**params).fit(X[:60], noise)
+    # Training on noise overfits: the held-out folds say so, and the fit does
+    # not keep the trained weights whole.
+    assert clf.interpolation_ < 1.0
+    losses = clf.cross_fit_["held_out_loss"]
+    assert losses[-1] > losses[0]
