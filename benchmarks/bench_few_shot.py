@@ -19,8 +19,8 @@ Tasks (real data only, every draw a new stratified training set, the same
 for every column):
 
 - text: VADER movie snippets (binary) at ``--sizes`` per class
-  (all-MiniLM-L6-v2), tested on 1,000 held-out movie snippets and across
-  domains on 1,000 tweets, Amazon reviews and NYT editorial snippets;
+  (all-MiniLM-L6-v2), tested on 500 held-out movie snippets and across
+  domains on 500 tweets, Amazon reviews and NYT editorial snippets;
 - fashion: Fashion-MNIST at 5 and 20 per class, tested on 1,000 test images
   (EfficientNet-Lite0);
 - elpv: ELPV solar cells (defective or not) trained on 200 cells of one type
@@ -55,6 +55,8 @@ from skltransfer import (
 
 IMAGE_SIZE = 112
 TEXT_DOMAINS = ["movies", "tweets", "amazon", "nyt"]
+# Test texts per domain (paired across columns: the same texts for each).
+TEXT_TEST = 500
 
 
 def _probe(features):
@@ -190,11 +192,11 @@ def text_task(table, sizes, draws, skip):
     texts, y = data["movies"]
     texts = np.array(texts, dtype=object)
     order = rng.permutation(len(y))
-    test, pool = order[:1000], order[1000:]
+    test, pool = order[:TEXT_TEST], order[TEXT_TEST:]
     tests = {"movies": (list(texts[test]), y[test])}
     for d in TEXT_DOMAINS[1:]:
         t, yd = data[d]
-        idx = rng.permutation(len(yd))[:1000]
+        idx = rng.permutation(len(yd))[:TEXT_TEST]
         tests[d] = ([t[i] for i in idx], yd[idx])
     for per_class in sizes:
         task = f"movies {per_class}/class"

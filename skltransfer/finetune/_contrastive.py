@@ -37,9 +37,9 @@ __all__ = ["CONTRASTIVE_LR", "contrastive_epochs", "pair_loss", "train_on_pairs"
 
 # Every pair of training samples is seen this many times, in at least
 # MIN_STEPS and at most MAX_STEPS optimiser steps.
-PAIR_PASSES = 20
+PAIR_PASSES = 8
 MIN_STEPS = 8
-MAX_STEPS = 100
+MAX_STEPS = 30
 # The peak learning rate of every trainable group of the body.
 CONTRASTIVE_LR = 5e-5
 

@@ -75,25 +75,30 @@ def choose_interpolation(estimator, pristine, data, device, seed):
     ):
         return 1.0, None
     inputs, targets, weights = data
-    scores = np.zeros((2, len(INTERPOLATIONS), len(targets)))
+    # After the contrastive stage the head is a probe of the adapted body, and
+    # the head start one of the pretrained body: a mix of the two heads
+    # matches neither body, so the choice is between the two whole models.
+    candidates = (0.0, 1.0) if estimator.contrastive_ else INTERPOLATIONS
+    scores = np.zeros((2, len(candidates), len(targets)))
     folds = _folds(estimator._fold_labels(targets), len(targets), seed)
     for k, (train, test) in enumerate(folds):
         fold, start = _fit_fold(
             estimator, pristine, rows(data, train), device, seed + k
         )
-        scores[:, :, test] = _held_out_scores(fold, start, rows(data, test))
+        held_out = rows(data, test)
+        scores[:, :, test] = _held_out_scores(fold, start, held_out, candidates)
     w = np.ones(len(targets)) if weights is None else weights.numpy()
     score, loss = scores @ w / w.sum()
     # The best score (accuracy for classifiers), then the lowest loss, then
     # the smallest weight: the accuracy of a few dozen samples often ties.
-    best = min(range(len(INTERPOLATIONS)), key=lambda i: (-score[i], loss[i], i))
+    best = min(range(len(candidates)), key=lambda i: (-score[i], loss[i], i))
     report = {
-        "interpolations": list(INTERPOLATIONS),
+        "interpolations": list(candidates),
         "held_out_score": [float(v) for v in score],
         "held_out_loss": [float(v) for v in loss],
         "folds": len(folds),
     }
-    return float(INTERPOLATIONS[best]), report
+    return float(candidates[best]), report
 
 
 def _folds(labels, n: int, seed: int) -> list:
@@ -120,17 +125,17 @@ def _fit_fold(estimator, pristine, data, device, seed):
     return fold, start
 
 
-def _held_out_scores(fold, start: dict, data) -> np.ndarray:
+def _held_out_scores(fold, start: dict, data, candidates) -> np.ndarray:
     """The score (``_sample_scores``: 1 for a right prediction, for
-    classifiers) and the loss of every sample of ``data`` at every
-    interpolation, shape (2, len(INTERPOLATIONS), n)."""
+    classifiers) and the loss of every sample of ``data`` at every weight of
+    ``candidates``, shape (2, len(candidates), n)."""
     inputs, targets, _ = data
     state = fold.module_.state_dict()
     final = {k: state[k].detach().clone() for k in start}
     device = next(fold.module_.parameters()).device
     y = targets.to(device)
-    out = np.empty((2, len(INTERPOLATIONS), len(targets)))
-    for i, alpha in enumerate(INTERPOLATIONS):
+    out = np.empty((2, len(candidates), len(targets)))
+    for i, alpha in enumerate(candidates):
         interpolate(fold.module_, start, alpha, final)
         outputs = torch.from_numpy(fold._network_outputs(inputs)).to(device)
         with torch.no_grad():
