@@ -25,7 +25,9 @@ default="efficientnet_lite0"
         one by 0.7 to 1.2 points, at 1.6 times the fit time; with 200 they
         lost 0.7); 0 for text encoders (on a few hundred to a few
         thousand texts, training the top layer of a sentence encoder lost to
-        its frozen embedding out of domain, at about 17 times the fit time);
+        its frozen embedding out of domain, at about 17 times the fit time),
+        and every group but the token embeddings when the contrastive stage
+        of a few-shot classifier runs (``contrastive``);
         ``"all"`` for a module on numeric arrays (typically a small source
         network, whose layers all adapt at layer-wise rates). See
         ``benchmarks/bench_small_data.py``.
