@@ -28,12 +28,16 @@ for every column):
   held-out cells of the same type.
 
 Mean ± std over the draws; seconds are the mean of one fit on two CPU cores,
-measured in the same run.
+measured in the same run. ``--json PATH`` saves every score and time;
+``--figure PATH`` draws accuracy against labels per class on the movie
+snippets, one line per column (from this run, or from ``--plot-from`` one or
+more saved JSON files).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import warnings
@@ -272,13 +276,85 @@ def elpv_task(table, draws, skip):
             _image_columns(table, task, tests, images[idx], y[idx], draw, skip)
 
 
+def save(table: Table, path: str) -> None:
+    rows = [
+        {"row": row, "column": column, "scores": scores}
+        for (row, column), scores in table.scores.items()
+    ]
+    times = [
+        {"task": task, "column": column, "seconds": seconds}
+        for (task, column), seconds in table.seconds.items()
+    ]
+    with open(path, "w") as f:
+        json.dump({"scores": rows, "seconds": times}, f, indent=1)
+
+
+def load(paths) -> Table:
+    table = Table()
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for r in data["scores"]:
+            table.scores.setdefault((r["row"], r["column"]), []).extend(r["scores"])
+        for t in data["seconds"]:
+            table.seconds.setdefault((t["task"], t["column"]), []).extend(t["seconds"])
+    return table
+
+
+def plot(table: Table, path: str, test: str = "movies") -> None:
+    """Accuracy on ``test`` against training texts per class, one line per
+    column, with the standard deviation over draws as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for column in ["default", "frozen", "probe", "setfit", "raw"]:
+        points = []
+        for (row, c), scores in table.scores.items():
+            if c == column and row.startswith("movies") and row.endswith(f"-> {test}"):
+                points.append((int(row.split()[1].split("/")[0]), scores))
+        if not points:
+            continue
+        points.sort()
+        sizes = [p[0] for p in points]
+        means = [np.mean(p[1]) for p in points]
+        stds = [np.std(p[1]) for p in points]
+        label = {"default": "FineTuneClassifier()", "probe": "probe (LR on MiniLM)"}
+        ax.errorbar(
+            sizes,
+            means,
+            yerr=stds,
+            marker="o",
+            capsize=3,
+            label=label.get(column, column),
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training texts per class (VADER movie snippets)")
+    ax.set_ylabel(f"accuracy on held-out {test}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--tasks", default="text,fashion,elpv")
     parser.add_argument("--sizes", default="8,16,64")
     parser.add_argument("--skip", default="")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--figure", default=None)
+    parser.add_argument("--plot-from", nargs="*", default=None)
     args = parser.parse_args()
+    columns = ["default", "frozen", "probe", "raw", "setfit"]
+    if args.plot_from:
+        table = load(args.plot_from)
+        table.print([c for c in columns if any(k[1] == c for k in table.scores)])
+        if args.figure:
+            plot(table, args.figure)
+        return
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     skip = set(filter(None, args.skip.split(",")))
     table = Table()
@@ -290,8 +366,11 @@ def main():
         fashion_task(table, args.draws, skip)
     if "elpv" in tasks:
         elpv_task(table, args.draws, skip)
-    columns = ["default", "frozen", "probe", "raw", "setfit"]
     table.print([c for c in columns if any(k[1] == c for k in table.scores)])
+    if args.json:
+        save(table, args.json)
+    if args.figure:
+        plot(table, args.figure)
 
 
 if __name__ == "__main__":
