@@ -132,7 +132,7 @@ default=None
         gives the linear probe and 1 plain fine-tuning. ``"auto"``: when the
         body trains on fewer than 1,000 samples, the weight is chosen among
         0, 0.25, 0.5, 0.75 and 1 by the score (accuracy for classifiers;
-        ties to the lower loss, then the smaller weight) on held-out folds
+        ties to the larger weight) on held-out folds
         of a 3-fold cross-fit (three more fits on two thirds of the data
         each; see ``cross_fit_``), so that the result moves away from the
         probe only where samples that training did not see say it should;

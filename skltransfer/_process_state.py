@@ -17,6 +17,10 @@ costs the work it saved, done again on next use.
     ``torch.compile``'d forward passes (:mod:`._compile`), by model and
     forward configuration; each holds compiled code and, with inductor's
     freezing, a copy of the weights.
+``layer_group_orders`` (64 entries)
+    The order in which a body runs its layer groups, and which of them
+    reach the output, by architecture (:mod:`.backbones._groups`): finding
+    it takes a forward and a backward pass of the whole body.
 ``loaded_estimators`` (four entries)
     Fitted estimators unpickled by :class:`skltransfer.distributed.BatchFunction`
     in this (worker) process, by the SHA-256 of their pickle.
@@ -38,6 +42,7 @@ __all__ = [
     "ProcessMemo",
     "clear_process_state",
     "compiled_forwards",
+    "layer_group_orders",
     "load_frozen",
     "loaded_estimators",
     "measured_batch_sizes",
@@ -108,12 +113,14 @@ reused_frozen_backbone = ProcessMemo(maxsize=1)
 measured_batch_sizes = ProcessMemo(maxsize=None)
 compiled_forwards = ProcessMemo(maxsize=4)
 loaded_estimators = ProcessMemo(maxsize=4)
+layer_group_orders = ProcessMemo(maxsize=64)
 
 _ALL = (
     reused_frozen_backbone,
     measured_batch_sizes,
     compiled_forwards,
     loaded_estimators,
+    layer_group_orders,
 )
 
 

@@ -29,6 +29,38 @@ def test_layer_groups_merge_norms_and_follow_execution_order():
     ]
 
 
+def test_the_order_is_probed_once_per_architecture_and_input_form():
+    import skltransfer
+
+    class Net(nn.Module):
+        calls = 0
+
+        def __init__(self, width=8):
+            super().__init__()
+            self.late = nn.Linear(width, 4)
+            self.early = nn.Linear(6, width)
+
+        def forward(self, x):
+            type(self).calls += 1
+            return self.late(self.early(x))
+
+    skltransfer.clear_process_state()
+    first = find_layer_groups(Net(), torch.zeros(2, 6))
+    assert [g.name for g in first] == ["early", "late"] and Net.calls == 1
+    # Another instance of the same architecture, other weights, other batch
+    # size: the remembered order, no forward pass.
+    assert find_layer_groups(Net(), torch.ones(5, 6)) == first
+    assert Net.calls == 1
+    # Another shape of weights, or another form of input: probed again.
+    assert find_layer_groups(Net(width=9), torch.zeros(2, 6)) == first
+    assert Net.calls == 2
+    find_layer_groups(Net(), torch.zeros(2, 6, dtype=torch.float64).float()[:, None])
+    assert Net.calls == 3
+    skltransfer.clear_process_state()
+    find_layer_groups(Net(), torch.zeros(2, 6))
+    assert Net.calls == 4
+
+
 @pytest.mark.parametrize(
     "name, first, last, n",
     [

@@ -46,8 +46,8 @@ def test_the_interpolation_is_chosen_on_held_out_folds(small_digits):
         and np.isfinite(losses).all()
     )
     scores = np.array(report["held_out_score"])
-    # The best held-out accuracy, ties to the lower loss.
-    best = min(range(len(losses)), key=lambda i: (-scores[i], losses[i], i))
+    # The best held-out accuracy, ties to the larger weight.
+    best = max(range(len(scores)), key=lambda i: (scores[i], i))
     assert clf.interpolation_ == _interpolation.INTERPOLATIONS[best]
     assert ((scores >= 0) & (scores <= 1)).all()
     # Seeded: the same folds, losses and weights.

@@ -37,6 +37,7 @@ def test_the_memos_are_named_for_what_they_hold():
         "measured_batch_sizes",
         "compiled_forwards",
         "loaded_estimators",
+        "layer_group_orders",
     }
 
 
@@ -45,6 +46,7 @@ def test_clear_process_state_empties_every_memo():
     BatchFunction(est).estimator()
     state.measured_batch_sizes.put("key", (16, 100))
     state.compiled_forwards.put("key", "compiled")
+    state.layer_group_orders.put("key", ["a", "b"])
     assert all(len(memo) for memo in _memos().values())
     skltransfer.clear_process_state()
     assert not any(len(memo) for memo in _memos().values())

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._process_state import layer_group_orders
+
 __all__ = ["LayerGroup", "declared_layer_groups", "find_layer_groups"]
 
 STAGE_CONTAINERS = frozenset(
@@ -137,7 +139,43 @@ def _recorder(order: dict, name: str):
 
 
 def _execution_order(body, groups, example) -> list[LayerGroup]:
-    """Reorder ``groups`` by first execution; drop those that get no gradient."""
+    """Reorder ``groups`` by first execution; drop those that get no gradient.
+
+    The probe is a forward and backward pass of the whole body (on a text
+    encoder, more than the rest of a few-shot fit with a frozen body), and
+    its answer depends on the architecture only: it is remembered for the
+    process by :func:`_architecture_key` (``layer_group_orders``), so that
+    the folds of a cross-validation probe once.
+    """
+    key = (_architecture_key(body, example), tuple(groups))
+    names = layer_group_orders.get_or_put(
+        key, lambda: [g.name for g in _probe_order(body, groups, example)]
+    )
+    by_name = {g.name: g for g in groups}
+    return [by_name[name] for name in names]
+
+
+def _architecture_key(body, example) -> tuple:
+    """What the order of a body's groups depends on: its classes and module
+    names, the names, shapes and types of its tensors, and the form of the
+    example (a tensor's shape past the batch; a dict's keys and types: a text
+    encoder's order does not depend on the length of the texts)."""
+    modules = tuple((name, type(m)) for name, m in body.named_modules())
+    tensors = tuple(
+        (name, tuple(t.shape), t.dtype)
+        for name, t in itertools.chain(body.named_parameters(), body.named_buffers())
+    )
+    if isinstance(example, torch.Tensor):
+        form = (tuple(example.shape[1:]), example.dtype)
+    elif isinstance(example, dict):
+        form = tuple(sorted((k, getattr(v, "dtype", type(v))) for k, v in example.items()))
+    else:
+        form = type(example)
+    return modules, tensors, form
+
+
+def _probe_order(body, groups, example) -> list[LayerGroup]:
+    """:func:`_execution_order`, found by running ``body`` on ``example``."""
     order: dict[str, int] = {}
     hooks = []
     for group in groups:

@@ -192,10 +192,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                     self._initialize_optimizer(device)
                 self._fit_network(data, device, seed, head_start=False)
                 return
-            # The folds of the cross-fit start from the pretrained weights too.
-            cross = may_cross_fit(self, len(targets))
-            pristine = copy.deepcopy(backbone) if cross else None
             self._initialize(backbone, inputs, targets, device)
+            # The folds of the cross-fit start from the pretrained weights too
+            # (building the network changed none of them). A body that does not
+            # train has nothing to choose, and is not copied.
+            trains = self.n_trainable_groups_ or self.contrastive_
+            cross = trains and may_cross_fit(self, len(targets))
+            pristine = copy.deepcopy(self.module_.backbone).cpu() if cross else None
             alpha, self.cross_fit_ = choose_interpolation(
                 self, pristine, data, device, seed
             )
