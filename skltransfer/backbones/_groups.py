@@ -168,7 +168,9 @@ def _architecture_key(body, example) -> tuple:
     if isinstance(example, torch.Tensor):
         form = (tuple(example.shape[1:]), example.dtype)
     elif isinstance(example, dict):
-        form = tuple(sorted((k, getattr(v, "dtype", type(v))) for k, v in example.items()))
+        form = tuple(
+            sorted((k, getattr(v, "dtype", type(v))) for k, v in example.items())
+        )
     else:
         form = type(example)
     return modules, tensors, form
