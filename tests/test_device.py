@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from skltransfer._device import (
+    SMALL_STEP,
     autocast,
     device_available,
     resolve_device,
     resolve_precision,
+    step_threads,
 )
 
 CPU = torch.device("cpu")
@@ -62,3 +64,22 @@ def test_autocast_runs_in_the_dtype_or_not_at_all():
         assert (a @ b).dtype is torch.float32
     with autocast(CPU, torch.bfloat16):
         assert (a @ b).dtype is torch.bfloat16
+
+
+def test_small_cpu_steps_run_on_one_thread_and_put_the_count_back():
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with step_threads(SMALL_STEP - 1, cpu):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with step_threads(SMALL_STEP, cpu):
+            assert torch.get_num_threads() == 2
+        with step_threads(10, torch.device("cuda")):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(KeyError), step_threads(10, cpu):
+            raise KeyError
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

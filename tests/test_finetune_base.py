@@ -463,3 +463,23 @@ def test_a_probed_linear_head_on_a_frozen_body_is_the_probe(small_digits, source
     assert clf.set_params(max_epochs=2).fit(X_tr, y_tr).n_iter_ == 2
     mlp_head = FineTuneClassifier(source, unfreeze=0, head=(8,), random_state=0)
     assert mlp_head.fit(X_tr, y_tr).n_iter_ >= MIN_EPOCHS
+
+
+def test_a_fit_of_a_head_on_stored_features_trains_on_one_thread(monkeypatch):
+    seen = []
+    fit_loop = _base.BaseFineTune._fit_loop
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return fit_loop(self, *args, **kwargs)
+
+    monkeypatch.setattr(_base.BaseFineTune, "_fit_loop", spy)
+    X = np.random.default_rng(0).normal(size=(20, 16)).astype(np.float32)
+    y = np.repeat([0, 1], 10)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        FineTuneClassifier(nn.Identity(), head=(8,), max_epochs=2).fit(X, y)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

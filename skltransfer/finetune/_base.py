@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from torch import nn
 
-from .._device import resolve_precision
+from .._device import resolve_precision, step_threads
 from .._inference import (
     batch_slices,
     check_finite_rows,
@@ -435,9 +435,18 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             if self.contrastive_ and ctx.head_start:
                 self._pair_stage(ctx, inputs, y)
                 self._head_start(ctx, inputs, y)
-            self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
+            with step_threads(self._step_work(ctx), ctx.device):
+                self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
         self.n_steps_ += ctx.step
         return start
+
+    def _step_work(self, ctx) -> int:
+        """Multiply-adds of one optimiser step, roughly: a batch through the
+        weights that run at each step (the head, and the groups whose
+        activations are not stored; tokens not counted)."""
+        running = [p for ps in ctx.group_params[self.cached_groups_ :] for p in ps]
+        running += list(self.module_.head.parameters())
+        return self.batch_size * sum(p.numel() for p in running)
 
     def _changed_state_copy(self) -> dict:
         """A copy of the entries training may change (the head start, for the
