@@ -180,7 +180,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         device = self._device()
         with _seeded(seed, device):
             # Inside the seeded block: a backbone may be randomly initialised.
-            backbone, reference = (None, None) if warm else self._load_backbone()
+            backbone, reference = (None, None) if warm else self._load_pretrained()
             inputs, y = self._validate_inputs(X, y, reset=not warm, backbone=backbone)
             targets = self._encode_targets(y, reset=not warm)
             if len(targets) < 2:
@@ -274,12 +274,17 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         """Whether the contrastive stage runs (classifiers only)."""
         return False
 
-    def _load_backbone(self) -> tuple:
-        """The pretrained backbone and the reference of its weights: pickles
-        hold what training changed and that reference for the rest."""
+    def _load_pretrained(self) -> tuple:
+        """A fresh copy of the pretrained backbone and the reference of its
+        weights: pickles hold what training changed and that reference for
+        the rest."""
         spec = get_spec(self.backbone)
         backbone = load_fresh(spec)
         return backbone, WeightsReference.of(spec, backbone)
+
+    def _load_backbone(self):
+        """A fresh copy of the pretrained backbone."""
+        return self._load_pretrained()[0]
 
     def _initialize(self, backbone, inputs, targets, device, *, reference=None):
         """Build the network to fit (module and optimiser, an empty history)
