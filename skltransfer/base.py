@@ -194,7 +194,7 @@ class TorchModelMixin:
 
     def __getstate__(self):
         by_reference = not get_config()["pickle_weights"]
-        name, key = self._by_reference
+        name, light_key = self._by_reference
         if not by_reference:
             getattr(self, name, None)  # loads what was pickled by reference
         # A copy: on Python >= 3.11 the parent returns the live __dict__ itself.
@@ -203,7 +203,7 @@ class TorchModelMixin:
         light = self._reference(state[name]) if by_reference and name in state else None
         if light is not None:
             del state[name]
-            state[key] = light
+            state[light_key] = light
         params = set(self._get_param_names())
         declared = [k for k in self._device_state if k in state]
         for key, names in (
@@ -225,7 +225,7 @@ class TorchModelMixin:
 
     def _state_to_pickle(self, state: dict) -> None:
         """Edit ``state`` (a copy of ``__dict__``) into what the pickle holds,
-        before the attributes of ``_by_reference`` become references."""
+        before the attribute named in ``_by_reference`` becomes its reference."""
 
     def _reference(self, value):
         """The light form of the attribute pickled by reference, or None to
