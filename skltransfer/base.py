@@ -17,13 +17,15 @@ know how they travel:
   warning when tensors saved on an accelerator land on the CPU because it is
   missing.
 
-Pretrained weights travel by reference: a frozen ``backbone_`` loaded from a
-reloadable spec (see ``BackboneSpec.reloadable``) is pickled as that spec plus
-a fingerprint of its weights and loaded again on first use; see
+Pretrained weights travel by reference, one scheme for every estimator: a
+:class:`WeightsReference` (a reloadable spec, see ``BackboneSpec.reloadable``,
+and a fingerprint of the weights it loaded) stands for them in the pickle, and
+the attribute that held them loads again on first use. Each estimator names in
+``_by_reference`` the attribute pickled so and the key its light form is
+pickled under: a frozen ``backbone_`` becomes the fingerprint next to its spec;
+a fine-tuner's fitted network becomes its reference plus what training changed
+(see ``skltransfer.finetune._network``). See
 :func:`skltransfer.config_context` to keep the weights in the pickle.
-Estimators whose fitted state differs (fine-tuning) override the two hooks
-:meth:`TorchModelMixin._state_to_pickle` and
-:meth:`TorchModelMixin._load_reference`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,7 +45,13 @@ from ._process_state import load_frozen
 from .caching import module_fingerprint
 from .exceptions import SkltransferWarning, warn_at_caller
 
-__all__ = ["TorchModelMixin", "cpu_copy", "load_verified"]
+__all__ = [
+    "TorchModelMixin",
+    "WeightsReference",
+    "cpu_copy",
+    "load_verified",
+    "move_optimizer_state",
+]
 
 _CPU = torch.device("cpu")
 # Keys of the serialised tensors in a pickled estimator's state: those of
@@ -65,6 +74,36 @@ def load_verified(load, spec, fingerprint: str) -> nn.Module:
             "skltransfer.config_context(pickle_weights=True)."
         )
     return backbone
+
+
+@dataclass(frozen=True)
+class WeightsReference:
+    """Pretrained weights by reference: the spec that loads them and the
+    fingerprint (:func:`~skltransfer.caching.module_fingerprint`) of the
+    weights it loaded at fit."""
+
+    spec: object
+    fingerprint: str
+
+    @classmethod
+    def of(cls, spec, module: nn.Module) -> WeightsReference | None:
+        """The reference of ``module`` loaded from ``spec``; None when the spec
+        cannot load it anywhere (a user's module travels with its weights)."""
+        if not getattr(spec, "reloadable", False):
+            return None
+        return cls(spec, module_fingerprint(module))
+
+    def load(self, load=load_frozen) -> nn.Module:
+        """The weights again, through ``load(spec)``, refused if they differ."""
+        return load_verified(load, self.spec, self.fingerprint)
+
+
+def move_optimizer_state(optimizer: torch.optim.Optimizer, device) -> None:
+    """The tensors of ``optimizer``'s state (its moments) moved to ``device``."""
+    for per_param in optimizer.state.values():
+        for key, tensor in per_param.items():
+            if isinstance(tensor, torch.Tensor):
+                per_param[key] = tensor.to(device)
 
 
 def cpu_copy(module: nn.Module) -> nn.Module:
@@ -120,46 +159,51 @@ class TorchModelMixin:
 
     Subclasses list in ``_device_state`` the attributes that may hold
     tensors; pickling copies them to host memory and loading maps them to
-    the estimator's device (see :mod:`skltransfer.base`). A frozen
-    ``backbone_`` loaded from a reloadable spec (see
-    ``BackboneSpec.reloadable``) is pickled as that spec plus a fingerprint
-    of its weights, and loaded again on first use after unpickling; see
-    :func:`skltransfer.config_context` to keep the weights in the pickle.
+    the estimator's device (see :mod:`skltransfer.base`). The attribute
+    named in ``_by_reference`` is pickled by reference (see
+    :class:`WeightsReference`) and loaded again on first use after
+    unpickling; see :func:`skltransfer.config_context` to keep the weights
+    in the pickle.
     """
 
     #: Attributes that may hold tensors: pickled through :func:`torch.save`.
     _device_state: tuple[str, ...] = ()
+    #: The attribute pickled by reference and the key its light form is
+    #: pickled under (see :meth:`_reference` and :meth:`_dereference`).
+    _by_reference: tuple[str, str] = ("backbone_", "_backbone_fingerprint")
 
     def _device(self) -> torch.device:
         return resolve_device(getattr(self, "device", "auto"))
 
     def _move_fitted_state(self, device: torch.device) -> None:
         """Every declared fitted attribute on ``device``: modules, optimiser
-        state and tensors (a warm start may continue on another device than
-        the one that trained). Parameters stay as the user gave them."""
+        state, tensors and objects that move themselves (a warm start may
+        continue on another device than the one that trained). Parameters
+        stay as the user gave them."""
         params = set(self._get_param_names())
         for name in self._device_state:
             value = self.__dict__.get(name)
             if name in params or value is None:
                 continue
-            if isinstance(value, nn.Module):
-                value.to(device)
-            elif isinstance(value, torch.optim.Optimizer):
-                for per_param in value.state.values():
-                    for key, tensor in per_param.items():
-                        if isinstance(tensor, torch.Tensor):
-                            per_param[key] = tensor.to(device)
+            if isinstance(value, torch.optim.Optimizer):
+                move_optimizer_state(value, device)
             elif isinstance(value, torch.Tensor):
                 self.__dict__[name] = value.to(device)
+            elif callable(getattr(value, "to", None)):  # modules, networks
+                value.to(device)
 
     def __getstate__(self):
         by_reference = not get_config()["pickle_weights"]
+        name, light_key = self._by_reference
         if not by_reference:
-            for name in self._device_state:
-                getattr(self, name, None)  # loads what was pickled by reference
+            getattr(self, name, None)  # loads what was pickled by reference
         # A copy: on Python >= 3.11 the parent returns the live __dict__ itself.
         state = dict(super().__getstate__())
-        self._state_to_pickle(state, by_reference=by_reference)
+        self._state_to_pickle(state)
+        light = self._reference(state[name]) if by_reference and name in state else None
+        if light is not None:
+            del state[name]
+            state[light_key] = light
         params = set(self._get_param_names())
         declared = [k for k in self._device_state if k in state]
         for key, names in (
@@ -179,36 +223,33 @@ class TorchModelMixin:
                 state.update(_load(blob, device, type(self).__name__))
         super().__setstate__(state)
 
-    def _state_to_pickle(self, state: dict, *, by_reference: bool) -> None:
-        """Edit ``state`` (a copy of ``__dict__``) into what the pickle holds.
+    def _state_to_pickle(self, state: dict) -> None:
+        """Edit ``state`` (a copy of ``__dict__``) into what the pickle holds,
+        before the attribute named in ``_by_reference`` becomes its reference."""
 
-        With ``by_reference``, a frozen ``backbone_`` from a reloadable spec
-        becomes a fingerprint of its weights, next to the spec.
-        """
-        spec = state.get("_backbone_spec")
-        if by_reference and spec is not None and "backbone_" in state:
-            state["_backbone_fingerprint"] = module_fingerprint(state.pop("backbone_"))
+    def _reference(self, value):
+        """The light form of the attribute pickled by reference, or None to
+        pickle it whole. Here a frozen ``backbone_``: the fingerprint of its
+        weights, next to the spec they load from."""
+        reference = WeightsReference.of(self.__dict__.get("_backbone_spec"), value)
+        return None if reference is None else reference.fingerprint
 
-    def _load_reference(self, name: str):
-        """The attribute ``name``, loaded now if it was pickled by reference
-        (else None)."""
-        state = self.__dict__
-        if name != "backbone_" or "_backbone_fingerprint" not in state:
-            return None
-        backbone = load_verified(
-            load_frozen, state["_backbone_spec"], state["_backbone_fingerprint"]
-        )
-        state["backbone_"] = backbone
-        return backbone
+    def _dereference(self, light):
+        """The attribute again from its light form (see :meth:`_reference`)."""
+        return WeightsReference(self.__dict__["_backbone_spec"], light).load()
 
     def __getattr__(self, name):
         # Only reached when normal lookup fails: an attribute pickled by
         # reference loads on first use.
-        value = None if name.startswith("__") else self._load_reference(name)
-        if value is None:
+        state = self.__dict__
+        attribute, key = self._by_reference
+        if name != attribute or key not in state:
             raise AttributeError(
                 f"{type(self).__name__!r} object has no attribute {name!r}"
             )
+        value = self._dereference(state[key])
+        state[name] = value
+        del state[key]
         return value
 
     def _remember_spec(self, spec) -> None:

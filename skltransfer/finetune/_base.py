@@ -1,14 +1,18 @@
 """What FineTuneClassifier and FineTuneRegressor share: fit, initialise, predict.
 
 ``fit`` validates the parameters and the data, then (inside a forked, seeded
-torch RNG) initialises ``module_``, ``optimizer_`` and ``criterion_``, splits
-off the validation data and runs the training loop of :mod:`._loop`.
+torch RNG) builds a new :class:`~._network.FittedNetwork` (or continues the
+fitted one, for a warm start) and ``criterion_``, splits off the validation
+data and runs the training loop of :mod:`._loop` on it. The estimator takes
+the new network only when the fit succeeds; ``module_``, ``optimizer_`` and
+``history_`` read it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 from numbers import Integral, Real
 
@@ -41,8 +45,7 @@ from .._validation import (
 )
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
-from ..base import TorchModelMixin, cpu_copy, load_verified
-from ..caching import module_fingerprint
+from ..base import TorchModelMixin, WeightsReference, cpu_copy
 from ..freezing import (
     freeze,
     layerwise_param_groups,
@@ -57,6 +60,7 @@ from ._frozen_activations import FrozenActivationsConfig, frozen_activations
 from ._heads import FineTuneNetwork, build_head, check_head
 from ._interpolation import choose_interpolation, interpolate, may_cross_fit
 from ._loop import FitContext, TrainingLoopMixin
+from ._network import FittedNetwork, load_fresh
 from ._probe import adapt_batchnorm, fit_probe, head_features, set_output_layer
 
 __all__ = ["BaseFineTune"]
@@ -176,7 +180,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         device = self._device()
         with _seeded(seed, device):
             # Inside the seeded block: a backbone may be randomly initialised.
-            backbone = None if warm else self._load_backbone()
+            backbone, reference = (None, None) if warm else self._load_pretrained()
             inputs, y = self._validate_inputs(X, y, reset=not warm, backbone=backbone)
             targets = self._encode_targets(y, reset=not warm)
             if len(targets) < 2:
@@ -186,36 +190,66 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 )
             data = (inputs, targets, check_sample_weight(sample_weight, len(targets)))
             if warm:
-                if "optimizer_" not in self.__dict__:
+                self._fitting = self._network.continued()
+                if self._fitting.optimizer is None:
                     # Unpickled without optimiser state (pickled with
                     # warm_start=False).
-                    self._initialize_optimizer(device)
+                    self._fitting.optimizer = self._make_optimizer(self.module_, device)
                 self._fit_network(data, device, seed, head_start=False)
-                return
-            self._initialize(backbone, inputs, targets, device)
-            # The folds of the cross-fit start from the pretrained weights too
-            # (building the network changed none of them). A body that does not
-            # train has nothing to choose, and is not copied.
-            trains = self.n_trainable_groups_ or self.contrastive_
-            cross = trains and may_cross_fit(self, len(targets))
-            pristine = copy.deepcopy(self.module_.backbone).cpu() if cross else None
-            alpha, self.cross_fit_ = choose_interpolation(
-                self, pristine, data, device, seed
-            )
-            start = self._fit_network(
-                data, device, seed, head_start=self.head_init == "probe"
-            )
-            interpolate(self.module_, start, alpha)
-            self.interpolation_ = alpha
+            else:
+                self._fit_from_scratch(backbone, reference, data, device, seed)
+        self._adopt(self.__dict__.pop("_fitting"))
+
+    def _fit_from_scratch(self, backbone, reference, data, device, seed):
+        inputs, targets, _ = data
+        self._initialize(backbone, inputs, targets, device, reference=reference)
+        # The folds of the cross-fit start from the pretrained weights too
+        # (building the network changed none of them). A body that does not
+        # train has nothing to choose, and is not copied.
+        trains = self.n_trainable_groups_ or self.contrastive_
+        cross = trains and may_cross_fit(self, len(targets))
+        pristine = copy.deepcopy(self.module_.backbone).cpu() if cross else None
+        alpha, self.cross_fit_ = choose_interpolation(
+            self, pristine, data, device, seed
+        )
+        start = self._fit_network(
+            data, device, seed, head_start=self.head_init == "probe"
+        )
+        interpolate(self.module_, start, alpha)
+        self.interpolation_ = alpha
+
+    def _adopt(self, network: FittedNetwork) -> None:
+        """Take ``network`` as the fitted one: the end of a successful fit.
+        A network pickled by reference and not loaded since is replaced too."""
+        self.__dict__.pop("_module_ref", None)
+        self._network = network
+
+    # -- the fitted network, read through the usual attributes ------------------
+
+    def _live_network(self) -> FittedNetwork:
+        """The network being fitted during a fit, else the fitted one."""
+        fitting = self.__dict__.get("_fitting")
+        return self._network if fitting is None else fitting
+
+    @property
+    def module_(self):
+        return self._live_network().module
+
+    @property
+    def optimizer_(self):
+        optimizer = self._live_network().optimizer
+        if optimizer is None:  # unpickled without it: never kept
+            raise AttributeError("optimizer_")
+        return optimizer
+
+    @property
+    def history_(self):
+        return self._live_network().history
 
     def _fit_network(self, data, device, seed, *, head_start: bool) -> dict:
         """Train ``module_`` on ``data`` (inputs, targets, weights); returns
         the state training started from (see :meth:`_train`)."""
-        inputs = data[0]
-        ctx = self._initialize_fit(inputs, device, seed)
-        ctx.head_start = head_start
-        if head_start and self._head_start_is_final():
-            ctx.n_epochs = ctx.total_steps = ctx.warmup_steps = 0
+        ctx = self._initialize_fit(data[0], device, seed, head_start=head_start)
         train, valid = self._split(*data, seed)
         return self._train(ctx, train, valid)
 
@@ -243,34 +277,33 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         """Whether the contrastive stage runs (classifiers only)."""
         return False
 
-    def _load_backbone(self):
+    def _load_pretrained(self) -> tuple:
+        """A fresh copy of the pretrained backbone and the reference of its
+        weights: pickles hold what training changed and that reference for
+        the rest."""
         spec = get_spec(self.backbone)
-        backbone = _load_fresh(spec)
-        # A fit from scratch replaces a network that was pickled by reference:
-        # a pickle must not rebuild this fit with the previous optimiser state.
-        for stale in ("_module_ref", "_optimizer_state"):
-            self.__dict__.pop(stale, None)
-        # Pickles then hold what training changed and a reference to the rest.
-        reloadable = getattr(spec, "reloadable", False)
-        self._pretrained_spec = spec if reloadable else None
-        self._pretrained_fingerprint = (
-            module_fingerprint(backbone) if reloadable else None
-        )
-        return backbone
+        backbone = load_fresh(spec)
+        return backbone, WeightsReference.of(spec, backbone)
 
-    def _initialize(self, backbone, inputs, targets, device):
-        """Build ``module_``, ``optimizer_`` and ``criterion_``; reset the history."""
-        self._initialize_module(backbone, inputs, targets)
-        self.module_.to(device)
-        self._initialize_optimizer(device)
+    def _load_backbone(self):
+        """A fresh copy of the pretrained backbone."""
+        return self._load_pretrained()[0]
+
+    def _initialize(self, backbone, inputs, targets, device, *, reference=None):
+        """Build the network to fit (module and optimiser, an empty history)
+        and ``criterion_``."""
+        module = self._initialize_module(backbone, inputs, targets).to(device)
+        self._fitting = FittedNetwork(
+            module,
+            self._make_optimizer(module, device),
+            reference=reference,
+        )
         self.criterion_ = self._make_criterion(targets)
-        self.history_ = []
         self.n_iter_ = 0
         self.n_steps_ = 0
         self.pair_stage_ = None
-        self._trained_entries = set()
 
-    def _initialize_module(self, backbone, inputs, targets):
+    def _initialize_module(self, backbone, inputs, targets) -> FineTuneNetwork:
         example = inputs.example()
         with torch.no_grad():  # first, so that lazy modules get their shapes
             try:
@@ -296,12 +329,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         head = build_head(
             self.head, n_features, self._n_outputs(targets), self.head_dropout
         )
-        self.module_ = FineTuneNetwork(backbone, head)
+        return FineTuneNetwork(backbone, head)
 
-    def _initialize_optimizer(self, device):
-        backbone = self.module_.backbone
+    def _make_optimizer(self, module, device) -> torch.optim.Optimizer:
+        """AdamW over the head and the trainable layer groups of ``module``."""
+        backbone = module.backbone
         groups = layerwise_param_groups(
-            self.module_.head.parameters(),
+            module.head.parameters(),
             backbone.group_parameters(),
             self.n_trainable_groups_,
             lr=self.lr,
@@ -309,12 +343,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             weight_decay=self.weight_decay,
         )
         kwargs = {"fused": True} if device.type in ("cpu", "cuda") else {}
-        self.optimizer_ = torch.optim.AdamW(groups, lr=self.lr, **kwargs)
+        return torch.optim.AdamW(groups, lr=self.lr, **kwargs)
 
-    def _initialize_fit(self, inputs, device, seed) -> FitContext:
-        """The per-fit context: freezing, precision, schedule, augmentation."""
+    def _initialize_fit(self, inputs, device, seed, *, head_start) -> FitContext:
+        """The per-fit context: freezing, precision, schedule."""
         backbone = self.module_.backbone
-        self._move_fitted_state(device)
+        self._fitting.to(device)
+        self.criterion_.to(device)
         self._check_warm_start_unfreeze(backbone, len(inputs))
         for group in self.optimizer_.param_groups:
             group["base_lr"] = self.lr * self.lr_decay ** group["depth"]
@@ -326,6 +361,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
         n_train = len(inputs) - self._n_validation(len(inputs))
         n_epochs = self._n_epochs(n_train)
+        if head_start and self._head_start_is_final():
+            n_epochs = 0
         steps = n_epochs * n_steps_per_epoch(n_train, self.batch_size)
         return FitContext(
             device=device,
@@ -336,6 +373,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             n_epochs=n_epochs,
             total_steps=steps,
             warmup_steps=int(self.warmup_fraction * steps),
+            head_start=head_start,
             scaler=scaler,
             rng=np.random.default_rng(seed),
         )
@@ -346,8 +384,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         warm start that trains fewer groups than an earlier fit did."""
         names = {id(p): name for name, p in backbone.named_parameters()}
         top = trainable_groups(group_params, self.n_trainable_groups_)
-        trained = self.__dict__.get("_trained_entries", set())
-        self._trained_entries = trained | {names[id(p)] for ps in top for p in ps}
+        network = self._fitting
+        network.trained |= {names[id(p)] for ps in top for p in ps}
 
     def _n_epochs(self, n_train: int) -> int:
         """Epochs of this fit: ``max_epochs``, or with "auto" enough epochs for
@@ -376,7 +414,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         if n != self.n_trainable_groups_:
             # More (or fewer) groups train than the optimiser was built for.
             self.n_trainable_groups_ = n
-            self._initialize_optimizer(next(self.module_.parameters()).device)
+            device = next(self.module_.parameters()).device
+            self._fitting.optimizer = self._make_optimizer(self.module_, device)
 
     # -- data split and training ------------------------------------------------
 
@@ -413,10 +452,16 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         return None
 
     def _train(self, ctx: FitContext, train, valid):
-        inputs, y, ctx.weights = (_on(ctx.device, part) for part in train)
-        ctx.augment = self._augmentation(inputs)
+        inputs, y, weights = (_on(ctx.device, part) for part in train)
+        valid_weights = None
         if valid is not None:
-            *valid, ctx.valid_weights = (_on(ctx.device, part) for part in valid)
+            *valid, valid_weights = (_on(ctx.device, part) for part in valid)
+        ctx = dataclasses.replace(
+            ctx,
+            weights=weights,
+            valid_weights=valid_weights,
+            augment=self._augmentation(inputs),
+        )
         # Stored activations read images once, so they are decoded into
         # memory for the whole fit only when the activations are not stored.
         config = FrozenActivationsConfig(
@@ -437,7 +482,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 self._head_start(ctx, inputs, y)
             with step_threads(self._step_work(ctx), ctx.device):
                 self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
-        self.n_steps_ += ctx.step
+        self.n_steps_ += ctx.progress.step
         return start
 
     def _step_work(self, ctx) -> int:
@@ -564,11 +609,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         and, if so, raise naming those samples (rather than blaming the data
         or the learning rate). The check runs only on failure: a fresh copy
         of the backbone over ``X``, as at prediction."""
-        if "module_" not in self.__dict__:
+        if "_fitting" not in self.__dict__:
             return  # failed before X was validated
         try:
             with _seeded(0, self._device()):  # a random init must not move the RNG
-                backbone = _load_fresh(get_spec(self.backbone))
+                backbone = load_fresh(get_spec(self.backbone))
             network = FineTuneNetwork(backbone, nn.Identity())
             inputs, _ = self._validate_inputs(X, None, reset=False)
             features = self._network_outputs(inputs, module=network)
@@ -622,68 +667,20 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
     # -- pickling: the hooks of TorchModelMixin ----------------------------------
 
     # What may hold tensors. The backbone parameter may hold a user's module
-    # or a fitted source estimator; the last two are the network and the
-    # optimiser state pickled by reference.
-    _device_state = (
-        "backbone",
-        "module_",
-        "criterion_",
-        "optimizer_",
-        "_module_ref",
-        "_optimizer_state",
-    )
+    # or a fitted source estimator; the last is the network by reference.
+    _device_state = ("backbone", "criterion_", "_network", "_module_ref")
+    _by_reference = ("_network", "_module_ref")
 
-    def _state_to_pickle(self, state: dict, *, by_reference: bool) -> None:
-        """Drop the optimiser state unless a warm start would continue from it;
-        with ``by_reference``, keep of the network only what training changed."""
-        if not self.warm_start:
-            state.pop("optimizer_", None)
-        if by_reference and state.get("_pretrained_spec") and "module_" in state:
-            state["_module_ref"] = self._changed_state(state.pop("module_"))
-            if "optimizer_" in state:
-                # By index, not by parameter: the network is rebuilt on load.
-                state["_optimizer_state"] = state.pop("optimizer_").state_dict()
+    def _state_to_pickle(self, state: dict) -> None:
+        """Drop the optimiser state unless a warm start would continue from it."""
+        if not self.warm_start and "_network" in state:
+            state["_network"] = state["_network"].without_optimizer()
 
-    def _changed_state(self, module) -> dict:
-        """The new head and the backbone entries training may have changed
-        (the parameters any fit trained, and every buffer); the rest is the
-        pretrained weights, loaded again from the spec. Without that record,
-        every entry counts as changed."""
-        trained = self.__dict__.get("_trained_entries")
-        entries = module.backbone.state_dict(keep_vars=True)
-        changed = {
-            k: v.detach()
-            for k, v in entries.items()
-            if trained is None or k in trained or not isinstance(v, torch.nn.Parameter)
-        }
-        return {"head": module.head, "backbone": changed}
+    def _reference(self, value):
+        return value.light()
 
-    def _load_reference(self, name: str):
-        state = self.__dict__
-        if name == "module_" and "_module_ref" in state:
-            return self._rebuild_network()
-        if name == "optimizer_" and "_optimizer_state" in state:
-            self._rebuild_network()
-            return state["optimizer_"]
-        return super()._load_reference(name)
-
-    def _rebuild_network(self):
-        """``module_`` (and ``optimizer_``) of an estimator pickled by reference:
-        the pretrained weights, loaded again, updated with what training changed."""
-        state = self.__dict__
-        backbone = load_verified(
-            _load_fresh, state["_pretrained_spec"], state["_pretrained_fingerprint"]
-        )
-        ref = state.pop("_module_ref")
-        backbone.load_state_dict(ref["backbone"], strict=False)
-        # On the device the pickled head was loaded on (see TorchModelMixin).
-        device = next(ref["head"].parameters()).device
-        module = FineTuneNetwork(backbone, ref["head"]).to(device).eval()
-        state["module_"] = module
-        if "_optimizer_state" in state:
-            self._initialize_optimizer(device)
-            self.optimizer_.load_state_dict(state.pop("_optimizer_state"))
-        return module
+    def _dereference(self, light):
+        return FittedNetwork.from_light(light, self._make_optimizer)
 
 
 def check_head_features(F: np.ndarray, backbone) -> None:
@@ -699,47 +696,30 @@ def check_head_features(F: np.ndarray, backbone) -> None:
     )
 
 
-def _load_fresh(spec):
-    """A new copy of the pretrained backbone (fine-tuning changes it in place)."""
-    return spec.load().eval()
-
-
 class _FittedState(FittedState):
     """The state before a fit, to put back if the fit fails.
 
-    Every attribute that is not a parameter, private ones included (see
-    :class:`~skltransfer._validation.FittedState`): a fit from scratch builds
-    new objects (network, optimiser, history, the pretrained spec and record
-    of trained entries a pickle by reference is built from), so references
-    to the old ones suffice. A warm start trains the fitted network and
-    optimiser in place: their states are copied (on the CPU, at the cost of
-    one copy of the weights) and loaded back into them.
+    Every attribute that is not a parameter (see
+    :class:`~skltransfer._validation.FittedState`): a fit builds a new
+    :class:`~._network.FittedNetwork` and the estimator takes it only at the
+    end, so a reference to the old one suffices, except that a warm start
+    trains the fitted module and optimiser in place: a checkpoint of them
+    is put back.
     """
 
     def __init__(self, estimator):
-        # hasattr first: a network pickled by reference loads on first access,
-        # and is then part of the state taken here.
-        self.warm = bool(estimator.warm_start) and hasattr(estimator, "module_")
+        # getattr first: a network pickled by reference loads on first
+        # access, and is then part of the state taken here.
+        warm = bool(estimator.warm_start)
+        network = getattr(estimator, "_network", None) if warm else None
         super().__init__(estimator)
-        if self.warm:
-            self.module = estimator.module_
-            self.weights = {
-                k: v.detach().to("cpu", copy=True)
-                for k, v in self.module.state_dict().items()
-            }
-            self.optimizer = estimator.__dict__.get("optimizer_")
-            self.optimizer_state = (
-                None
-                if self.optimizer is None
-                else copy.deepcopy(self.optimizer.state_dict())
-            )
+        self.network = network
+        self.checkpoint = None if network is None else network.checkpoint()
 
     def restore(self) -> None:
         super().restore()
-        if self.warm:
-            self.module.load_state_dict(self.weights)
-            if self.optimizer is not None:
-                self.optimizer.load_state_dict(self.optimizer_state)
+        if self.network is not None:
+            self.network.restore(self.checkpoint)
 
 
 def _shape(batch) -> tuple | dict:

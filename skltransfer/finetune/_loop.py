@@ -23,7 +23,7 @@ from .._inference import iterate_batches
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..freezing import freeze, n_unfrozen_at, set_train_mode
 
-__all__ = ["FitContext", "TrainingLoopMixin", "lr_factor"]
+__all__ = ["FitContext", "Progress", "TrainingLoopMixin", "lr_factor"]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -38,8 +38,19 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 @dataclass
+class Progress:
+    """What changes while the loop trains, advanced by the loop alone: the
+    optimiser steps taken and the parameters that train this epoch."""
+
+    step: int = 0
+    params: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class FitContext:
-    """What one call to ``fit`` needs beyond the estimator's fitted attributes."""
+    """What one call to ``fit`` needs beyond the network it trains, fixed
+    for the fit (``dataclasses.replace`` makes a new one); only its
+    ``progress`` changes, and only in the loop."""
 
     device: torch.device
     dtype: torch.dtype | None
@@ -55,8 +66,12 @@ class FitContext:
     augment: object = None
     scaler: object = None
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
-    step: int = 0
-    params: list = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)
+
+
+class _Diverged(Exception):
+    """An epoch that made the loss or the weights non-finite; the message
+    says which."""
 
 
 class _Best:
@@ -102,9 +117,10 @@ class TrainingLoopMixin:
             )
         bar = tqdm(range(ctx.n_epochs), disable=not self.verbose, unit="epoch")
         for _ in bar:
-            record = self._one_epoch(ctx, train, y_train, valid, y_valid)
-            if record is None:
-                self._on_divergence(best)
+            try:
+                record = self._one_epoch(ctx, train, y_train, valid, y_valid)
+            except _Diverged as diverged:
+                self._on_divergence(best, str(diverged))
                 best.diverged = True
                 break
             # Without validation, the latest weights are the ones to keep.
@@ -115,22 +131,21 @@ class TrainingLoopMixin:
                 break
         self._finish_fit(best)
 
-    def _one_epoch(self, ctx, train, y_train, valid, y_valid) -> dict | None:
+    def _one_epoch(self, ctx, train, y_train, valid, y_valid) -> dict:
         """Train one epoch, validate, and append its record to ``history_``.
 
-        Returns None, recording nothing, when the training loss is not finite.
+        Raises ``_Diverged``, recording nothing, when the training loss or the
+        weights are not finite.
         """
         start = time.perf_counter()
         n_unfrozen = self._unfreeze_for_epoch(ctx)
         train_loss = self._run_epoch(ctx, train, y_train)
         if not math.isfinite(train_loss):
-            self._divergence = f"the training loss became {train_loss}"
-            return None
-        if not _all_finite(ctx.params):
+            raise _Diverged(f"the training loss became {train_loss}")
+        if not _all_finite(ctx.progress.params):
             # A last step can overflow the weights while the epoch's mean
             # loss still looks fine; such weights must never be kept.
-            self._divergence = "the weights became non-finite"
-            return None
+            raise _Diverged("the weights became non-finite")
         record = {"epoch": self.n_iter_ + 1, "train_loss": train_loss}
         if valid is not None:
             loss, score = self._evaluate(ctx, valid, y_valid)
@@ -150,12 +165,14 @@ class TrainingLoopMixin:
         set_train_mode(body, ctx.groups, n, freeze_batchnorm=self.freeze_batchnorm)
         self.module_.head.train()
         groups = self.optimizer_.param_groups
-        ctx.params = [p for g in groups for p in g["params"] if p.requires_grad]
+        ctx.progress.params = [
+            p for g in groups for p in g["params"] if p.requires_grad
+        ]
         return n
 
-    def _on_divergence(self, best: _Best) -> None:
-        """Stop with a warning, keeping the last good weights, or raise if none."""
-        what = self.__dict__.pop("_divergence")
+    def _on_divergence(self, best: _Best, what: str) -> None:
+        """Stop with a warning, keeping the last good weights, or raise if none;
+        ``what`` says what diverged."""
         message = (
             f"Training diverged at epoch {self.n_iter_ + 1}: {what}. Try a lower "
             "lr, precision='fp32' or a smaller max_grad_norm."
@@ -228,7 +245,7 @@ class TrainingLoopMixin:
             loss.backward()
             self._clip(ctx)
             self.optimizer_.step()
-        ctx.step += 1
+        ctx.progress.step += 1
         return loss.detach()
 
     def _forward(self, xb) -> torch.Tensor:
@@ -254,12 +271,13 @@ class TrainingLoopMixin:
         return per_sample
 
     def _clip(self, ctx: FitContext) -> None:
-        if self.max_grad_norm is not None and ctx.params:
-            torch.nn.utils.clip_grad_norm_(ctx.params, self.max_grad_norm)
+        params = ctx.progress.params
+        if self.max_grad_norm is not None and params:
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
 
     def _set_lr(self, ctx: FitContext) -> None:
         factor = lr_factor(
-            ctx.step, ctx.total_steps, ctx.warmup_steps, self.lr_schedule
+            ctx.progress.step, ctx.total_steps, ctx.warmup_steps, self.lr_schedule
         )
         for group in self.optimizer_.param_groups:
             group["lr"] = group["base_lr"] * factor
