@@ -278,6 +278,7 @@ class TokenStateInputs(Inputs):
     states: torch.Tensor | np.ndarray
     mask: torch.Tensor
     prefetch: bool = False
+    x_positions: np.ndarray | None = field(default=None, repr=False)
     kind: ClassVar[str] = "tensor"
 
     def __len__(self) -> int:
@@ -299,7 +300,13 @@ class TokenStateInputs(Inputs):
 
     def subset(self, idx) -> TokenStateInputs:
         idx = np.asarray(idx)
-        return replace(self, states=self.states[idx], mask=self.mask[idx])
+        positions = positions_in_x(self.x_positions, idx, len(self))
+        return replace(
+            self, states=self.states[idx], mask=self.mask[idx], x_positions=positions
+        )
+
+    def sample_positions(self) -> np.ndarray:
+        return positions_in_x(self.x_positions, slice(None), len(self))
 
     def sample_keys(self) -> list[str]:
         lengths = self.mask.sum(1).tolist()
