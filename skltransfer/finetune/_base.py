@@ -354,7 +354,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         docstring)."""
         unfreeze = self.unfreeze
         if unfreeze == "auto":
-            unfreeze = AUTO_UNFREEZE[self.input_kind_]
+            # A kind without its own default trains every layer, as arrays do.
+            unfreeze = AUTO_UNFREEZE.get(self.input_kind_, "all")
             if self.contrastive_:
                 unfreeze = max(1, n_groups - 1)
             if self.input_kind_ == "image" and n_samples >= AUTO_DEEPER_IMAGES:
