@@ -142,7 +142,8 @@ class Inputs(ABC):
         return np.arange(len(self))
 
     def unread(self, idx) -> np.ndarray:
-        return np.zeros(len(positions_in_x(None, idx, len(self))), dtype=bool)
+        n = len(range(*idx.indices(len(self)))) if isinstance(idx, slice) else len(idx)
+        return np.zeros(n, dtype=bool)
 
     def materialize(self, batch_size: int = 64) -> Inputs:
         return self
