@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from ._batch_size import default_batch_size, plan_batches
+from ._batch_size import default_batch_size
 from ._compile import compiled_forward
 from ._device import resolve_precision
-from ._inference import iter_batched
+from ._inference import iter_inputs
 from ._process_state import load_frozen
 from ._validation import (
     check_is_fitted,
@@ -20,6 +20,7 @@ from .backbones import get_spec
 from .base import TorchModelMixin
 from .exceptions import UnreadableImageWarning, warn_at_caller
 from .inputs._positions import unreadable_summary
+from .inputs.batches import ImageInputs
 from .inputs.validation import fit_image_conventions, validate_images
 
 
@@ -97,41 +98,28 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         device = self._device()
         dtype = resolve_precision(self.precision, device)
         channels_last = self._channels_last()
-        memory_format = (
-            torch.channels_last if channels_last else torch.contiguous_format
-        )
-        self.backbone_.to(device=device, memory_format=memory_format)
-        pre = self.preprocessing_
-        config = (self._forward_key(), str(device), dtype, channels_last)
-        # The key of a measured batch size; the size of each image is fixed.
         key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
-        key += (pre.crop_size, *config)
-        compile_ = self.compile and self._compilable()
-        # With compile, one fixed size: every new batch shape compiles again.
-        slices, sizer = plan_batches(
-            len(source), self.batch_size, device, key, measure=not compile_
-        )
+        key += (self._forward_key(), channels_last)
         pad_to = None
-        if compile_:
+        if self.compile and self._compilable():
+            config = (self._forward_key(), str(device), dtype, channels_last)
             forward = compiled_forward(self.backbone_, config, forward)
+            # One fixed size, never measured: every new batch shape compiles again.
             pad_to = self.batch_size or default_batch_size(device)
-        batches = iter_batched(
-            lambda sl: source.load(sl, pre),
+            key = None
+        return iter_inputs(
+            ImageInputs(source, self.preprocessing_),
             forward,
-            slices,
             device=device,
-            dtype=dtype,
+            precision=dtype,
+            batch_size=self.batch_size,
+            key=key,
+            model=self.backbone_,
             channels_last=channels_last,
-            sizer=sizer,
             pad_to=pad_to,
             verbose=self.verbose,
             desc=desc,
-            total=len(source),
         )
-        for sl, rows in batches:
-            rows = rows.astype(np.float32, copy=False)
-            rows[source.unread(sl)] = np.nan
-            yield rows
 
     def _warn_unreadable(self, source) -> None:
         """One warning for the images of ``source`` that could not be read."""

@@ -1,17 +1,23 @@
-"""Iterating batches on a device: the one loop behind inference and fine-tuning.
+"""Iterating batches on a device: the one runner behind inference and fine-tuning.
 
 Every pass over inputs goes through :func:`prefetched`: the next batch is
 prepared (decoded, resized, tokenised, read from disk) in the worker thread of
 :func:`prefetch_pool` while the current one is on the device; torch releases
 the GIL in both, so the two overlap. On top of it:
 
-- :func:`run_batched`: preprocess (CPU) -> forward (device) -> numpy (CPU),
-  with batch halving on out-of-memory, batch-size measuring and padding for
-  compiled forwards (feature extraction and prediction); :func:`iter_batched`
-  hands out each batch's rows as soon as they are computed;
+- :func:`run_inputs` (and :func:`iter_inputs`, batch by batch): the one
+  inference pass over inputs (see :mod:`skltransfer.inputs.batches`) of every
+  estimator (features, prediction). It owns the set-up around the pass: the
+  model on its device, the autocast precision, the length order of texts
+  (restored in the output), and the batch sizes (given, or measured and
+  remembered under a key built from the inputs' ``batch_size_key``);
+- :func:`run_batched` and :func:`iter_batched`, below it: preprocess (CPU) ->
+  forward (device) -> numpy (CPU), with batch halving on out-of-memory,
+  batch-size measuring and padding for compiled forwards;
 - :func:`iterate_batches`: the batches of fine-tuning inputs over an order
   (training epochs, validation), and :func:`map_batches`, one pass without
-  gradients (frozen features, the probe's features);
+  gradients whose results stay tensors (frozen activations, the probe's
+  features, BatchNorm re-estimation);
 - :func:`check_finite_rows`: outputs never leave with NaN or infinity in
   them unnoticed; the error names the samples.
 """
@@ -27,20 +33,23 @@ import torch
 from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
-from ._batch_size import AutoBatchSize, batch_slices
-from ._device import autocast
+from ._batch_size import AutoBatchSize, batch_slices, plan_batches
+from ._device import autocast, resolve_precision
 from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = [
     "batch_slices",
     "check_finite_rows",
     "iter_batched",
+    "iter_inputs",
     "iterate_batches",
     "map_batches",
     "n_steps_per_epoch",
     "prefetch_pool",
     "prefetched",
+    "restore_order",
     "run_batched",
+    "run_inputs",
     "to_device",
 ]
 
@@ -244,6 +253,122 @@ def iter_batched(
             yield sl, rows
 
 
+# -- the runner of inputs -------------------------------------------------------
+
+
+def restore_order(sorted_rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Undo an order of the samples: row ``k`` of ``sorted_rows`` is sample
+    ``order[k]``."""
+    out = np.empty_like(sorted_rows)
+    out[order] = sorted_rows
+    return out
+
+
+def _place(model, device: torch.device, channels_last: bool | None) -> None:
+    """``model`` on ``device``; with ``channels_last`` a bool, its 4-D weights
+    in that memory format too."""
+    if model is None:
+        return
+    if channels_last is None:
+        model.to(device)
+        return
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory)
+
+
+def run_inputs(inputs, forward, **kwargs) -> np.ndarray:
+    """The float32 rows of ``forward`` over every sample of ``inputs``, in
+    their order, as one array (see :func:`iter_inputs` for the arguments).
+
+    Inputs with a length order (texts) run longest first, so that each batch
+    pads little; the rows come back in input order.
+    """
+    order = inputs.length_order()
+    rows = np.concatenate(list(iter_inputs(inputs, forward, order=order, **kwargs)))
+    return rows if order is None else restore_order(rows, order)
+
+
+def iter_inputs(
+    inputs,
+    forward: Callable[[object], torch.Tensor],
+    *,
+    device: torch.device,
+    precision: str | torch.dtype | None = None,
+    batch_size: int | None = None,
+    key: tuple | None = None,
+    order: np.ndarray | None = None,
+    model: torch.nn.Module | None = None,
+    channels_last: bool | None = None,
+    pad_to: int | None = None,
+    verbose: int = 0,
+    desc: str = "",
+) -> Iterator[np.ndarray]:
+    """The float32 rows of ``forward`` over ``inputs``, batch by batch.
+
+    Parameters
+    ----------
+    inputs : skltransfer.inputs.batches.Inputs
+        Read with ``prepare`` (one batch ahead, in the worker thread); rows
+        of samples it could not read (``unread``) are NaN.
+    forward : callable
+        A device batch -> a tensor of rows, run under ``inference_mode``.
+    device : torch.device
+        Where ``model`` and the batches go.
+    precision : str, torch.dtype or None
+        The autocast precision: a ``precision`` parameter, or its dtype.
+    batch_size : int or None
+        Samples per batch; None measures the fastest size when ``key`` is
+        given, else uses the device's default.
+    key : tuple or None
+        What, besides the inputs, the device and the precision, decides the
+        cost of a batch (estimator, model, settings): a measured size is
+        remembered under it with the inputs' ``batch_size_key``.
+    order : ndarray or None
+        The order of the samples to run (the rows come in that order).
+    model : nn.Module or None
+        Moved to ``device`` first, with ``channels_last`` (None: its memory
+        format left as it is; a bool: its 4-D weights in NHWC order or not,
+        and so are the batches).
+    pad_to : int or None
+        Batches padded to this many rows (a compiled forward sees one shape).
+    verbose, desc : int, str
+        A progress bar, and its text.
+    """
+    dtype = (
+        resolve_precision(precision, device)
+        if isinstance(precision, str)
+        else precision
+    )
+    _place(model, device, channels_last)
+    if key is not None:
+        key = (*key, *inputs.batch_size_key(), str(device), dtype)
+    slices, sizer = plan_batches(
+        len(inputs), batch_size, device, key, measure=key is not None
+    )
+
+    def index(sl: slice):
+        return sl if order is None else inputs.positions(order[sl])
+
+    batches = iter_batched(
+        lambda sl: inputs.prepare(index(sl)),
+        forward,
+        slices,
+        device=device,
+        dtype=dtype,
+        channels_last=bool(channels_last),
+        sizer=sizer,
+        pad_to=pad_to,
+        verbose=verbose,
+        desc=desc,
+        total=len(inputs),
+    )
+    for sl, rows in batches:
+        unread = inputs.unread(index(sl))
+        if unread.any():
+            rows[unread] = np.nan
+        yield rows
+
+
 def check_finite_rows(
     rows: np.ndarray,
     source: str,
@@ -315,17 +440,26 @@ def iterate_batches(
     return prefetched(inputs.load, chunks, device, ahead=inputs.prefetch)
 
 
-def map_batches(inputs, fn, ctx, batch_size: int, *, training: bool = False) -> list:
+def map_batches(
+    inputs,
+    fn,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    batch_size: int,
+    training: bool = False,
+) -> list:
     """``fn(batch)`` for every batch of ``inputs`` in order, without gradients.
 
-    The one inference pass over a fit's inputs (cached activations, frozen
-    features, the probe's features, BatchNorm re-estimation): batches go to
-    ``ctx.device`` un-augmented, under the fit's autocast precision.
-    ``training`` follows :func:`iterate_batches` (no last batch of one).
+    The pass over a fit's inputs whose results stay tensors (cached
+    activations, frozen features, the probe's features, BatchNorm
+    re-estimation): batches go to ``device`` un-augmented, under the
+    autocast ``dtype`` (None: float32). ``training`` follows
+    :func:`iterate_batches` (no last batch of one).
     """
     order = inputs.positions(np.arange(len(inputs)))
     batches = iterate_batches(
-        inputs, order, batch_size, training=training, device=ctx.device
+        inputs, order, batch_size, training=training, device=device
     )
-    with torch.no_grad(), autocast(ctx.device, ctx.dtype), closing(batches):
-        return [fn(inputs.to_model(raw, ctx.device)) for _, raw in batches]
+    with torch.no_grad(), autocast(device, dtype), closing(batches):
+        return [fn(inputs.to_model(raw, device)) for _, raw in batches]

@@ -1,19 +1,24 @@
 """Inputs of fine-tuning behind one interface (inputs/batches.py): every kind
 loads the same samples by slice or by positions, and its subsets are its rows."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from skltransfer.backbones import ImagePreprocessing, load_backbone
+from skltransfer.exceptions import TruncationWarning
 from skltransfer.inputs.batches import (
     CACHED_KEY,
     ImageInputs,
+    Inputs,
     MappedInputs,
     TensorInputs,
     TextInputs,
     TokenStateInputs,
+    warn_truncated,
 )
 from skltransfer.inputs.images import as_image_source
 
@@ -93,6 +98,67 @@ def test_token_states_are_cut_to_the_longest_text_of_the_batch():
     assert batch["input_ids"].shape == (2, 2)
     sub = inputs.subset([2, 0])
     assert len(sub) == 2 and torch.equal(sub.mask, mask[[2, 0]])
+
+
+def _every_kind(tmp_path):
+    kinds = _kinds(tmp_path)
+    kinds["resized images"] = kinds["image"].materialize()
+    states = torch.from_numpy(rng.normal(size=(6, 5, 2)).astype(np.float32))
+    mask = (torch.arange(5) < torch.tensor([5, 3, 4, 1, 2, 5])[:, None]).long()
+    kinds["token states"] = TokenStateInputs(states, mask)
+    return kinds
+
+
+def test_every_input_kind_implements_the_whole_interface(tmp_path):
+    """Tensors, images (decoded per batch or kept in memory), texts and cached
+    activations answer every step of Inputs, and subsets keep the samples'
+    keys and positions in X."""
+    for name, inputs in _every_kind(tmp_path).items():
+        assert isinstance(inputs, Inputs), name
+        assert inputs.kind in ("tensor", "image", "text"), name
+        assert "kind" not in {f.name for f in dataclasses.fields(inputs)}, name
+        keys = inputs.sample_keys()
+        assert len(keys) == len(inputs) == 6 and len(set(keys)) == 6, name
+        np.testing.assert_array_equal(inputs.sample_positions(), np.arange(6))
+        part = inputs.subset(np.array([4, 1, 3]))
+        assert part.sample_keys() == [keys[4], keys[1], keys[3]], name
+        np.testing.assert_array_equal(part.sample_positions(), [4, 1, 3])
+        order = inputs.length_order()
+        assert order is None or sorted(order.tolist()) == list(range(6)), name
+        assert len(inputs.truncated()) == 0, name
+        assert not inputs.unread(slice(0, 6)).any(), name
+        assert not inputs.unread(np.array([5, 0])).any(), name
+        assert isinstance(inputs.batch_size_key(), tuple), name
+        assert len(inputs.materialize(batch_size=4).to(CPU)) == 6, name
+        batch = inputs.prepare(inputs.positions(np.array([2, 0])))
+        _same(
+            batch, inputs.to_model(inputs.load(inputs.positions(np.array([2, 0]))), CPU)
+        )
+        values = inputs.values()
+        assert values is None or len(values) == 6, name
+
+
+def test_truncated_texts_are_named_by_their_position_in_x():
+    backbone = load_backbone("test_tiny_bert")
+    inputs = TextInputs(TEXTS, backbone, max_length=4)
+    np.testing.assert_array_equal(inputs.truncated(), [1, 2, 5])
+    part = inputs.subset(np.array([0, 5, 3, 2]))
+    np.testing.assert_array_equal(part.truncated(), [5, 2])
+    with pytest.warns(TruncationWarning, match=r"^2 of 4 texts .* positions 5, 2 of X"):
+        warn_truncated(part, 4)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_fine_tuner_warns_once_about_truncated_texts():
+    from skltransfer import FineTuneClassifier
+
+    texts = ["a good film " * 30, "bad", "a bad film", "good " * 80]
+    clf = FineTuneClassifier("test_tiny_bert", max_epochs=1, random_state=0)
+    with pytest.warns(TruncationWarning) as record:
+        clf.fit(texts, [1, 0, 0, 1])
+    [warning] = [w for w in record if w.category is TruncationWarning]
+    assert "2 of 4 texts" in str(warning.message)
+    assert "positions 0, 3 of X" in str(warning.message)
 
 
 # -- errors name a sample by its position in the user's X -----------------------

@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from .._inference import check_finite_rows
-from ..caching import cached_rows, text_keys
+from ..caching import cached_rows
+from ..inputs.batches import TextInputs, text_array
 from ..inputs.text import as_texts
 
 __all__ = ["FeaturesMixin", "TextFeaturesMixin"]
@@ -64,14 +65,21 @@ class TextFeaturesMixin(FeaturesMixin):
     """A transformer of texts into one row each.
 
     Subclasses have the ``missing`` and ``cache`` parameters and define
-    ``_encode(texts) -> ndarray``, the rows of a list of str in its order.
+    ``_encode(inputs) -> ndarray``, the rows of
+    :class:`~skltransfer.inputs.batches.TextInputs` in their order (all the
+    texts of ``X``, or those the cache lacks, with their positions in ``X``).
+    A subclass with a tokenizer gives the inputs its backbone in
+    ``_text_inputs``.
     """
 
+    def _text_inputs(self, texts: list[str]) -> TextInputs:
+        return TextInputs(text_array(texts))
+
     def _transform_texts(self, X) -> np.ndarray:
-        texts = as_texts(X, missing=self.missing)
+        inputs = self._text_inputs(as_texts(X, missing=self.missing))
         return self._cached_rows(
-            lambda: text_keys(texts),
-            lambda idx: self._encode(texts if idx is None else [texts[i] for i in idx]),
+            inputs.sample_keys,
+            lambda idx: self._encode(inputs if idx is None else inputs.subset(idx)),
         )
 
     def __sklearn_tags__(self):

@@ -9,10 +9,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from .._batch_size import plan_batches
-from .._device import resolve_precision
 from .._docstring import fill_doc
-from .._inference import run_batched
+from .._inference import run_inputs
 from .._process_state import load_frozen
 from .._validation import (
     StrOptions,
@@ -25,14 +23,8 @@ from ..backbones import get_spec, load_text_backbone
 from ..backbones._text import TOKEN_POOLINGS, attention_mask, masked_pool
 from ..base import TorchModelMixin
 from ..caching import CACHE_CONSTRAINT, hash_bytes, module_fingerprint
-from ..exceptions import TruncationWarning, warn_at_caller
-from ..inputs.text import (
-    MISSING_OPTIONS,
-    as_texts,
-    check_max_length,
-    in_length_order,
-    tokenize_texts,
-)
+from ..inputs.batches import TextInputs, text_array, warn_truncated
+from ..inputs.text import MISSING_OPTIONS, as_texts, check_max_length
 from ._base import TextFeaturesMixin
 
 __all__ = ["PretrainedTextEmbeddings"]
@@ -241,38 +233,27 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
 
     # -- inference ---------------------------------------------------------------
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        tokens = tokenize_texts(self.backbone_.tokenizer, texts, self.max_length_)
-        if tokens.n_truncated:
-            warn_at_caller(
-                f"{tokens.n_truncated} of {len(texts)} texts are longer than "
-                f"max_length={self.max_length_} tokens and were truncated.",
-                TruncationWarning,
-            )
-        device = self._device()
-        dtype = resolve_precision(self.precision, device)
-        self.backbone_.to(device)
+    def _text_inputs(self, texts: list[str]) -> TextInputs:
+        # Padded on the right whatever the tokenizer's side: the pooling masks
+        # the padding, and every text's positions start at 0.
+        backbone = self.backbone_
+        return TextInputs(text_array(texts), backbone, self.max_length_, "right")
+
+    def _encode(self, inputs: TextInputs) -> np.ndarray:
+        warn_truncated(inputs, self.max_length_)
         # Measured in padded tokens per second; batches are sorted by length,
         # so neighbouring batches, which the measurement compares, are alike.
-        key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
-        key += (self.max_length_, str(device), dtype)
-        slices, sizer = plan_batches(len(texts), self.batch_size, device, key)
-
-        def run(order) -> np.ndarray:
-            outputs = run_batched(
-                lambda sl: tokens.batch(order[sl]),
-                self._embed,
-                slices,
-                device=device,
-                dtype=dtype,
-                sizer=sizer,
-                verbose=self.verbose,
-                desc="Embedding texts",
-                total=len(texts),
-            )
-            return np.concatenate(outputs)
-
-        return in_length_order(tokens.lengths, run)
+        return run_inputs(
+            inputs,
+            self._embed,
+            device=self._device(),
+            precision=self.precision,
+            batch_size=self.batch_size,
+            key=(type(self).__name__, self.backbone_.name, id(self.backbone_)),
+            model=self.backbone_,
+            verbose=self.verbose,
+            desc="Embedding texts",
+        )
 
     def _embed(self, batch: dict) -> torch.Tensor:
         body = self.backbone_.body

@@ -205,8 +205,8 @@ default="glove-6b-50d"
             *(b"" if a is None else np.ascontiguousarray(a).tobytes() for a in idf[:2]),
         )
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        docs = self._rows(texts)
+    def _encode(self, inputs) -> np.ndarray:
+        docs = self._rows(inputs.load(slice(None)))
         out = np.zeros((len(docs), self.n_features_out_), dtype=np.float32)
         for chunk in _chunks(docs):
             out[chunk] = self._pool(docs[chunk])

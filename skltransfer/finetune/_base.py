@@ -25,12 +25,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from .._device import resolve_precision, step_threads
-from .._inference import (
-    batch_slices,
-    check_finite_rows,
-    n_steps_per_epoch,
-    run_batched,
-)
+from .._inference import check_finite_rows, n_steps_per_epoch, run_inputs
 from .._malloc import release_freed_memory
 from .._validation import (
     FittedState,
@@ -53,7 +48,6 @@ from ..freezing import (
     trainable_groups,
 )
 from ..inputs.batches import TensorInputs
-from ..inputs.text import in_length_order
 from ..inputs.validation import InputsMixin
 from ._contrastive import CONTRASTIVE_LR, train_on_pairs
 from ._frozen_activations import FrozenActivationsConfig, frozen_activations
@@ -401,7 +395,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         docstring)."""
         unfreeze = self.unfreeze
         if unfreeze == "auto":
-            unfreeze = AUTO_UNFREEZE[self.input_kind_]
+            # A kind without its own default trains every layer, as arrays do.
+            unfreeze = AUTO_UNFREEZE.get(self.input_kind_, "all")
             if self.contrastive_:
                 unfreeze = max(1, n_groups - 1)
             if self.input_kind_ == "image" and n_samples >= AUTO_DEEPER_IMAGES:
@@ -549,16 +544,13 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     def _augmentation(self, inputs):
         size = getattr(getattr(self, "preprocessing_", None), "crop_size", None)
-        X = inputs.X if hasattr(inputs, "X") and inputs.kind == "tensor" else None
         return make_augmentation(
-            self.augmentation, kind=inputs.kind, image_size=size, X=X
+            self.augmentation, kind=inputs.kind, image_size=size, X=inputs.values()
         )
 
     def _prepare_for_training(self, inputs, device):
         """Decode images once per fit when they fit in memory; move tensors once."""
-        if hasattr(inputs, "materialize"):
-            inputs = inputs.materialize(self.batch_size)
-        return inputs.to(device) if hasattr(inputs, "to") else inputs
+        return inputs.materialize(self.batch_size).to(device)
 
     # -- predict ---------------------------------------------------------------
 
@@ -573,34 +565,22 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
 
     def _network_outputs(self, inputs, activation=None, module=None) -> np.ndarray:
         """Outputs of ``module`` (by default ``module_``) for validated inputs,
-        as float32 numpy; texts run longest first, so that each batch pads
-        little."""
+        as float32 numpy (texts run longest first, see :func:`run_inputs`)."""
         module = self.module_ if module is None else module
-        device = self._device()
-        module.to(device).eval()
-        cpu = torch.device("cpu")
 
         def forward(batch):
             out = module(batch).float()
             return out if activation is None else activation(out)
 
-        def run(part) -> np.ndarray:
-            outputs = run_batched(
-                lambda sl: part.to_model(part.load(sl), cpu),
-                forward,
-                batch_slices(len(part), self.batch_size),
-                device=device,
-                dtype=resolve_precision(self.precision, device),
-                verbose=self.verbose,
-                desc="Predicting",
-                total=len(part),
-            )
-            return np.concatenate(outputs).astype(np.float32, copy=False)
-
-        if inputs.kind != "text":
-            return run(inputs)
-        return in_length_order(
-            inputs.lengths(), lambda order: run(inputs.subset(order))
+        return run_inputs(
+            inputs,
+            forward,
+            device=self._device(),
+            precision=self.precision,
+            batch_size=self.batch_size,
+            model=module.eval(),
+            verbose=self.verbose,
+            desc="Predicting",
         )
 
     def _check_pretrained_outputs(self, X, cause: FloatingPointError) -> None:

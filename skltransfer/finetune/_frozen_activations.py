@@ -338,7 +338,9 @@ def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None) -> None
         if on_batch is not None:
             on_batch(rows, batch)
 
-    map_batches(inputs, write, ctx, batch_size)
+    map_batches(
+        inputs, write, device=ctx.device, dtype=ctx.dtype, batch_size=batch_size
+    )
 
 
 def _compute(fn, inputs, ctx, batch_size: int, example, folder):

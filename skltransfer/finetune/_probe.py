@@ -64,7 +64,9 @@ def head_features(module, inputs, ctx, batch_size: int) -> np.ndarray:
     )
     module.eval()
     try:
-        map_batches(inputs, module, ctx, batch_size)
+        map_batches(
+            inputs, module, device=ctx.device, dtype=ctx.dtype, batch_size=batch_size
+        )
     finally:
         hook.remove()
     return torch.cat(captured).numpy().astype(np.float64)
@@ -95,7 +97,14 @@ def adapt_batchnorm(module, inputs, ctx, batch_size: int) -> int:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the whole pass
     try:
-        map_batches(inputs, module, ctx, batch_size, training=True)
+        map_batches(
+            inputs,
+            module,
+            device=ctx.device,
+            dtype=ctx.dtype,
+            batch_size=batch_size,
+            training=True,
+        )
     finally:
         for m, momentum in zip(layers, momenta, strict=True):
             m.momentum = momentum

@@ -12,12 +12,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ON_ERROR_OPTIONS", "index_labels", "sample_name", "unreadable_summary"]
+__all__ = [
+    "ON_ERROR_OPTIONS",
+    "index_labels",
+    "positions_in_x",
+    "sample_name",
+    "unreadable_summary",
+]
 
 #: What an estimator may do with an image it cannot read.
 ON_ERROR_OPTIONS = ("raise", "nan")
 # Samples listed by name in the summary of unreadable images.
 _LISTED = 5
+
+
+def positions_in_x(positions, idx, n: int) -> np.ndarray:
+    """The positions in ``X`` of the samples ``idx`` (a slice or positions) of
+    a part of ``X`` whose samples sit at ``positions`` (None: ``0..n-1``)."""
+    if positions is not None:
+        return np.asarray(positions)[idx if isinstance(idx, slice) else np.asarray(idx)]
+    if isinstance(idx, slice):
+        return np.arange(*idx.indices(n))
+    return np.asarray(idx, dtype=np.int64)
 
 
 def index_labels(X) -> np.ndarray | None:

@@ -38,7 +38,7 @@ import torch
 from ..caching import file_digest, hash_bytes
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ._paths import check_paths, is_path
-from ._positions import index_labels, sample_name
+from ._positions import index_labels, positions_in_x, sample_name
 
 __all__ = ["ImageSource", "as_image_source", "background_rgb", "fit_value_range"]
 
@@ -481,13 +481,9 @@ class ImageSource:
     def _position(self, i: int) -> int:
         return i if self.positions is None else int(self.positions[i])
 
-    def _positions_of(self, idx) -> np.ndarray:
+    def positions_of(self, idx) -> np.ndarray:
         """The positions in ``X`` of the images at ``idx`` (a slice or positions)."""
-        if self.positions is not None:
-            return self.positions[idx]
-        if isinstance(idx, slice):
-            return np.arange(*idx.indices(len(self)))
-        return np.asarray(idx, dtype=np.int64)
+        return positions_in_x(self.positions, idx, len(self))
 
     def _failed(self, i: int, reason, cause: Exception) -> None:
         """Image ``i`` cannot be read: raise naming its position in ``X``, or
@@ -498,26 +494,32 @@ class ImageSource:
             raise ValueError(f"{name}: {reason}") from cause
         self.unreadable[position] = str(reason)
 
-    def unread(self, sl: slice) -> np.ndarray:
-        """Which images of ``sl`` could not be read (after loading them)."""
+    def unread(self, idx) -> np.ndarray:
+        """Which images of ``idx`` (a slice or positions) could not be read
+        (after loading them)."""
         if not self.unreadable:
-            return np.zeros(len(range(*sl.indices(len(self)))), dtype=bool)
-        return np.isin(self._positions_of(sl), list(self.unreadable))
+            return np.zeros(len(self.positions_of(idx)), dtype=bool)
+        return np.isin(self.positions_of(idx), list(self.unreadable))
 
     def subset(self, indices) -> ImageSource:
         """The images at ``indices`` (positions), with the same conventions."""
         indices = np.asarray(indices)
-        positions = self._positions_of(indices)
+        positions = self.positions_of(indices)
         if self.array is not None:
             return replace(self, array=self.array[indices], positions=positions)
         items = [self.items[i] for i in indices]
         return replace(self, items=items, positions=positions)
 
-    def load_resized(self, sl: slice, preprocessing) -> torch.Tensor:
-        """Decode, resize and crop the images in ``sl``: float (B, 3, S, S) in [0, 1].
+    def load_resized(self, idx, preprocessing) -> torch.Tensor:
+        """Decode, resize and crop the images ``idx`` (a slice or positions):
+        float (B, 3, S, S) in [0, 1].
 
         Augmentations apply here, between cropping and normalisation.
         """
+        if not isinstance(idx, slice):
+            part = self.subset(idx)
+            return part.load_resized(slice(0, len(part)), preprocessing)
+        sl = idx
         if self.array is not None:
             batch = self.array[sl]
             if batch.dtype == np.uint8:
@@ -548,7 +550,10 @@ class ImageSource:
         return torch.zeros(1, 3, size, size)
 
     def load(self, sl: slice, preprocessing) -> torch.Tensor:
-        """Decode, resize, crop and normalise the images in ``sl``."""
+        """Decode, resize, crop and normalise the images in ``sl``: the batch
+        a network takes (estimators read images through
+        :class:`~skltransfer.inputs.batches.ImageInputs`, which adds
+        augmentation before the normalisation)."""
         return preprocessing.normalize(self.load_resized(sl, preprocessing))
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._inference import restore_order
 from ..backbones._text import tokenizer_lock
 from ..exceptions import SkltransferWarning, warn_at_caller
 
@@ -173,13 +174,6 @@ def length_order(lengths) -> np.ndarray:
     return np.argsort(-np.asarray(lengths), kind="stable")
 
 
-def restore_order(sorted_rows: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Undo :func:`length_order`: row ``k`` of ``sorted_rows`` is input ``order[k]``."""
-    out = np.empty_like(sorted_rows)
-    out[order] = sorted_rows
-    return out
-
-
 def in_length_order(lengths, run) -> np.ndarray:
     """``run(order)`` over the texts sorted longest first, rows back in input order.
 
@@ -208,21 +202,28 @@ class TokenizedTexts:
         Text ``i`` is ``values[key][offsets[i]:offsets[i + 1]]``.
     pad_values : dict of str to int
         The value each output is padded with.
-    n_truncated : int
-        How many texts were longer than the length limit and were cut.
+    truncated : ndarray of int
+        The texts (by their index in the tokenised list) that were longer than
+        the length limit and were cut.
     """
 
     values: dict
     offsets: np.ndarray
     pad_values: dict
-    n_truncated: int
+    truncated: np.ndarray
+
+    @property
+    def n_truncated(self) -> int:
+        """How many texts were longer than the length limit and were cut."""
+        return len(self.truncated)
 
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def batch(self, rows) -> dict:
-        """Rows ``rows``, right-padded to their longest, as ``torch.long`` tensors."""
+    def batch(self, rows, side: str = "right") -> dict:
+        """Rows ``rows``, padded to their longest on ``side``, as ``torch.long``
+        tensors."""
         import torch  # here, so that word-vector models never import it
 
         rows = np.asarray(rows)
@@ -232,7 +233,12 @@ class TokenizedTexts:
         for key, flat in self.values.items():
             arr = np.full((len(rows), width), self.pad_values.get(key, 0), np.int64)
             for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                arr[j, : b - a] = flat[a:b]
+                cols = (
+                    slice(0, b - a)
+                    if side == "right"
+                    else slice(width - (b - a), width)
+                )
+                arr[j, cols] = flat[a:b]
             out[key] = torch.from_numpy(arr)
         return out
 
@@ -260,7 +266,7 @@ def _tokenize_chunk(tokenizer, texts: list[str], max_length: int):
         for key, seqs in encoded.items():
             for i, seq in zip(long, cut[key], strict=True):
                 seqs[i] = seq
-    return encoded, len(long)
+    return encoded, long
 
 
 def _flatten(seqs: list, total: int) -> np.ndarray:
@@ -276,19 +282,20 @@ def tokenize_texts(
     so memory stays a few bytes per token for any number of texts.
     """
     parts: dict[str, list] = {}
-    lengths, n_truncated = [], 0
+    lengths, truncated = [], []
     for start in range(0, len(texts), chunk_size):
-        encoded, n_cut = _tokenize_chunk(
+        encoded, cut = _tokenize_chunk(
             tokenizer, texts[start : start + chunk_size], max_length
         )
-        n_truncated += n_cut
+        truncated.extend(start + i for i in cut)
         chunk_lengths = np.fromiter(map(len, encoded["input_ids"]), np.int64)
         lengths.append(chunk_lengths)
         for key, seqs in encoded.items():
             parts.setdefault(key, []).append(_flatten(seqs, chunk_lengths.sum()))
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
     values = {key: np.concatenate(arrays) for key, arrays in parts.items()}
-    return TokenizedTexts(values, offsets, _pad_values(tokenizer), n_truncated)
+    truncated = np.asarray(truncated, dtype=np.int64)
+    return TokenizedTexts(values, offsets, _pad_values(tokenizer), truncated)
 
 
 def check_max_length(max_length: int | None, limit: int, model: str) -> None:

@@ -21,7 +21,13 @@ import torch
 from .._validation import validate_data
 from ..backbones._spec import input_kind
 from ..exceptions import SkltransferWarning, warn_at_caller
-from .batches import ImageInputs, TensorInputs, TextInputs
+from .batches import (
+    ImageInputs,
+    TensorInputs,
+    TextInputs,
+    text_array,
+    warn_truncated,
+)
 from .images import ImageSource, as_image_source, background_rgb
 from .text import as_texts, check_max_length, is_missing, where
 
@@ -285,36 +291,47 @@ class InputsMixin:
             self.input_kind_ = input_kind(backbone)
         else:
             backbone = self.module_.backbone
-        validate = getattr(self, f"_{self.input_kind_}_inputs")
-        return validate(X, y, reset=reset, backbone=backbone)
+        validate = _VALIDATE[self.input_kind_]
+        return validate(self, X, y, reset=reset, backbone=backbone)
 
-    def _tensor_inputs(self, X, y, *, reset, backbone):
-        check_not_text(X)
-        X, y = _validate_table(
-            self,
-            X,
-            y,
-            reset=reset,
-            y_numeric=self._y_numeric,
-            dtype=np.float32,
-            allow_nd=True,
-        )
-        # A copy: the inputs may be read-only (memory-mapped) arrays.
-        return TensorInputs(torch.tensor(X, dtype=torch.float32)), y
 
-    def _image_inputs(self, X, y, *, reset, backbone):
-        source, y = validate_images(
-            self, X, y, reset=reset, backbone=backbone, y_numeric=self._y_numeric
-        )
-        return ImageInputs(source, self.preprocessing_), y
+def _tensor_inputs(estimator, X, y, *, reset, backbone):
+    """Numeric arrays of any shape: scikit-learn's checks, then one tensor."""
+    check_not_text(X)
+    X, y = _validate_table(
+        estimator,
+        X,
+        y,
+        reset=reset,
+        y_numeric=estimator._y_numeric,
+        dtype=np.float32,
+        allow_nd=True,
+    )
+    # A copy: the inputs may be read-only (memory-mapped) arrays.
+    return TensorInputs(torch.tensor(X, dtype=torch.float32)), y
 
-    def _text_inputs(self, X, y, *, reset, backbone):
-        texts = as_texts(X)
-        if reset:
-            _forget_features(self)
-        y = _check_y(self, y, self._y_numeric)
-        check_lengths(len(texts), y)
-        check_max_length(self.max_length, backbone.model_max_length, backbone.name)
-        array = np.empty(len(texts), dtype=object)
-        array[:] = texts
-        return TextInputs(array, backbone, self.max_length), y
+
+def _image_inputs(estimator, X, y, *, reset, backbone):
+    """Images: the image set-up every image estimator shares."""
+    source, y = validate_images(
+        estimator, X, y, reset=reset, backbone=backbone, y_numeric=estimator._y_numeric
+    )
+    return ImageInputs(source, estimator.preprocessing_), y
+
+
+def _text_inputs(estimator, X, y, *, reset, backbone):
+    """Texts, tokenised once; one warning names those cut at ``max_length``."""
+    texts = as_texts(X)
+    if reset:
+        _forget_features(estimator)
+    y = _check_y(estimator, y, estimator._y_numeric)
+    check_lengths(len(texts), y)
+    max_length = estimator.max_length
+    check_max_length(max_length, backbone.model_max_length, backbone.name)
+    inputs = TextInputs(text_array(texts), backbone, max_length)
+    warn_truncated(inputs, inputs.limit)
+    return inputs, y
+
+
+# The validation of X by the input kind of the backbone (see ``input_kind``).
+_VALIDATE = {"tensor": _tensor_inputs, "image": _image_inputs, "text": _text_inputs}
