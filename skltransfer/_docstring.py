@@ -148,8 +148,14 @@ default=None
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         Autocast precision of the forward passes; ``"auto"`` is bf16 (or fp16
         with gradient scaling) on a GPU and fp32 on the CPU.
-    verbose : int, default=0
-        Show a progress bar over epochs with the losses when positive.
+    verbose : "auto", int or bool, default="auto"
+        A progress bar over epochs, with the losses; the long stages before
+        the epochs (the cross-fitted folds, the pair stage, the pass over the
+        frozen layer groups) show a short-lived bar of their own. ``"auto"``
+        shows bars only in a terminal or a notebook, once a call has run for
+        2 seconds, and never in CI (the ``CI`` environment variable set) or in
+        a worker (a joblib, multiprocessing, Dask, Ray or Spark worker, a
+        thread pool); 0 never shows them; a positive value always does.
     warm_start : bool, default=False
         Continue training the fitted network (and optimiser state) for
         ``max_epochs`` more epochs instead of starting again; ``history_``
@@ -272,8 +278,12 @@ _SHARED = {
     "precision": """precision : {"fp32", "bf16", "fp16", "auto"}, default="fp32"
         Autocast precision of the forward pass; ``"auto"`` uses bf16/fp16 on a
         GPU and fp32 on the CPU. Outputs are float32 in every case.""",
-    "verbose": """verbose : int, default=0
-        Show a progress bar when positive.""",
+    "verbose": """verbose : "auto", int or bool, default="auto"
+        A progress bar over the samples. ``"auto"`` shows it only in a
+        terminal or a notebook, once a call has run for 2 seconds, and never
+        in CI (the ``CI`` environment variable set) or in a worker (a joblib,
+        multiprocessing, Dask, Ray or Spark worker, a thread pool); 0 never
+        shows it; a positive value always does.""",
     "cache": """cache : str, os.PathLike, joblib.Memory or None, default=None
         A directory where each sample's output row is stored, keyed on
         everything that changes it (the model's weights and this estimator's

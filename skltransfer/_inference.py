@@ -31,10 +31,10 @@ from contextlib import closing
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
-from tqdm.auto import tqdm
 
 from ._batch_size import AutoBatchSize, batch_slices, plan_batches
 from ._device import autocast, resolve_precision
+from ._progress import progress_bar
 from .exceptions import SkltransferWarning, warn_at_caller
 
 __all__ = [
@@ -224,7 +224,7 @@ def iter_batched(
     channels_last: bool = False,
     sizer: AutoBatchSize | None = None,
     pad_to: int | None = None,
-    verbose: int = 0,
+    verbose: int | str = 0,
     desc: str = "",
     total: int | None = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
@@ -239,7 +239,9 @@ def iter_batched(
     padding from the output, so that a compiled forward sees one shape.
     """
     state = {"warned": sizer is not None}  # a measuring sizer expects OOMs
-    bar = tqdm(total=total, desc=desc, unit="sample", disable=not verbose, leave=False)
+    bar = progress_bar(
+        verbose=verbose, total=total, desc=desc, unit="sample", leave=False
+    )
     with closing(prefetched(prepare, slices, device)) as batches, bar:
         for sl, batch in batches:
             n = sl.stop - sl.start
@@ -247,7 +249,7 @@ def iter_batched(
                 batch = _pad(batch, pad_to)
             batch = to_device(batch, device, channels_last)
             rows = _timed_forward(forward, batch, n, device, dtype, sizer, state)
-            if sizer is not None and verbose:
+            if sizer is not None and not bar.disable:
                 bar.set_postfix(batch_size=sizer.chosen or n, refresh=False)
             bar.update(n)
             yield sl, rows
@@ -300,7 +302,7 @@ def iter_inputs(
     model: torch.nn.Module | None = None,
     channels_last: bool | None = None,
     pad_to: int | None = None,
-    verbose: int = 0,
+    verbose: int | str = 0,
     desc: str = "",
 ) -> Iterator[np.ndarray]:
     """The float32 rows of ``forward`` over ``inputs``, batch by batch.
@@ -331,8 +333,9 @@ def iter_inputs(
         and so are the batches).
     pad_to : int or None
         Batches padded to this many rows (a compiled forward sees one shape).
-    verbose, desc : int, str
-        A progress bar, and its text.
+    verbose, desc : int or "auto", str
+        A progress bar (see :func:`skltransfer._progress.progress_bar`), and
+        its text.
     """
     dtype = (
         resolve_precision(precision, device)
@@ -448,6 +451,8 @@ def map_batches(
     dtype: torch.dtype | None,
     batch_size: int,
     training: bool = False,
+    verbose: int | str = 0,
+    desc: str = "",
 ) -> list:
     """``fn(batch)`` for every batch of ``inputs`` in order, without gradients.
 
@@ -455,11 +460,19 @@ def map_batches(
     activations, frozen features, the probe's features, BatchNorm
     re-estimation): batches go to ``device`` un-augmented, under the
     autocast ``dtype`` (None: float32). ``training`` follows
-    :func:`iterate_batches` (no last batch of one).
+    :func:`iterate_batches` (no last batch of one). ``verbose`` and
+    ``desc``: a progress bar over the samples, and its text.
     """
     order = inputs.positions(np.arange(len(inputs)))
     batches = iterate_batches(
         inputs, order, batch_size, training=training, device=device
     )
-    with torch.no_grad(), autocast(device, dtype), closing(batches):
-        return [fn(inputs.to_model(raw, device)) for _, raw in batches]
+    bar = progress_bar(
+        verbose=verbose, total=len(inputs), desc=desc, unit="sample", leave=False
+    )
+    out = []
+    with torch.no_grad(), autocast(device, dtype), closing(batches), bar:
+        for idx, raw in batches:
+            out.append(fn(inputs.to_model(raw, device)))
+            bar.update(len(idx))
+    return out

@@ -125,7 +125,7 @@ def runtime_constraints(*, measured_batch_size: bool) -> dict:
         "batch_size": batch_size + [None] if measured_batch_size else batch_size,
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
-        "verbose": ["verbose"],
+        "verbose": ["verbose", StrOptions({"auto"})],
     }
 
 

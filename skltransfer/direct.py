@@ -72,7 +72,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         device="auto",
         precision="fp32",
         compile=False,
-        verbose=0,
+        verbose="auto",
     ):
         self.backbone = backbone
         self.image_size = image_size

@@ -82,6 +82,25 @@ def full_probe_grid(short_probe_grid, monkeypatch):
     monkeypatch.setattr(_probe, "PROBE_CS", short_probe_grid)
 
 
+@pytest.fixture
+def no_progress_delay(monkeypatch):
+    """Bars of ``verbose="auto"`` that do not wait: only the decision whether
+    to show one keeps them away."""
+    from skltransfer import _progress
+
+    monkeypatch.setattr(_progress, "AUTO_DELAY", 0.0)
+
+
+@pytest.fixture
+def watched_terminal(no_progress_delay, monkeypatch):
+    """A session a person watches: a terminal, no CI, the main process."""
+    from skltransfer import _progress
+
+    monkeypatch.setattr(_progress, "_interactive", lambda: True)
+    monkeypatch.setattr(_progress, "_in_worker", lambda: False)
+    monkeypatch.delenv("CI", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def no_cross_fit(monkeypatch):
     """No cross-fit of the interpolation weight (``interpolation="auto"``).

@@ -35,5 +35,5 @@ def test_an_unknown_placeholder_fails_at_import_time():
 
 @pytest.mark.parametrize("estimator", [FineTuneClassifier, PretrainedTextEmbeddings])
 def test_public_docstrings_have_no_placeholder_left(estimator):
-    assert "verbose : int, default=0" in estimator.__doc__
+    assert 'verbose : "auto", int or bool, default="auto"' in estimator.__doc__
     assert not re.search(r"\{[a-z_]+\}", estimator.__doc__)

@@ -271,6 +271,20 @@ def test_progress_bar_when_verbose(rgb_images, capsys):
     assert "Embedding images" in capsys.readouterr().err
 
 
+def test_auto_progress_is_silent_where_no_one_watches(
+    rgb_images, capsys, no_progress_delay
+):
+    X, _ = rgb_images  # under pytest: no terminal
+    PretrainedImageFeatures(TINY).fit(X).transform(X)
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_progress_shows_in_a_terminal(rgb_images, capsys, watched_terminal):
+    X, _ = rgb_images
+    PretrainedImageFeatures(TINY).fit(X).transform(X)
+    assert "Embedding images" in capsys.readouterr().err
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_cpu_and_pickles_to_cpu(rgb_images):

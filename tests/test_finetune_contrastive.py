@@ -99,3 +99,8 @@ def test_contrastive_needs_a_trainable_body_and_single_labels():
     Y = np.array([[1, 0], [0, 1]] * (len(SENTIMENT_TEXTS) // 2))
     with pytest.raises(ValueError, match="single-label"):
         FineTuneClassifier("test_tiny_bert", contrastive=True).fit(SENTIMENT_TEXTS, Y)
+
+
+def test_a_verbose_fit_shows_the_pair_stage(capsys):
+    _fit(verbose=1)
+    assert "Pairs" in capsys.readouterr().err

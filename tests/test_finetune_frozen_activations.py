@@ -240,6 +240,12 @@ def _patched(net) -> list:
     return [m for m in net.modules() if {"forward", "forward_features"} & set(vars(m))]
 
 
+def test_a_verbose_fit_shows_the_pass_over_the_frozen_layers(data, capsys):
+    X, y, _ = data
+    _fit(X, y, verbose=1)
+    assert "Frozen layers" in capsys.readouterr().err
+
+
 def test_a_config_in_and_a_result_out(small_digits):
     import torch
 

@@ -1,6 +1,8 @@
 """Never below the probe (finetune/_interpolation.py): the final weights lie
 between the probe head start and the trained ones, chosen on held-out folds."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,15 @@ def test_a_fit_with_labels_the_body_cannot_learn_stays_at_the_probe(small_digits
     assert clf.interpolation_ < 1.0
     losses = clf.cross_fit_["held_out_loss"]
     assert losses[-1] > losses[0]
+
+
+@pytest.mark.usefixtures("cross_fit")
+def test_a_verbose_fit_counts_the_folds_with_silent_fold_fits(small_digits, capsys):
+    X, y = small_digits
+    params = {**IMAGE, "unfreeze": 1, "max_epochs": 1, "random_state": 0}
+    FineTuneClassifier(**params, verbose=1).fit(X[:60], y[:60])
+    err = capsys.readouterr().err
+    assert "Cross-fitting" in err
+    # The folds' own stages and epochs stay silent: one run of each, the
+    # whole fit's.
+    assert len(re.findall(r"Frozen layers: +0%", err)) == 1

@@ -211,3 +211,19 @@ def test_verbose_progress_bar(small_digits, capsys):
     X, y = small_digits
     FineTuneClassifier(mlp(), verbose=1, max_epochs=2).fit(X[:50], y[:50])
     assert "epoch" in capsys.readouterr().err
+
+
+def test_auto_progress_is_silent_where_no_one_watches(
+    small_digits, capsys, no_progress_delay
+):
+    X, y = small_digits  # under pytest: no terminal
+    FineTuneClassifier(mlp(), max_epochs=2).fit(X[:50], y[:50])
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_progress_shows_the_epochs_in_a_terminal(
+    small_digits, capsys, watched_terminal
+):
+    X, y = small_digits
+    FineTuneClassifier(mlp(), max_epochs=2).fit(X[:50], y[:50])
+    assert "epoch" in capsys.readouterr().err

@@ -138,7 +138,8 @@ LAYERS = [
     {"inputs"},
     {"backbones"},
     {"caching", "_inference", "_batch_size", "_process_state", "_device"}
-    | {"_validation", "_docstring", "_config", "_malloc", "_files", "exceptions"},
+    | {"_validation", "_docstring", "_config", "_malloc", "_files", "exceptions"}
+    | {"_progress"},
 ]
 
 

@@ -14,6 +14,7 @@ import torch
 from skltransfer._inference import (
     batch_slices,
     check_finite_rows,
+    map_batches,
     prefetched,
     run_batched,
 )
@@ -31,6 +32,20 @@ def _run(forward, batch_size=4):
             device=torch.device("cpu"),
         )
     )
+
+
+def test_verbose_passes_show_a_bar_and_silent_ones_do_not(capsys):
+    from skltransfer.inputs.batches import TensorInputs
+
+    inputs = TensorInputs(DATA)
+    cpu = torch.device("cpu")
+    kw = {"device": cpu, "dtype": None, "batch_size": 4}
+    shown = map_batches(inputs, torch.clone, verbose=1, desc="Mapping", **kw)
+    assert "Mapping" in capsys.readouterr().err
+    assert torch.equal(torch.cat(shown), DATA)
+    _run(torch.clone)  # verbose=0, the default of the runner
+    map_batches(inputs, torch.clone, desc="Mapping", **kw)
+    assert capsys.readouterr().err == ""
 
 
 def test_batch_slices_cover_the_range():

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import sklearn
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skltransfer import (
     FineTuneClassifier,
+    FineTuneRegressor,
     PretrainedImageClassifier,
     PretrainedImageFeatures,
     PretrainedTextEmbeddings,
@@ -34,6 +35,35 @@ def test_bad_runtime_parameters_raise_at_fit(make, X, bad):
     est = make(**bad)  # __init__ only stores them
     with pytest.raises(InvalidParameterError, match=next(iter(bad))):
         est.fit(X)
+
+
+@pytest.mark.parametrize(("make", "X"), ESTIMATORS)
+@pytest.mark.parametrize("verbose", ["auto", True, False, 0, 2])
+def test_verbose_takes_auto_booleans_and_counts(make, X, verbose):
+    assert make(verbose=verbose).fit(X).verbose == verbose
+
+
+@pytest.mark.parametrize(("make", "X"), ESTIMATORS)
+def test_verbose_takes_no_other_string(make, X):
+    with pytest.raises(InvalidParameterError, match="verbose"):
+        make(verbose="loud").fit(X)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        PretrainedImageFeatures,
+        PretrainedImageClassifier,
+        PretrainedTextEmbeddings,
+        FineTuneClassifier,
+        FineTuneRegressor,
+    ],
+)
+def test_verbose_is_auto_by_default_and_clone_keeps_it(estimator):
+    est = estimator()
+    assert est.get_params()["verbose"] == "auto"
+    assert clone(est).get_params()["verbose"] == "auto"
+    assert clone(estimator(verbose=0)).get_params()["verbose"] == 0
 
 
 @pytest.mark.parametrize(("make", "X"), ESTIMATORS)

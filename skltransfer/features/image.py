@@ -109,7 +109,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         device="auto",
         precision="fp32",
         compile=False,
-        verbose=0,
+        verbose="auto",
         cache=None,
         on_error="raise",
     ):

@@ -136,7 +136,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         trust_remote_code=False,
         device="auto",
         precision="fp32",
-        verbose=0,
+        verbose="auto",
         cache=None,
     ):
         self.model = model

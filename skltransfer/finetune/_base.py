@@ -370,6 +370,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             head_start=head_start,
             scaler=scaler,
             rng=np.random.default_rng(seed),
+            verbose=self.verbose,
         )
 
     def _remember_trained(self, backbone, group_params) -> None:

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from .._device import autocast
 from .._inference import iterate_batches, n_steps_per_epoch
+from .._progress import progress_bar
 from ._loop import lr_factor
 
 __all__ = ["CONTRASTIVE_LR", "contrastive_epochs", "pair_loss", "train_on_pairs"]
@@ -86,6 +87,8 @@ def train_on_pairs(
     rng = np.random.default_rng(seed)
     labels = y.to(ctx.device)
     losses, step = [], 0
+    # Closed at the end, or by the garbage collector if a step raises.
+    bar = progress_bar(verbose=ctx.verbose, total=total, desc="Pairs", leave=False)
     for _ in range(epochs):
         order = inputs.positions(rng.permutation(n))
         batches = iterate_batches(
@@ -108,5 +111,7 @@ def train_on_pairs(
             optimizer.step()
             losses.append(loss.detach())
             step += 1
+            bar.update()
+    bar.close()
     mean = float(torch.stack(losses).mean()) if losses else float("nan")
     return {"stage": "pairs", "epochs": epochs, "steps": step, "pair_loss": mean}

@@ -153,7 +153,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         random_state=None,
         device="auto",
         precision="auto",
-        verbose=0,
+        verbose="auto",
         warm_start=False,
     ):
         self.backbone = backbone
@@ -414,7 +414,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         random_state=None,
         device="auto",
         precision="auto",
-        verbose=0,
+        verbose="auto",
         warm_start=False,
     ):
         self.backbone = backbone

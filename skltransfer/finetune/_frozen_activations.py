@@ -339,7 +339,13 @@ def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None) -> None
             on_batch(rows, batch)
 
     map_batches(
-        inputs, write, device=ctx.device, dtype=ctx.dtype, batch_size=batch_size
+        inputs,
+        write,
+        device=ctx.device,
+        dtype=ctx.dtype,
+        batch_size=batch_size,
+        verbose=ctx.verbose,
+        desc="Frozen layers",
     )
 
 

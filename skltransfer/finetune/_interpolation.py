@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from .._progress import progress_bar
+
 __all__ = [
     "AUTO_CROSS_FIT",
     "CROSS_FIT_FOLDS",
@@ -85,7 +87,11 @@ def choose_interpolation(estimator, pristine, data, device, seed):
     candidates = (0.0, 1.0) if estimator.contrastive_ else INTERPOLATIONS
     scores = np.zeros((2, len(candidates), len(targets)))
     folds = _folds(estimator._fold_labels(targets), len(targets), seed)
-    for k, (train, test) in enumerate(folds):
+    # Each fold fits silently (see _fit_fold): one bar counts the folds.
+    bar = progress_bar(
+        folds, verbose=estimator.verbose, desc="Cross-fitting", unit="fold", leave=False
+    )
+    for k, (train, test) in enumerate(bar):
         fold, start = _fit_fold(
             estimator, pristine, rows(data, train), device, seed + k
         )

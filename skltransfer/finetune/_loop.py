@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .._device import autocast
 from .._inference import iterate_batches
+from .._progress import progress_bar
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..freezing import freeze, n_unfrozen_at, set_train_mode
 
@@ -67,6 +67,9 @@ class FitContext:
     scaler: object = None
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     progress: Progress = field(default_factory=Progress)
+    # The estimator's ``verbose``, for the bars of the fit's stages and epochs
+    # (0 in the folds of a cross-fit, which fit silently).
+    verbose: int | str = 0
 
 
 class _Diverged(Exception):
@@ -115,7 +118,7 @@ class TrainingLoopMixin:
             best.update(
                 self._evaluate(ctx, valid, y_valid)[0], self.n_iter_, self.module_
             )
-        bar = tqdm(range(ctx.n_epochs), disable=not self.verbose, unit="epoch")
+        bar = progress_bar(range(ctx.n_epochs), verbose=ctx.verbose, unit="epoch")
         for _ in bar:
             try:
                 record = self._one_epoch(ctx, train, y_train, valid, y_valid)
