@@ -106,9 +106,15 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args(argv)
     X, y = _load(args.n)
-    plain = _search(X, y, args, None)
     with tempfile.TemporaryDirectory() as folder:
         cached = _search(X, y, args, folder)
+    print(
+        f"cache=dir: {cached['total']:.1f} s (frozen pass {cached['frozen']:.1f} s "
+        f"over {cached['frozen_samples']} images, training "
+        f"{cached['training']:.1f} s, scoring {cached['scoring']:.1f} s)",
+        flush=True,
+    )
+    plain = _search(X, y, args, None)
     np.testing.assert_array_equal(cached["scores"], plain["scores"])
     one_pass = plain["frozen"] / plain["frozen_samples"] * len(X)
     ideal = one_pass + plain["training"]
