@@ -124,6 +124,23 @@ default=None
         (:class:`~skltransfer.exceptions.FrozenCacheWarning`) with the reason
         when frozen groups must run at every epoch; True raises instead;
         False never caches.
+    cache : str, os.PathLike, joblib.Memory or None, default=None
+        A directory where each sample's output of the frozen layer groups
+        (the activations that ``cache_frozen`` stores for a fit) is kept
+        across fits, keyed on everything that changes it (the backbone's
+        weights, the freeze boundary, ``precision`` and how inputs reach the
+        network: image preprocessing, value range and background, or the
+        tokenizer and ``max_length``) plus a hash of the sample's content
+        (array bytes; for image files, their bytes; the text). Folds of a
+        cross-validation, candidates of a grid search (over anything but
+        ``unfreeze``, which computes one set per freeze boundary) and the
+        refit then run the frozen groups once per sample. Safe to share
+        between parallel workers; unreadable entries are recomputed. A fit
+        that cannot store its activations (augmentation,
+        ``freeze_batchnorm=False``, ``cache_frozen=False``) neither reads nor
+        writes it. With ``unfreeze=0`` on texts the rows are those of
+        ``PretrainedTextEmbeddings(normalize=False)`` in the same directory,
+        each reading what the other stored. See :mod:`skltransfer.caching`.
     interpolation : "auto" or float in [0, 1], default="auto"
         The weight of the trained weights against the head start in the
         final model: ``(1 - a) * start + a * trained`` for every weight that

@@ -1,5 +1,8 @@
 """A per-sample on-disk cache of embeddings, shared across folds and searches.
 
+It holds the rows of the feature transformers and the frozen activations of
+the fine-tuners (see :mod:`skltransfer.finetune._shared_activations`).
+
 Each output row is stored under two keys: the *model key* (everything that
 changes the output: the backbone's structure and tensors, layer, pooling,
 preprocessing, precision) and the *sample key* (a hash of the sample's
@@ -54,6 +57,7 @@ __all__ = [
     "file_digest",
     "hash_bytes",
     "module_fingerprint",
+    "open_cache",
     "text_keys",
     "weights_fingerprint",
 ]
@@ -225,7 +229,9 @@ class EmbeddingCache:
         folder = os.path.realpath(os.path.dirname(path))
         return folder == self.root or folder.startswith(self.root + os.sep)
 
-    def _read(self, key: str, n_features: int) -> np.ndarray | None:
+    def read(self, key: str, n_features: int) -> np.ndarray | None:
+        """The stored row of ``key``, or None when it is missing or unusable
+        (not exactly ``n_features`` finite values under this key)."""
         path = self._path(key)
         flags = (
             os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -290,13 +296,15 @@ class EmbeddingCache:
             except OSError:
                 pass
 
-    def _store(self, keys: Sequence[str], rows: np.ndarray) -> None:
+    def store(self, keys: Sequence[str], rows: Iterable[np.ndarray]) -> None:
+        """Store each row (1-D, of any length) under its key; rows with NaN or
+        infinity are skipped. A cache that cannot be written warns once and
+        stores nothing more."""
         if not self.writable:
             return
-        finite = np.isfinite(rows).all(axis=1)
         try:
-            for key, row, keep in zip(keys, rows, finite, strict=True):
-                if keep:
+            for key, row in zip(keys, rows, strict=True):
+                if np.isfinite(row).all():
                     self._write(key, row)
         except OSError as exc:
             self.writable = False
@@ -322,7 +330,7 @@ class EmbeddingCache:
         out = np.empty((len(sample_keys), n_features), dtype=np.float32)
         missing = []
         for i, key in enumerate(sample_keys):
-            row = self._read(key, n_features)
+            row = self.read(key, n_features)
             if row is None:
                 missing.append(i)
             else:
@@ -335,7 +343,7 @@ class EmbeddingCache:
             for block in [rows] if isinstance(rows, np.ndarray) else rows:
                 part = chunk[done : done + len(block)]
                 out[part] = block
-                self._store([sample_keys[i] for i in part], block)
+                self.store([sample_keys[i] for i in part], block)
                 done += len(block)
         return out
 
@@ -354,11 +362,20 @@ def cached_rows(
     array of the rows of all samples for None. The keys are only computed
     when the cache is on.
     """
+    store = open_cache(cache, model_key)
+    if store is None:
+        return compute(None)
+    return store.transform(sample_keys(), compute, n_features)
+
+
+def open_cache(cache, model_key: Callable[[], str]) -> EmbeddingCache | None:
+    """The rows of the model configuration ``model_key()`` in the cache named
+    by an estimator's ``cache`` parameter; None (and no key computed) when
+    the cache is off."""
     root = _location(cache)
     if root is None:
-        return compute(None)
-    store = EmbeddingCache(root, model_key())
-    return store.transform(sample_keys(), compute, n_features)
+        return None
+    return EmbeddingCache(root, model_key())
 
 
 def text_keys(texts: Sequence[str]) -> list[str]:

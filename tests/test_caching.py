@@ -176,6 +176,17 @@ def test_parallel_writers_leave_only_complete_files(tmp_path):
     assert not leftovers
 
 
+def test_rows_of_any_length_are_stored_and_read_back(tmp_path):
+    cache = EmbeddingCache(str(tmp_path), "m")
+    rows = [np.arange(3, dtype=np.float32), np.arange(5, dtype=np.float32)]
+    cache.store(["aa01", "bb02", "cc03"], iter([*rows, np.full(2, np.nan)]))
+    np.testing.assert_array_equal(cache.read("aa01", 3), rows[0])
+    np.testing.assert_array_equal(cache.read("bb02", 5), rows[1])
+    assert cache.read("bb02", 3) is None  # another length is another row
+    assert cache.read("cc03", 2) is None  # rows with NaN are never stored
+    assert EmbeddingCache(str(tmp_path), "other").read("aa01", 3) is None
+
+
 TEXTS = ["a good film", "an awful film", "the cat sat", "", "good good good"]
 
 

@@ -41,6 +41,7 @@ from .._validation import (
 from ..augmentation import make_augmentation
 from ..backbones import ModuleBackbone, TrainedBackbone, get_spec
 from ..base import TorchModelMixin, WeightsReference, cpu_copy
+from ..caching import CACHE_CONSTRAINT
 from ..freezing import (
     freeze,
     layerwise_param_groups,
@@ -117,6 +118,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         **image_input_constraints(),
         **text_input_constraints(),
         "cache_frozen": ["boolean", StrOptions({"auto"})],
+        "cache": CACHE_CONSTRAINT,
         "interpolation": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "random_state": ["random_state"],
         **runtime_constraints(measured_batch_size=False),
@@ -461,7 +463,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         # Stored activations read images once, so they are decoded into
         # memory for the whole fit only when the activations are not stored.
         config = FrozenActivationsConfig(
-            self.cache_frozen, self.batch_size, self.freeze_batchnorm
+            self.cache_frozen, self.batch_size, self.freeze_batchnorm, self.cache
         )
         stored = frozen_activations(self.module_, config, ctx, inputs, valid)
         with stored as (inputs, valid, frozen):

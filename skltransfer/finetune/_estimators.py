@@ -148,6 +148,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         value_range="auto",
         max_length=None,
         cache_frozen="auto",
+        cache=None,
         contrastive="auto",
         interpolation="auto",
         random_state=None,
@@ -183,6 +184,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         self.value_range = value_range
         self.max_length = max_length
         self.cache_frozen = cache_frozen
+        self.cache = cache
         self.contrastive = contrastive
         self.interpolation = interpolation
         self.random_state = random_state
@@ -410,6 +412,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         value_range="auto",
         max_length=None,
         cache_frozen="auto",
+        cache=None,
         interpolation="auto",
         random_state=None,
         device="auto",
@@ -443,6 +446,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         self.value_range = value_range
         self.max_length = max_length
         self.cache_frozen = cache_frozen
+        self.cache = cache
         self.interpolation = interpolation
         self.random_state = random_state
         self.device = device

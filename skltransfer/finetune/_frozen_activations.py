@@ -25,6 +25,11 @@ and records the :class:`FrozenActivationsResult` it gets back; with
 ``cache_frozen="auto"`` a fit that has frozen groups but takes the plain path
 warns with the reason, and ``cache_frozen=True`` raises it instead.
 
+With a ``cache`` (the estimator's parameter, a folder) the activations also
+outlive the fit: rows that earlier fits computed are read from it and only the
+others are computed (see :mod:`._shared_activations`). A fit that takes the
+plain path neither reads nor writes them.
+
 The stubs are set on the module instances (a forward hook cannot skip the
 computation it follows) only inside the ``with`` block of
 :func:`frozen_activations` and of the probe, and removed on leaving it, also
@@ -53,6 +58,7 @@ from ..inputs.batches import (
     TextInputs,
     TokenStateInputs,
 )
+from ._shared_activations import shared_rows
 
 __all__ = [
     "FrozenActivationsConfig",
@@ -81,11 +87,16 @@ class FrozenActivationsConfig:
     freeze_batchnorm : bool
         Whether frozen BatchNorm layers keep their statistics; if not, the
         frozen groups' outputs change between epochs.
+    cache : str, os.PathLike, joblib.Memory or None
+        Where activations are kept across fits (the estimator's ``cache``):
+        rows found there are read instead of computed, computed rows are
+        added. None keeps them for this fit only.
     """
 
     cache_frozen: bool | str
     batch_size: int
     freeze_batchnorm: bool
+    cache: object = None
 
 
 @dataclass(frozen=True)
@@ -103,11 +114,15 @@ class FrozenActivationsResult:
     folder : str or None
         The temporary folder of the stored activations when on disk, removed
         when the fit ends.
+    rows_read : int
+        Samples whose activations were read from the ``cache`` of earlier
+        fits rather than computed.
     """
 
     status: str
     cached_groups: int = 0
     folder: str | None = None
+    rows_read: int = 0
 
 
 class _Replay:
@@ -320,23 +335,28 @@ def _store(n: int, example: torch.Tensor, folder: str | None):
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
-def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None) -> None:
+def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None, at=None):
     """Write ``fn`` of every batch of ``inputs`` into ``store`` as it comes (a
-    store on disk never has the whole result in memory). A token-state part
-    shorter than the store is zero-padded on the right."""
+    store on disk never has the whole result in memory), at the rows ``at``
+    (None: 0..n-1). A token-state part shorter than the store is zero-padded
+    on the right. ``on_batch(rows, batch, part)`` sees each batch and its
+    part on the CPU."""
     filled = [0]
+    at = np.arange(len(inputs)) if at is None else at
 
     def write(batch):
         part = fn(batch).detach().to("cpu", dtype)
-        rows = slice(filled[0], filled[0] + len(part))
-        filled[0] = rows.stop
+        rows = at[filled[0] : filled[0] + len(part)]
+        filled[0] += len(part)
         if isinstance(store, np.ndarray):
-            part = part.numpy()
+            values, index = part.numpy(), rows
+        else:
+            values, index = part, torch.from_numpy(rows)
         if part.ndim == 3 and part.shape[1] < store.shape[1]:
-            store[rows, part.shape[1] :] = 0
-        store[rows, : part.shape[1]] = part
+            store[index, part.shape[1] :] = 0
+        store[index, : part.shape[1]] = values
         if on_batch is not None:
-            on_batch(rows, batch)
+            on_batch(rows, batch, part)
 
     map_batches(
         inputs,
@@ -349,24 +369,64 @@ def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None) -> None
     )
 
 
-def _compute(fn, inputs, ctx, batch_size: int, example, folder):
-    """``fn`` of every sample of ``inputs``, in memory or in a file under ``folder``."""
+def _fill_shared(store, fn, inputs, ctx, batch_size, dtype, shared, **kw):
+    """:func:`_fill`, reading the rows that ``shared`` (rows of earlier fits,
+    or None) holds and adding the others to it. ``lengths`` and
+    ``on_read(i)``: see :meth:`SharedRows.read`."""
+    on_batch = kw.get("on_batch")
+    if shared is None:
+        _fill(store, fn, inputs, ctx, batch_size, dtype, on_batch)
+        return
+    missing = shared.read(store, inputs, dtype, kw.get("lengths"), kw.get("on_read"))
+    if not len(missing):
+        return
+
+    def keep(rows, batch, part):
+        shared.keep(rows, part)
+        if on_batch is not None:
+            on_batch(rows, batch, part)
+
+    part = inputs if len(missing) == len(inputs) else inputs.subset(missing)
+    _fill(store, fn, part, ctx, batch_size, dtype, keep, missing)
+
+
+def _compute(fn, inputs, ctx, batch_size: int, example, folder, shared=None):
+    """``fn`` of every sample of ``inputs``, in memory or in a file under
+    ``folder``; the rows that ``shared`` holds are read from it."""
     out = _store(len(inputs), example, folder)
-    _fill(out, fn, inputs, ctx, batch_size, example.dtype)
+    _fill_shared(out, fn, inputs, ctx, batch_size, example.dtype, shared)
     return TensorInputs(out) if folder is None else MappedInputs(out)
 
 
-def _compute_tokens(fn, inputs: TextInputs, ctx, batch_size, example, folder, longest):
+def _compute_tokens(
+    fn, inputs: TextInputs, ctx, batch_size, example, folder, longest, shared=None
+):
     """Token states at the freeze boundary of every text, right-padded to
-    ``longest`` tokens, with their attention masks."""
+    ``longest`` tokens, with their attention masks (``folder`` and
+    ``shared`` as in :func:`_compute`)."""
     states = _store(len(inputs), example[:1, :1].expand(1, longest, -1), folder)
     mask = torch.zeros(states.shape[:2], dtype=torch.long)
+    lengths = inputs.lengths()
 
-    def keep_mask(rows, batch):
+    def keep_mask(rows, batch, _part):
         t = batch["attention_mask"].shape[1]
-        mask[rows, :t] = batch["attention_mask"].cpu()
+        mask[torch.from_numpy(rows), :t] = batch["attention_mask"].cpu()
 
-    _fill(states, fn, inputs, ctx, batch_size, example.dtype, keep_mask)
+    def read_mask(i):
+        mask[i, : lengths[i]] = 1  # right padding: the first tokens are real
+
+    _fill_shared(
+        states,
+        fn,
+        inputs,
+        ctx,
+        batch_size,
+        example.dtype,
+        shared,
+        lengths=lengths,
+        on_batch=keep_mask,
+        on_read=read_mask,
+    )
     return TokenStateInputs(states, mask, prefetch=folder is not None)
 
 
@@ -492,6 +552,8 @@ def frozen_activations(network, config: FrozenActivationsConfig, ctx, inputs, va
         else:
             per_sample = example[0].nbytes
         where = _where(_n_samples(inputs, valid) * per_sample)
+        what = "features" if whole else repr(names)
+        shared = shared_rows(config, network, ctx, inputs, what, example)
     except _NotCached as exc:
         yield inputs, valid, _plain(config, n_frozen, str(exc))
         return
@@ -505,8 +567,10 @@ def frozen_activations(network, config: FrozenActivationsConfig, ctx, inputs, va
         def compute(part):
             size = config.batch_size
             if tokens:
-                return _compute_tokens(fn, part, ctx, size, example, folder, longest)
-            return _compute(fn, part, ctx, size, example, folder)
+                return _compute_tokens(
+                    fn, part, ctx, size, example, folder, longest, shared
+                )
+            return _compute(fn, part, ctx, size, example, folder, shared)
 
         inputs = compute(inputs)
         if valid is not None:
@@ -517,4 +581,5 @@ def frozen_activations(network, config: FrozenActivationsConfig, ctx, inputs, va
         else:
             body = network.backbone.body
             stack.enter_context(_answering_from_store(body, names, examples))
-        yield inputs, valid, FrozenActivationsResult(where, n_frozen, folder)
+        read = 0 if shared is None else shared.rows_read
+        yield inputs, valid, FrozenActivationsResult(where, n_frozen, folder, read)
