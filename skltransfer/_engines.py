@@ -203,10 +203,14 @@ def _start(spec: EngineSpec, model, forward, example):
     model cannot be exported or runs differently on the engine."""
     example = _two_rows(example)
     try:
-        path = exported_model(spec, model, forward, example)
+        path, traced = exported_model(spec, model, forward, example)
         runner = _Runner(spec, path)
-        _check_outputs(spec, runner, forward, example)
+        _check_outputs(spec, runner, forward, example, traced)
     except Exception as exc:  # noqa: BLE001 - any export or engine failure: torch
+        # The first cause: a warning turned error inside torch's C++ code
+        # comes back as a SystemError raised from it.
+        while (cause := _cause(exc)) is not None:
+            exc = cause
         reason = str(exc).strip().splitlines()
         warn_at_caller(
             EngineFallbackWarning(
@@ -217,6 +221,10 @@ def _start(spec: EngineSpec, model, forward, example):
         )
         return None
     return runner
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
 
 
 def _two_rows(batch):
@@ -286,16 +294,25 @@ def _start_openvino(path: str, dtype):
 _STARTERS = {"onnxruntime": _start_onnxruntime, "openvino": _start_openvino}
 
 
-def _check_outputs(spec: EngineSpec, runner: _Runner, forward, example) -> None:
+def _check_outputs(
+    spec: EngineSpec, runner: _Runner, forward, example, traced: str = ""
+) -> None:
     """Raise if the engine's outputs differ from torch's on ``example`` and on
-    a batch of another shape (three rows; one token fewer), which a size
-    recorded as a constant in the export would not fit."""
+    a batch of another shape and values (three rows, negated images or one
+    token fewer): a size recorded as a constant, or a branch of Python control
+    flow taken for the example only (``traced``: what tracing warned), would
+    not fit it."""
     _check_batch(spec, runner, forward, example)
     if isinstance(example, dict):
         other = {k: torch.cat([v, v[:1]])[:, :-1] for k, v in example.items()}
     else:
-        other = torch.cat([example, example[:1]])
-    _check_batch(spec, runner, forward, other)
+        other = -torch.cat([example, example[:1]])
+    try:
+        _check_batch(spec, runner, forward, other)
+    except ValueError as exc:
+        if not traced:
+            raise
+        raise ValueError(f"{exc} on other inputs; tracing warned: {traced}") from None
 
 
 def _check_batch(spec: EngineSpec, runner: _Runner, forward, example) -> None:
@@ -321,14 +338,20 @@ def _check_batch(spec: EngineSpec, runner: _Runner, forward, example) -> None:
 # -- export and the disk cache --------------------------------------------------
 
 
-def exported_model(spec: EngineSpec, model, forward, example) -> str:
+def exported_model(spec: EngineSpec, model, forward, example) -> tuple[str, str]:
     """The path of ``forward`` exported to ONNX for ``spec``, from the disk
-    cache, or exported now and put there."""
+    cache, or exported now and put there; and the first warning of tracing
+    ("" if none, or if found on disk)."""
     folder = os.path.join(engine_cache_dir(), _model_key(spec, model, example))
     path = os.path.join(folder, "model.onnx")
+    traced = []
     if not os.path.exists(path):
-        _write_folder(folder, lambda tmp: _export(model, forward, example, tmp))
-    return path
+
+        def write(tmp):
+            traced.extend(_export(model, forward, example, tmp))
+
+        _write_folder(folder, write)
+    return path, traced[0] if traced else ""
 
 
 def _model_key(spec: EngineSpec, model, example) -> str:
@@ -384,10 +407,15 @@ class _Exported(torch.nn.Module):
         return self.run(dict(zip(self.names, tensors, strict=True)))
 
 
-def _export(model, forward, example, path: str) -> None:
+def _export(model, forward, example, path: str) -> list[str]:
     """Export ``forward`` at ``example`` to ONNX, batch (and sequence) axes
-    dynamic. Python control flow on tensor values (which tracing would record
-    for this example only) is an error."""
+    dynamic; return the first line of each warning of the tracer.
+
+    Tracing records the operations run for ``example``: Python control flow
+    on tensors is recorded as the branch taken, with a warning. Models of
+    Hugging Face warn so on shapes too, harmlessly, so the warnings are only
+    reported; :func:`_check_outputs` decides.
+    """
     names = list(example) if isinstance(example, dict) else None
     args = tuple(example[n] for n in names) if names else (example,)
     input_names = names or ["input"]
@@ -397,21 +425,33 @@ def _export(model, forward, example, path: str) -> None:
         torch.inference_mode(False),
         torch.no_grad(),
         torch.autocast("cpu", enabled=False),
-        warnings.catch_warnings(),
+        warnings.catch_warnings(record=True) as caught,
     ):
-        warnings.simplefilter("error", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("always")
         args = tuple(a.clone() for a in args)
-        torch.onnx.export(
-            _Exported(model, forward, names),
-            args,
-            path,
-            dynamo=False,
-            input_names=input_names,
-            output_names=["output"],
-            dynamic_axes=dynamic,
-            opset_version=_OPSET,
-        )
+        # The exporter puts back the training flag of the module it is given
+        # on every submodule: the wrapper is in eval mode as the model is.
+        modes = [(m, m.training) for m in model.modules()]
+        wrapper = _Exported(model, forward, names).eval()
+        try:
+            torch.onnx.export(
+                wrapper,
+                args,
+                path,
+                dynamo=False,
+                input_names=input_names,
+                output_names=["output"],
+                dynamic_axes=dynamic,
+                opset_version=_OPSET,
+            )
+        finally:
+            for m, training in modes:
+                m.training = training
+    return [
+        str(w.message).strip().split("\n")[0]
+        for w in caught
+        if issubclass(w.category, torch.jit.TracerWarning)
+    ]
 
 
 def _name(dtype) -> str:
