@@ -34,11 +34,12 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ._device import resolve_device, resolve_precision
 from ._process_state import engine_runners
 from ._validation import ENGINES
 from .caching import hash_bytes, module_fingerprint
@@ -75,6 +76,9 @@ _OPSET = 17
 _RTOL = 1e-3
 _MIN_COSINE = 0.99
 ENGINE_CACHE_ENV = "SKLTRANSFER_ENGINE_CACHE"
+# With engine="auto", passes over fewer samples run on torch: the first export
+# of a real model costs seconds, more than such a pass gains.
+AUTO_MIN_SAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,14 @@ class EngineSpec:
 
     ``key`` says what the forward computes besides the model's weights and
     the input shape (layer, pooling, normalisation); ``dtype`` is the
-    precision (None: float32).
+    precision (None: float32); passes over fewer than ``min_samples`` run on
+    torch.
     """
 
     name: str
     key: tuple = ()
     dtype: torch.dtype | None = None
+    min_samples: int = field(default=0, compare=False)
 
 
 @functools.cache
@@ -97,16 +103,22 @@ def installed(engine: str) -> bool:
     return importlib.util.find_spec(engine) is not None
 
 
-def check_engine(
-    engine: str, device: torch.device, dtype, *, compile: bool = False
-) -> None:
-    """Raise if an explicitly named engine cannot run this estimator's pass.
+def check_engine(engine: str, device, precision: str, *, compile: bool = False):
+    """Raise if an explicitly named engine cannot run an estimator's pass
+    (its ``engine``, ``device``, ``precision`` and ``compile`` parameters).
 
     ``"auto"`` and ``"torch"`` always can. An engine that is not installed
     raises :class:`~skltransfer.exceptions.MissingDependencyError`; one asked
     for a GPU, a precision it does not run, or with ``compile=True``, a
     ``ValueError``.
     """
+    if engine in ("auto", "torch"):
+        return
+    device = resolve_device(device)
+    _check_engine(engine, device, resolve_precision(precision, device), compile)
+
+
+def _check_engine(engine: str, device: torch.device, dtype, compile: bool) -> None:
     if engine in ("auto", "torch"):
         return
     if not installed(engine):
@@ -140,10 +152,10 @@ def engine_spec(
     """The engine a pass runs on, or None for torch.
 
     ``"auto"`` takes the fastest installed engine for ``kind`` ("image" or
-    "text") that runs ``dtype`` when the pass is on the CPU and not compiled;
-    else torch.
+    "text") that runs ``dtype`` when the pass is on the CPU and not compiled,
+    for passes of :data:`AUTO_MIN_SAMPLES` or more; else torch.
     """
-    check_engine(engine, device, dtype, compile=compile)
+    _check_engine(engine, device, dtype, compile)
     if engine == "torch":
         return None
     if engine == "auto":
@@ -154,7 +166,7 @@ def engine_spec(
         ]
         if not usable:
             return None
-        engine = usable[0]
+        return EngineSpec(usable[0], tuple(key), dtype, AUTO_MIN_SAMPLES)
     return EngineSpec(engine, tuple(key), dtype)
 
 

@@ -42,9 +42,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
 
     def _fit_backbone(self, X):
         """Load weights and learn the image conventions (of ``X`` when given)."""
-        device = self._device()
-        dtype = resolve_precision(self.precision, device)
-        check_engine(self.engine, device, dtype, compile=self.compile)
+        check_engine(self.engine, self.device, self.precision, compile=self.compile)
         # get_spec validates the backbone parameter (names, specs or modules).
         spec = get_spec(self.backbone, modality="image")
         backbone = load_frozen(spec)

@@ -338,7 +338,8 @@ def iter_inputs(
     engine : EngineSpec or None
         Run ``forward`` (a function of ``model``) on this inference engine
         instead of torch, exported at the first samples of ``inputs`` (see
-        :func:`skltransfer._engines.engine_forward`); None: torch.
+        :func:`skltransfer._engines.engine_forward`), when ``inputs`` has at
+        least its ``min_samples``; None: torch.
     verbose, desc : int, str
         A progress bar, and its text.
     """
@@ -348,7 +349,7 @@ def iter_inputs(
         else precision
     )
     _place(model, device, channels_last)
-    if engine is not None and len(inputs):
+    if engine is not None and len(inputs) >= max(engine.min_samples, 1):
         torch_forward = forward
         forward = engine_forward(engine, model, forward, lambda: inputs.example(2))
         if forward is not torch_forward:

@@ -55,6 +55,7 @@ def test_auto_takes_an_installed_engine_on_the_cpu_and_torch_elsewhere(monkeypat
     monkeypatch.setattr(engines, "installed", lambda name: name == "onnxruntime")
     spec = engine_spec("auto", CPU, None, kind="image", key=("k",))
     assert spec == EngineSpec("onnxruntime", ("k",), None)
+    assert spec.min_samples == engines.AUTO_MIN_SAMPLES  # small passes: torch
     assert engine_spec("auto", CPU, torch.bfloat16, kind="image") is None  # fp32 only
     assert engine_spec("auto", CPU, None, kind="text", compile=True) is None
     assert engine_spec("auto", torch.device("cuda"), None, kind="text") is None
@@ -70,15 +71,15 @@ def test_auto_takes_an_installed_engine_on_the_cpu_and_torch_elsewhere(monkeypat
 def test_an_engine_named_explicitly_must_be_able_to_run(monkeypatch):
     monkeypatch.setattr(engines, "installed", lambda name: False)
     with pytest.raises(MissingDependencyError, match="pip install onnxruntime"):
-        check_engine("onnxruntime", CPU, None)
-    check_engine("auto", CPU, None)  # auto falls back to torch without a word
+        check_engine("onnxruntime", "cpu", "fp32")
+    check_engine("auto", "cpu", "fp32")  # auto falls back to torch without a word
     monkeypatch.setattr(engines, "installed", lambda name: True)
     with pytest.raises(ValueError, match="runs on the CPU"):
-        check_engine("openvino", torch.device("cuda"), None)
+        engines._check_engine("openvino", torch.device("cuda"), None, False)
     with pytest.raises(ValueError, match="does not run precision bfloat16"):
-        check_engine("onnxruntime", CPU, torch.bfloat16)
+        check_engine("onnxruntime", "cpu", "bf16")
     with pytest.raises(ValueError, match="compile=True"):
-        check_engine("openvino", CPU, None, compile=True)
+        check_engine("openvino", "cpu", "fp32", compile=True)
 
 
 def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):

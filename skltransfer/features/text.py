@@ -179,8 +179,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         self : PretrainedTextEmbeddings
         """
         as_texts(X, missing=self.missing)
-        device = self._device()
-        check_engine(self.engine, device, resolve_precision(self.precision, device))
+        check_engine(self.engine, self.device, self.precision)
         spec = get_spec(
             self.model, modality="text", trust_remote_code=self.trust_remote_code
         )
