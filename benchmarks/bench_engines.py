@@ -39,7 +39,7 @@ from skltransfer._engines import EngineSpec, engine_forward, installed  # noqa: 
 from skltransfer.inputs.batches import ImageInputs  # noqa: E402
 
 ENGINES = ["torch"] + [e for e in ("onnxruntime", "openvino") if installed(e)]
-SWEEP = (4, 8, 16, 32, 64)
+SWEEP = (8, 16, 32)
 
 
 def _texts(n: int) -> list[str]:
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {ENGINES}")
     rows = bench("images", args.images, args.precision, args.rounds)

@@ -267,9 +267,10 @@ _SHARED = {
         the input size and the engine; outputs equal torch's to float32
         rounding, 1.6 to 2.6 times faster on the CPU (``pip install
         skltransfer[engines]``). ``"auto"`` takes an installed engine on the
-        CPU (OpenVINO first for images, ONNX Runtime first for texts;
-        OpenVINO alone for bf16 and fp16) and torch on a GPU, with
-        ``compile=True``, or where neither is installed. A model that cannot
+        CPU for passes of 32 samples or more (OpenVINO first for images, ONNX
+        Runtime first for texts; OpenVINO alone for bf16 and fp16), and torch
+        for smaller passes, on a GPU, with ``compile=True``, or where neither
+        is installed. A model that cannot
         be exported (a forward whose Python control flow depends on the
         data, an operation the exporter rejects) runs on torch, with one
         :class:`~skltransfer.exceptions.EngineFallbackWarning`. An engine
