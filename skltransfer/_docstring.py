@@ -265,7 +265,7 @@ _SHARED = {
         ``$SKLTRANSFER_ENGINE_CACHE`` (default
         ``~/.cache/skltransfer/engines``) and keyed by the weights, the layer,
         the input size and the engine; outputs equal torch's to float32
-        rounding, 1.6 to 2.6 times faster on the CPU (``pip install
+        rounding, faster on the CPU (see the performance guide; ``pip install
         skltransfer[engines]``). ``"auto"`` takes an installed engine on the
         CPU for passes of 32 samples or more (OpenVINO first for images, ONNX
         Runtime first for texts; OpenVINO alone for bf16 and fp16), and torch
