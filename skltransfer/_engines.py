@@ -2,8 +2,8 @@
 
 A frozen estimator's forward pass (the model up to its layer, with the
 pooling) is exported once to ONNX with dynamic batch (and sequence) axes and
-run by an engine instead of torch, which on the CPU is 1.6 to 2.6 times
-faster for the same weights (see the performance guide). The engine is a
+run by an engine instead of torch, faster on the CPU for the same weights
+(see the performance guide and ``benchmarks/bench_engines.py``). The engine is a
 forward function swapped into the one runner of :mod:`._inference`: batching,
 ordering and prefetching stay as they are.
 
