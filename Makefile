@@ -29,12 +29,13 @@ $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 venv: $(VENV)/.stamp-$(subst $(comma),-,$(EXTRAS))
 
 demo:
-	$(MAKE) venv EXTRAS=models,demo
+	$(MAKE) venv EXTRAS=models,demo,engines
 	$(PY) -m skltransfer.demo
 
-# The tests also run skltransfer.distributed on Dask, Ray and Spark.
+# The tests also run skltransfer.distributed on Dask, Ray and Spark, and the
+# frozen passes on ONNX Runtime and OpenVINO.
 test:
-	$(MAKE) venv EXTRAS=models,test,distributed,recipes
+	$(MAKE) venv EXTRAS=models,test,distributed,recipes,engines
 	$(PY) -m ruff check skltransfer tests benchmarks
 	$(PY) -m pytest
 

@@ -281,6 +281,24 @@ _SHARED = {
         cross-validation measure once; smaller inputs use 8 on the CPU and
         128 on a GPU. A batch that runs out of device memory is split in
         halves and retried. Outputs do not depend on the batch size.""",
+    "engine": """engine : {"auto", "torch", "onnxruntime", "openvino"}, default="auto"
+        What runs the frozen forward pass. ``"onnxruntime"`` and
+        ``"openvino"`` run it on the CPU from the model exported once to ONNX
+        (up to ``layer``, with the pooling), kept on disk under
+        ``$SKLTRANSFER_ENGINE_CACHE`` (default
+        ``~/.cache/skltransfer/engines``) and keyed by the weights, the layer,
+        the input size and the engine; outputs equal torch's to float32
+        rounding, faster on the CPU (see the performance guide; ``pip install
+        skltransfer[engines]``). ``"auto"`` takes an installed engine on the
+        CPU for passes of 32 samples or more (OpenVINO first for images, ONNX
+        Runtime first for texts; OpenVINO alone for bf16 and fp16), and torch
+        for smaller passes, on a GPU, with ``compile=True``, or where neither
+        is installed. A model that cannot
+        be exported (a forward whose Python control flow depends on the
+        data, an operation the exporter rejects) runs on torch, with one
+        :class:`~skltransfer.exceptions.EngineFallbackWarning`. An engine
+        named but not installed raises an error in ``fit``. Pickles hold no
+        exported model.""",
     "compile": """compile : bool, default=False
         Compile the forward pass with :func:`torch.compile` (inductor, with
         the frozen weights folded in as constants). The first call pays the

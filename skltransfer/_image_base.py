@@ -9,10 +9,12 @@ from sklearn.base import BaseEstimator
 from ._batch_size import default_batch_size
 from ._compile import compiled_forward
 from ._device import resolve_precision
+from ._engines import check_engine, engine_spec
 from ._inference import iter_inputs
 from ._process_state import load_frozen
 from ._validation import (
     check_is_fitted,
+    engine_constraints,
     image_input_constraints,
     runtime_constraints,
 )
@@ -35,10 +37,12 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         **image_input_constraints(),
         **runtime_constraints(measured_batch_size=True),
         "compile": ["boolean"],
+        **engine_constraints(),
     }
 
     def _fit_backbone(self, X):
         """Load weights and learn the image conventions (of ``X`` when given)."""
+        check_engine(self.engine, self.device, self.precision, compile=self.compile)
         # get_spec validates the backbone parameter (names, specs or modules).
         spec = get_spec(self.backbone, modality="image")
         backbone = load_frozen(spec)
@@ -101,6 +105,14 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
         key = (type(self).__name__, self.backbone_.name, id(self.backbone_))
         key += (self._forward_key(), channels_last)
         pad_to = None
+        engine = engine_spec(
+            self.engine,
+            device,
+            dtype,
+            kind="image",
+            key=(type(self).__name__, *self._forward_key()),
+            compile=self.compile and self._compilable(),
+        )
         if self.compile and self._compilable():
             config = (self._forward_key(), str(device), dtype, channels_last)
             forward = compiled_forward(self.backbone_, config, forward)
@@ -117,6 +129,7 @@ class PretrainedImageBase(TorchModelMixin, BaseEstimator):
             model=self.backbone_,
             channels_last=channels_last,
             pad_to=pad_to,
+            engine=engine,
             verbose=self.verbose,
             desc=desc,
         )

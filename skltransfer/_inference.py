@@ -10,7 +10,9 @@ the GIL in both, so the two overlap. On top of it:
   estimator (features, prediction). It owns the set-up around the pass: the
   model on its device, the autocast precision, the length order of texts
   (restored in the output), and the batch sizes (given, or measured and
-  remembered under a key built from the inputs' ``batch_size_key``);
+  remembered under a key built from the inputs' ``batch_size_key``), and
+  the engine that runs the forward (torch, or ONNX Runtime or OpenVINO
+  through :mod:`._engines`, a forward function swapped in);
 - :func:`run_batched` and :func:`iter_batched`, below it: preprocess (CPU) ->
   forward (device) -> numpy (CPU), with batch halving on out-of-memory,
   batch-size measuring and padding for compiled forwards;
@@ -34,6 +36,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._batch_size import AutoBatchSize, batch_slices, plan_batches
 from ._device import autocast, resolve_precision
+from ._engines import EngineSpec, engine_forward
 from ._progress import progress_bar
 from .exceptions import SkltransferWarning, warn_at_caller
 
@@ -302,6 +305,7 @@ def iter_inputs(
     model: torch.nn.Module | None = None,
     channels_last: bool | None = None,
     pad_to: int | None = None,
+    engine: EngineSpec | None = None,
     verbose: int | str = 0,
     desc: str = "",
 ) -> Iterator[np.ndarray]:
@@ -333,6 +337,11 @@ def iter_inputs(
         and so are the batches).
     pad_to : int or None
         Batches padded to this many rows (a compiled forward sees one shape).
+    engine : EngineSpec or None
+        Run ``forward`` (a function of ``model``) on this inference engine
+        instead of torch, exported at the first samples of ``inputs`` (see
+        :func:`skltransfer._engines.engine_forward`), when ``inputs`` has at
+        least its ``min_samples``; None: torch.
     verbose, desc : int or "auto", str
         A progress bar (see :func:`skltransfer._progress.progress_bar`), and
         its text.
@@ -343,6 +352,12 @@ def iter_inputs(
         else precision
     )
     _place(model, device, channels_last)
+    if engine is not None and len(inputs) >= max(engine.min_samples, 1):
+        torch_forward = forward
+        forward = engine_forward(engine, model, forward, lambda: inputs.example(2))
+        if forward is not torch_forward:
+            channels_last = False  # the engine takes plain NCHW batches
+            key = key and (*key, engine.name)
     if key is not None:
         key = (*key, *inputs.batch_size_key(), str(device), dtype)
     slices, sizer = plan_batches(

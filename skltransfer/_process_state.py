@@ -17,6 +17,10 @@ costs the work it saved, done again on next use.
     ``torch.compile``'d forward passes (:mod:`._compile`), by model and
     forward configuration; each holds compiled code and, with inductor's
     freezing, a copy of the weights.
+``engine_runners`` (four entries)
+    Forward passes started on an inference engine, ONNX Runtime or OpenVINO
+    (:mod:`._engines`), by model and forward configuration, or the fallback
+    to torch of a model that could not be exported (said once).
 ``layer_group_orders`` (64 entries)
     The order in which a body runs its layer groups, and which of them
     reach the output, by architecture (:mod:`.backbones._groups`): finding
@@ -42,6 +46,7 @@ __all__ = [
     "ProcessMemo",
     "clear_process_state",
     "compiled_forwards",
+    "engine_runners",
     "layer_group_orders",
     "load_frozen",
     "loaded_estimators",
@@ -112,6 +117,7 @@ class ProcessMemo:
 reused_frozen_backbone = ProcessMemo(maxsize=1)
 measured_batch_sizes = ProcessMemo(maxsize=None)
 compiled_forwards = ProcessMemo(maxsize=4)
+engine_runners = ProcessMemo(maxsize=4)
 loaded_estimators = ProcessMemo(maxsize=4)
 layer_group_orders = ProcessMemo(maxsize=64)
 
@@ -119,6 +125,7 @@ _ALL = (
     reused_frozen_backbone,
     measured_batch_sizes,
     compiled_forwards,
+    engine_runners,
     loaded_estimators,
     layer_group_orders,
 )
@@ -134,6 +141,7 @@ def clear_process_state() -> None:
     - the last frozen backbone loaded, reused by the next fit of the same one;
     - the inference batch sizes chosen by measurement;
     - the ``torch.compile``'d forward passes (``compile=True``);
+    - the forward passes started on an inference engine (``engine=``);
     - the fitted estimators a worker loaded for
       :class:`skltransfer.distributed.BatchFunction`.
 

@@ -31,6 +31,7 @@ from sklearn.utils.validation import (  # noqa: F401  (re-exported)
 from ._device import PRECISIONS
 
 __all__ = [
+    "ENGINES",
     "FittedState",
     "HasMethods",
     "Interval",
@@ -38,6 +39,7 @@ __all__ = [
     "check_is_fitted",
     "check_positive_int",
     "check_sample_weight",
+    "engine_constraints",
     "fit_context",
     "image_input_constraints",
     "text_input_constraints",
@@ -127,6 +129,15 @@ def runtime_constraints(*, measured_batch_size: bool) -> dict:
         "precision": [StrOptions(set(PRECISIONS))],
         "verbose": ["verbose", StrOptions({"auto"})],
     }
+
+
+# The engines of a frozen pass (see ``_engines.py``).
+ENGINES = ("auto", "torch", "onnxruntime", "openvino")
+
+
+def engine_constraints() -> dict:
+    """Constraint of ``engine``, the inference engine of the frozen estimators."""
+    return {"engine": [StrOptions(set(ENGINES))]}
 
 
 def image_input_constraints() -> dict:

@@ -32,6 +32,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
     {image_shape}
     {value_range}
     {batch_size}
+    {engine}
     {device}
     {precision}
     {compile}
@@ -69,6 +70,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         image_shape=None,
         value_range="auto",
         batch_size=None,
+        engine="auto",
         device="auto",
         precision="fp32",
         compile=False,
@@ -81,6 +83,7 @@ class PretrainedImageClassifier(ClassifierMixin, PretrainedImageBase):
         self.image_shape = image_shape
         self.value_range = value_range
         self.batch_size = batch_size
+        self.engine = engine
         self.device = device
         self.precision = precision
         self.compile = compile

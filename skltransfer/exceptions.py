@@ -7,6 +7,7 @@ import sys
 import warnings
 
 __all__ = [
+    "EngineFallbackWarning",
     "FrozenCacheWarning",
     "MissingDependencyError",
     "SkltransferWarning",
@@ -28,6 +29,13 @@ class TruncationWarning(SkltransferWarning):
 
 class FrozenCacheWarning(SkltransferWarning):
     """Frozen layers run at every epoch: their outputs could not be cached."""
+
+
+class EngineFallbackWarning(SkltransferWarning):
+    """A model could not run on the inference engine asked for; it runs on
+    torch. Said once per model and configuration in a process, with the
+    reason (a forward that does not trace, an operation the exporter rejects,
+    outputs that differ from torch's)."""
 
 
 class UnreadableImageWarning(SkltransferWarning):

@@ -4,6 +4,8 @@ test files use."""
 import atexit
 import gc
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -11,6 +13,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # On a small shared CPU, OpenMP threads that spin while waiting make torch's
 # run times erratic (one fit from 0.15 s to 20 s); passive waiting does not.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Models exported for the inference engines go to a folder of this process,
+# not the user's cache (subprocesses of the tests share it).
+if "SKLTRANSFER_ENGINE_CACHE" not in os.environ:
+    _ENGINE_CACHE = tempfile.mkdtemp(prefix="skltransfer-engines-")
+    os.environ["SKLTRANSFER_ENGINE_CACHE"] = _ENGINE_CACHE
+    atexit.register(shutil.rmtree, _ENGINE_CACHE, ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

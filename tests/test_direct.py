@@ -103,3 +103,15 @@ def test_errors_name_a_sample_by_its_position_in_x(tmp_path):
     images = [np.zeros((8, 8, 3), np.uint8)] * 2
     with pytest.raises(ValueError, match=r"^Sample 2: image file .*gone\.png'"):
         clf.predict([*images, gone])
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_an_engine_gives_the_heads_logits(rgb_images, engine):
+    pytest.importorskip(engine, reason=f"{engine} is not installed")
+    X, _ = rgb_images
+    clf = PretrainedImageClassifier("test_tiny_cnn", engine=engine).fit(X)
+    torch_clf = PretrainedImageClassifier("test_tiny_cnn", engine="torch").fit(X)
+    np.testing.assert_allclose(
+        clf.decision_function(X), torch_clf.decision_function(X), rtol=1e-4, atol=1e-5
+    )
+    assert clf.get_params()["engine"] == engine

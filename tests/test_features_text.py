@@ -255,3 +255,41 @@ def test_minilm_equals_sentence_transformers(minilm):
     theirs = st.encode(texts, batch_size=4, convert_to_numpy=True)
     cosines = (ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1)
     assert cosines.min() >= 0.9999
+
+
+# -- inference engines ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_an_engine_gives_torch_outputs(engine):
+    pytest.importorskip(engine, reason=f"{engine} is not installed")
+    texts = TEXTS + ["a much longer text than the others, " * 4, "x"]
+    est = PretrainedTextEmbeddings("test_tiny_bert", engine=engine, batch_size=3)
+    Z = est.fit(texts).transform(texts)  # batch and sequence axes both vary
+    reference = clone(est).set_params(engine="torch").fit(texts).transform(texts)
+    np.testing.assert_allclose(Z, reference, rtol=1e-4, atol=1e-5)
+    pooled = clone(est).set_params(pooling="cls", normalize=False, layer=[-2, -1])
+    np.testing.assert_allclose(
+        pooled.fit(texts).transform(texts),
+        pooled.set_params(engine="torch").fit(texts).transform(texts),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_engine_is_a_parameter_checked_in_fit():
+    est = PretrainedTextEmbeddings("test_tiny_bert", engine="onnxruntime")
+    assert clone(est).get_params()["engine"] == "onnxruntime"
+    with pytest.raises(InvalidParameterError, match="engine"):
+        clone(est).set_params(engine="tensorrt").fit(TEXTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_an_engine_gives_minilm_embeddings(minilm, engine):
+    pytest.importorskip(engine, reason=f"{engine} is not installed")
+    texts = [t for pair in PAIRS for t in pair] + ["", "Ünïcödé ✓ 🙂"]
+    ours = clone(minilm).set_params(engine=engine, batch_size=4).fit(texts)
+    reference = clone(ours).set_params(engine="torch").fit(texts).transform(texts)
+    cosines = (ours.transform(texts) * reference).sum(1)  # unit vectors
+    assert cosines.min() >= 0.9999

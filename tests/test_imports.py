@@ -137,7 +137,8 @@ LAYERS = [
     {"base", "freezing", "augmentation", "_compile"},
     {"inputs"},
     {"backbones"},
-    {"caching", "_inference", "_batch_size", "_process_state", "_device"}
+    {"caching", "_inference", "_engines", "_batch_size", "_process_state"}
+    | {"_device"}
     | {"_validation", "_docstring", "_config", "_malloc", "_files", "exceptions"}
     | {"_progress"},
 ]

@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).parent.parent
 # What each target installs: the extras after `pip install -e`.
 EXTRAS = {
-    "demo": ".[models,demo]",
-    "test": ".[models,test,distributed,recipes]",
+    "demo": ".[models,demo,engines]",
+    "test": ".[models,test,distributed,recipes,engines]",
     "lint": ".[models,test]",
     "venv": ".[models,test]",
 }

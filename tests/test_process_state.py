@@ -36,6 +36,7 @@ def test_the_memos_are_named_for_what_they_hold():
         "reused_frozen_backbone",
         "measured_batch_sizes",
         "compiled_forwards",
+        "engine_runners",
         "loaded_estimators",
         "layer_group_orders",
     }
@@ -46,6 +47,7 @@ def test_clear_process_state_empties_every_memo():
     BatchFunction(est).estimator()
     state.measured_batch_sizes.put("key", (16, 100))
     state.compiled_forwards.put("key", "compiled")
+    state.engine_runners.put("key", "runner")
     state.layer_group_orders.put("key", ["a", "b"])
     assert all(len(memo) for memo in _memos().values())
     skltransfer.clear_process_state()

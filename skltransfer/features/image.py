@@ -54,6 +54,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
     {image_shape}
     {value_range}
     {batch_size}
+    {engine}
     {device}
     {precision}
     {compile}
@@ -106,6 +107,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         image_shape=None,
         value_range="auto",
         batch_size=None,
+        engine="auto",
         device="auto",
         precision="fp32",
         compile=False,
@@ -122,6 +124,7 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
         self.image_shape = image_shape
         self.value_range = value_range
         self.batch_size = batch_size
+        self.engine = engine
         self.device = device
         self.precision = precision
         self.compile = compile

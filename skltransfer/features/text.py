@@ -9,12 +9,15 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from .._device import resolve_precision
 from .._docstring import fill_doc
+from .._engines import check_engine, engine_spec
 from .._inference import run_inputs
 from .._process_state import load_frozen
 from .._validation import (
     StrOptions,
     check_is_fitted,
+    engine_constraints,
     fit_context,
     runtime_constraints,
     text_input_constraints,
@@ -28,6 +31,10 @@ from ..inputs.text import MISSING_OPTIONS, as_texts, check_max_length
 from ._base import TextFeaturesMixin
 
 __all__ = ["PretrainedTextEmbeddings"]
+
+# What an exported text model computes besides the settings: the encoder's
+# token states, pooled over the attention mask (``_embed``).
+_TEXT = "text-embedding"
 
 
 @fill_doc
@@ -71,6 +78,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         per second at doubling sizes, as for images; see
         :class:`PretrainedImageFeatures`) and uses 8 on the CPU and 128 on a
         GPU on small ones. Outputs do not depend on the batch size.
+    {engine}
     missing : {{"error", "empty"}}, default="error"
         Missing texts (None, NaN): raise an error naming their position, or
         embed them as empty strings.
@@ -121,6 +129,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         "trust_remote_code": ["boolean"],
         **runtime_constraints(measured_batch_size=True),
         "cache": CACHE_CONSTRAINT,
+        **engine_constraints(),
     }
 
     def __init__(
@@ -132,6 +141,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         layer=None,
         max_length=None,
         batch_size=None,
+        engine="auto",
         missing="error",
         trust_remote_code=False,
         device="auto",
@@ -145,6 +155,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         self.layer = layer
         self.max_length = max_length
         self.batch_size = batch_size
+        self.engine = engine
         self.missing = missing
         self.trust_remote_code = trust_remote_code
         self.device = device
@@ -168,6 +179,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         self : PretrainedTextEmbeddings
         """
         as_texts(X, missing=self.missing)
+        check_engine(self.engine, self.device, self.precision)
         spec = get_spec(
             self.model, modality="text", trust_remote_code=self.trust_remote_code
         )
@@ -243,14 +255,20 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         warn_truncated(inputs, self.max_length_)
         # Measured in padded tokens per second; batches are sorted by length,
         # so neighbouring batches, which the measurement compares, are alike.
+        device = self._device()
+        dtype = resolve_precision(self.precision, device)
+        settings = (self.pooling, self.normalize, self.layers_)
         return run_inputs(
             inputs,
             self._embed,
-            device=self._device(),
-            precision=self.precision,
+            device=device,
+            precision=dtype,
             batch_size=self.batch_size,
             key=(type(self).__name__, self.backbone_.name, id(self.backbone_)),
             model=self.backbone_,
+            engine=engine_spec(
+                self.engine, device, dtype, kind="text", key=(_TEXT, *settings)
+            ),
             verbose=self.verbose,
             desc="Embedding texts",
         )
