@@ -465,7 +465,10 @@ def test_a_probed_linear_head_on_a_frozen_body_is_the_probe(small_digits, source
     assert mlp_head.fit(X_tr, y_tr).n_iter_ >= MIN_EPOCHS
 
 
-def test_a_fit_of_a_head_on_stored_features_trains_on_one_thread(monkeypatch):
+def _fit_on_two_threads(monkeypatch, clf):
+    """Fit ``clf`` on 20 samples of 16 features with torch on two threads;
+    returns the thread counts its training loops ran with, and the count
+    after the fit."""
     seen = []
     fit_loop = _base.BaseFineTune._fit_loop
 
@@ -479,31 +482,23 @@ def test_a_fit_of_a_head_on_stored_features_trains_on_one_thread(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        FineTuneClassifier(nn.Identity(), head=(8,), max_epochs=2).fit(X, y)
-        assert seen == [1] and torch.get_num_threads() == 2
+        clf.fit(X, y)
+        return seen, torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_fit_of_a_head_on_stored_features_trains_on_one_thread(monkeypatch):
+    clf = FineTuneClassifier(nn.Identity(), head=(8,), max_epochs=2)
+    seen, after = _fit_on_two_threads(monkeypatch, clf)
+    assert seen == [1] and after == 2
 
 
 def test_a_body_that_runs_at_each_step_keeps_its_threads(monkeypatch):
     # Its weights repeat over positions (pixels, tokens) that a count of
     # parameters does not see, so its steps are never taken for small.
-    seen = []
-    fit_loop = _base.BaseFineTune._fit_loop
-
-    def spy(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return fit_loop(self, *args, **kwargs)
-
-    monkeypatch.setattr(_base.BaseFineTune, "_fit_loop", spy)
-    X = np.random.default_rng(0).normal(size=(20, 16)).astype(np.float32)
-    y = np.repeat([0, 1], 10)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        body = nn.Sequential(nn.Linear(16, 8), nn.ReLU())
-        clf = FineTuneClassifier(body, unfreeze="all", max_epochs=2).fit(X, y)
-        assert clf.n_trainable_groups_ >= 1 and clf.cached_groups_ == 0
-        assert seen and set(seen) == {2}
-    finally:
-        torch.set_num_threads(before)
+    body = nn.Sequential(nn.Linear(16, 8), nn.ReLU())
+    clf = FineTuneClassifier(body, unfreeze="all", max_epochs=2)
+    seen, after = _fit_on_two_threads(monkeypatch, clf)
+    assert clf.n_trainable_groups_ >= 1 and clf.cached_groups_ == 0
+    assert seen and set(seen) == {2} and after == 2

@@ -71,8 +71,8 @@ def choose_interpolation(estimator, pristine, data, device, seed):
     body trains and ``pristine`` (a copy of the pretrained backbone, which
     the folds train in turn) is given, the weight is cross-fitted (see the
     module docstring) and the report holds the candidates, their held-out
-    losses and the number of folds; otherwise the trained weights are kept whole (weight 1, no
-    report).
+    losses and the number of folds; otherwise the trained weights are kept
+    whole (weight 1, no report).
     """
     if estimator.interpolation != "auto":
         return float(estimator.interpolation), None
