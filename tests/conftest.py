@@ -156,6 +156,23 @@ def hide_package(monkeypatch):
     return hidden.add
 
 
+@pytest.fixture
+def frozen_pass(monkeypatch):
+    """The samples each fine-tuning fit's frozen pass runs (its
+    ``map_batches`` calls), in a list the test may clear."""
+    from skltransfer.finetune import _frozen_activations
+
+    samples = []
+    real = _frozen_activations.map_batches
+
+    def counting(inputs, *args, **kwargs):
+        samples.append(len(inputs))
+        return real(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(_frozen_activations, "map_batches", counting)
+    return samples
+
+
 @pytest.fixture(scope="session")
 def digits():
     from sklearn.datasets import load_digits

@@ -53,25 +53,10 @@ def test_grid_search_over_unfreeze(small_digits, n_jobs):
     )
 
 
-def _frozen_pass_samples(monkeypatch) -> list:
-    from skltransfer.finetune import _frozen_activations
-
-    samples = []
-    real = _frozen_activations.map_batches
-
-    def counting(inputs, *args, **kwargs):
-        samples.append(len(inputs))
-        return real(inputs, *args, **kwargs)
-
-    monkeypatch.setattr(_frozen_activations, "map_batches", counting)
-    return samples
-
-
 def test_a_search_with_a_cache_runs_the_frozen_groups_once(
-    small_digits, tmp_path, monkeypatch
+    small_digits, tmp_path, frozen_pass
 ):
     X, y = small_digits[0][:90], small_digits[1][:90] % 3
-    samples = _frozen_pass_samples(monkeypatch)
 
     def search(cache):
         clf = FineTuneClassifier(**IMAGE, unfreeze=1, random_state=0, cache=cache)
@@ -79,10 +64,10 @@ def test_a_search_with_a_cache_runs_the_frozen_groups_once(
 
     plain = search(None)
     # Six fits on two thirds of the data and the refit on all of it.
-    assert sum(samples) == 6 * 60 + 90
-    samples.clear()
+    assert sum(frozen_pass) == 6 * 60 + 90
+    frozen_pass.clear()
     cached = search(tmp_path)
-    assert sum(samples) == len(X)  # each sample once, by the first two folds
+    assert sum(frozen_pass) == len(X)  # each sample once, by the first two folds
     np.testing.assert_array_equal(
         cached.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"]
     )

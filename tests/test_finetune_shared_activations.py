@@ -13,23 +13,8 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from skltransfer import FineTuneClassifier, FineTuneRegressor, PretrainedTextEmbeddings
-from skltransfer.finetune import _frozen_activations
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def frozen_pass(monkeypatch):
-    """The samples each fit's frozen pass runs (its ``map_batches`` calls)."""
-    samples = []
-    real = _frozen_activations.map_batches
-
-    def counting(inputs, *args, **kwargs):
-        samples.append(len(inputs))
-        return real(inputs, *args, **kwargs)
-
-    monkeypatch.setattr(_frozen_activations, "map_batches", counting)
-    return samples
 
 
 @pytest.fixture
