@@ -62,6 +62,13 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return _DTYPES.get(precision)
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The ``precision`` name of an autocast ``dtype`` from
+    :func:`resolve_precision` ("fp32" for None)."""
+    names = {v: k for k, v in _DTYPES.items()}
+    return "fp32" if dtype is None else names.get(dtype, str(dtype))
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """An autocast context for ``dtype``, or a no-op context for fp32."""
     if dtype is None:

@@ -7,6 +7,7 @@ from skltransfer._device import (
     SMALL_STEP,
     autocast,
     device_available,
+    precision_name,
     resolve_device,
     resolve_precision,
     step_threads,
@@ -83,3 +84,8 @@ def test_small_cpu_steps_run_on_one_thread_and_put_the_count_back():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_a_precision_name_comes_back_from_its_dtype(precision):
+    assert precision_name(resolve_precision(precision, CPU)) == precision

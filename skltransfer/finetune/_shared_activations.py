@@ -27,15 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._device import precision_name
 from ..caching import EmbeddingCache, hash_bytes, module_fingerprint, open_cache
 from ..features.image import _PIXEL_PIPELINE
 from ..features.text import PretrainedTextEmbeddings, _tokenizer_key
 from ..inputs.batches import ImageInputs, TextInputs
 
 __all__ = ["SharedRows", "shared_rows"]
-
-# Autocast precisions by the names of the estimators' ``precision``.
-_PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 @dataclass
@@ -106,7 +104,7 @@ def shared_rows(config, network, ctx, inputs, what: str, example):
 
 def _rows_key(network, config, ctx, inputs, what: str, example) -> str:
     """Everything but the sample that decides its activations, as a key."""
-    precision = _PRECISION_NAMES.get(ctx.dtype, str(ctx.dtype))
+    precision = precision_name(ctx.dtype)
     text = isinstance(inputs, TextInputs)
     if what == "features" and text and _padding_side(inputs) == "right":
         return _text_embeddings_key(network.backbone, inputs.limit, precision)
