@@ -369,15 +369,26 @@ def _fill(store, fn, inputs, ctx, batch_size: int, dtype, on_batch=None, at=None
     )
 
 
-def _fill_shared(store, fn, inputs, ctx, batch_size, dtype, shared, **kw):
+def _fill_shared(
+    store,
+    fn,
+    inputs,
+    ctx,
+    batch_size,
+    dtype,
+    shared,
+    *,
+    lengths=None,
+    on_batch=None,
+    on_read=None,
+):
     """:func:`_fill`, reading the rows that ``shared`` (rows of earlier fits,
     or None) holds and adding the others to it. ``lengths`` and
     ``on_read(i)``: see :meth:`SharedRows.read`."""
-    on_batch = kw.get("on_batch")
     if shared is None:
         _fill(store, fn, inputs, ctx, batch_size, dtype, on_batch)
         return
-    missing = shared.read(store, inputs, dtype, kw.get("lengths"), kw.get("on_read"))
+    missing = shared.read(store, inputs, dtype, lengths, on_read)
     if not len(missing):
         return
 
