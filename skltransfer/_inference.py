@@ -466,19 +466,21 @@ def map_batches(
     dtype: torch.dtype | None,
     batch_size: int,
     training: bool = False,
+    order: np.ndarray | None = None,
     verbose: int | str = 0,
     desc: str = "",
 ) -> list:
-    """``fn(batch)`` for every batch of ``inputs`` in order, without gradients.
+    """``fn(batch)`` for every batch of ``inputs``, without gradients.
 
     The pass over a fit's inputs whose results stay tensors (cached
     activations, frozen features, the probe's features, BatchNorm
     re-estimation): batches go to ``device`` un-augmented, under the
     autocast ``dtype`` (None: float32). ``training`` follows
-    :func:`iterate_batches` (no last batch of one). ``verbose`` and
-    ``desc``: a progress bar over the samples, and its text.
+    :func:`iterate_batches` (no last batch of one). ``order``: the order of
+    the samples (None: as they are). ``verbose`` and ``desc``: a progress
+    bar over the samples, and its text.
     """
-    order = inputs.positions(np.arange(len(inputs)))
+    order = inputs.positions(np.arange(len(inputs)) if order is None else order)
     batches = iterate_batches(
         inputs, order, batch_size, training=training, device=device
     )

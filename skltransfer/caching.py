@@ -152,6 +152,16 @@ def _tensor_versions(module) -> tuple:
     return tuple((id(t), t._version, t.data_ptr()) for t in tensors)
 
 
+def copy_fingerprint(source, copy) -> None:
+    """Let ``copy``, a deep copy of ``source`` (the same structure, equal
+    tensors), know the fingerprint of ``source`` without hashing its tensors
+    again; a change to ``copy`` in place is fingerprinted afresh as usual."""
+    copy.__dict__["_skltransfer_fingerprint"] = (
+        _tensor_versions(copy),
+        module_fingerprint(source),
+    )
+
+
 def module_fingerprint(module) -> str:
     """What determines a module's output, as a digest.
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from _common_finetune import IMAGE, SENTIMENT_LABELS, SENTIMENT_TEXTS, mlp
 
+import skltransfer
 from skltransfer import FineTuneClassifier
 from skltransfer.exceptions import FrozenCacheWarning
 from skltransfer.finetune import _frozen_activations
@@ -176,6 +177,24 @@ def test_frozen_lower_blocks_of_a_text_encoder_run_once(where, monkeypatch):
     )
 
 
+def test_the_frozen_pass_runs_texts_longest_first(monkeypatch):
+    """So that each batch pads little; the rows still land where their texts
+    belong (the predictions above equal those of the plain path)."""
+    passes = []
+    real = _frozen_activations.map_batches
+
+    def spying(inputs, *args, order=None, **kwargs):
+        passes.append((inputs, order))
+        return real(inputs, *args, order=order, **kwargs)
+
+    monkeypatch.setattr(_frozen_activations, "map_batches", spying)
+    _fit_text()
+    inputs, order = passes[0]
+    lengths = inputs.lengths()[order]
+    assert len(order) == len(inputs) and (np.diff(lengths) <= 0).all()
+    assert lengths[0] > lengths[-1]
+
+
 def test_text_embeddings_run_once_per_fit(monkeypatch):
     from transformers.models.bert import modeling_bert
 
@@ -196,7 +215,7 @@ def test_text_embeddings_run_once_per_fit(monkeypatch):
     assert len(calls) <= 4 + 6 and plain >= 3 * 6
 
 
-def test_left_padding_tokenizers_take_the_plain_path(monkeypatch):
+def test_left_padding_tokenizers_take_the_plain_path(monkeypatch, request):
     from skltransfer.backbones import _text
 
     real = _text.tiny_tokenizer
@@ -207,6 +226,10 @@ def test_left_padding_tokenizers_take_the_plain_path(monkeypatch):
         return tok
 
     monkeypatch.setattr(_text, "tiny_tokenizer", left)
+    # Neither take a copy loaded before with the real tokenizer, nor leave
+    # this one to the tests after.
+    skltransfer.clear_process_state()
+    request.addfinalizer(skltransfer.clear_process_state)
     with pytest.warns(FrozenCacheWarning, match="pads on the left"):
         clf = _fit_text()
     assert clf.cache_status_ == "plain: the tokenizer pads on the left"

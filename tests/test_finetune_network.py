@@ -8,8 +8,12 @@ import pytest
 import torch
 from _common_finetune import mlp
 
-from skltransfer import FineTuneClassifier
-from skltransfer.finetune._network import FittedNetwork
+import skltransfer
+from skltransfer import FineTuneClassifier, PretrainedTextEmbeddings
+from skltransfer import _process_state as state
+from skltransfer.backbones import get_spec
+from skltransfer.caching import module_fingerprint
+from skltransfer.finetune._network import FittedNetwork, load_fresh
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,3 +97,58 @@ def test_moving_takes_the_optimiser_state_along(small_digits):
     assert {p.device for p in network.module.parameters()} == {meta}
     moments = [t for s in network.optimizer.state.values() for t in s.values()]
     assert {t.device for t in moments if t.ndim} == {meta}
+
+
+# -- a fresh copy of the pretrained weights ------------------------------------
+
+
+def _storages(module) -> set:
+    return {t.untyped_storage().data_ptr() for t in module.state_dict().values()}
+
+
+def test_a_fresh_copy_owns_its_tensors_and_knows_its_fingerprint():
+    skltransfer.clear_process_state()
+    spec = get_spec("test_tiny_bert")
+    shared = state.load_frozen(spec)
+    # A frozen pass in another thread may hook the shared copy meanwhile.
+    handle = shared.body.register_forward_hook(lambda *args: None)
+    try:
+        copy = load_fresh(spec)
+    finally:
+        handle.remove()
+    assert not _storages(copy) & _storages(shared)
+    assert not any(m._forward_hooks for m in copy.modules())
+    assert all(p.requires_grad for p in copy.parameters()) and not copy.training
+    # Known without hashing again, and what hashing would give.
+    known = copy.__dict__["_skltransfer_fingerprint"][1]
+    assert module_fingerprint(copy) == known == module_fingerprint(spec.load())
+
+
+def test_a_fresh_copy_is_in_the_memory_order_of_a_load():
+    """Frozen image passes put the shared copy's 4-D weights in channels-last
+    order; a fit copying them must not depend on whether one ran before."""
+    skltransfer.clear_process_state()
+    spec = get_spec("test_tiny_cnn")
+    state.load_frozen(spec).to(memory_format=torch.channels_last)
+    weights = [p for p in load_fresh(spec).parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous() for p in weights)
+
+
+def test_fine_tuning_leaves_the_shared_frozen_copy_as_it_was():
+    skltransfer.clear_process_state()
+    texts = ["a good film", "an awful film", "great fun", "dull and long"] * 2
+    labels = [1, 0, 1, 0] * 2
+    embed = PretrainedTextEmbeddings("test_tiny_bert").fit(texts)
+    before = embed.transform(texts)
+    shared = {k: v.clone() for k, v in embed.backbone_.state_dict().items()}
+    clf = FineTuneClassifier(
+        "test_tiny_bert", unfreeze="all", max_epochs=2, random_state=0
+    ).fit(texts, labels)
+    trained = clf.module_.backbone.state_dict()
+    assert any(not torch.equal(trained[k], v) for k, v in shared.items())
+    after = embed.backbone_.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in shared.items())
+    assert (embed.transform(texts) == before).all()
+    # Both took their weights from one loaded copy.
+    [(_, loaded)] = state.reused_frozen_backbone.items()
+    assert loaded is embed.backbone_

@@ -373,7 +373,11 @@ def load_text_backbone(model, *, trust_remote_code: bool = False) -> TextBackbon
     ['embeddings', 'encoder.layer.0', 'encoder.layer.1']
     """
     spec = get_spec(model, modality="text", trust_remote_code=trust_remote_code)
-    backbone = spec.load().eval()
+    return check_text_backbone(spec.load().eval(), model)
+
+
+def check_text_backbone(backbone, model) -> TextBackbone:
+    """``backbone``, loaded from ``model``, if it is a text encoder."""
     if not isinstance(backbone, TextBackbone):
         raise ValueError(
             f"{model!r} is not a text encoder (it loads as {type(backbone).__name__})."

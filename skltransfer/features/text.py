@@ -22,7 +22,8 @@ from .._validation import (
     runtime_constraints,
     text_input_constraints,
 )
-from ..backbones import get_spec, load_text_backbone
+from ..backbones import get_spec
+from ..backbones._registry import check_text_backbone
 from ..backbones._text import TOKEN_POOLINGS, attention_mask, masked_pool
 from ..base import TorchModelMixin
 from ..caching import CACHE_CONSTRAINT, hash_bytes, module_fingerprint
@@ -183,7 +184,9 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         spec = get_spec(
             self.model, modality="text", trust_remote_code=self.trust_remote_code
         )
-        self.backbone_ = backbone = load_frozen(spec, load_text_backbone)
+        # The same shared copy that fine-tuners copy their weights from.
+        backbone = check_text_backbone(load_frozen(spec), self.model)
+        self.backbone_ = backbone
         self._remember_spec(spec)
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)
