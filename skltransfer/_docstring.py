@@ -34,7 +34,9 @@ default="efficientnet_lite0"
     head : "linear" or tuple of int, default="linear"
         The new head: one linear layer, or an MLP with these hidden sizes
         (ReLU between layers). With ``unfreeze=0`` an MLP head trained on a
-        frozen body combines a pretrained model with a new network.
+        frozen body combines a pretrained model with a new network. On texts
+        the head sees the embeddings at unit length, as
+        :class:`~skltransfer.PretrainedTextEmbeddings` gives them.
     head_dropout : float, default=0.0
         Dropout before each layer of the head.
     lr : float, default=1e-3

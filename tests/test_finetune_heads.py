@@ -5,7 +5,12 @@ import torch
 from torch import nn
 
 from skltransfer.backbones import load_backbone
-from skltransfer.finetune._heads import FineTuneNetwork, build_head, check_head
+from skltransfer.finetune._heads import (
+    FineTuneNetwork,
+    UnitLength,
+    build_head,
+    check_head,
+)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +42,14 @@ def test_build_head_layers():
     assert kinds == ["Dropout", "Linear", "ReLU"] * 2 + ["Dropout", "Linear"]
     assert [m.out_features for m in mlp if isinstance(m, nn.Linear)] == [16, 4, 3]
     assert mlp(torch.zeros(5, 8)).shape == (5, 3)
+
+
+def test_a_head_behind_unit_length_ignores_the_length_of_the_features():
+    for head in ("linear", (16,)):
+        layers = build_head(head, 8, 3, unit_length=True)
+        assert isinstance(layers[0], UnitLength)
+        x = torch.randn(5, 8)
+        torch.testing.assert_close(layers(x), layers(x * torch.rand(5, 1) * 10))
 
 
 def test_network_drops_the_pretrained_head_and_feeds_the_features():

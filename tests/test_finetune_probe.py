@@ -7,7 +7,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from torch import nn
 
-from skltransfer import FineTuneClassifier, FineTuneRegressor
+from skltransfer import FineTuneClassifier, FineTuneRegressor, PretrainedTextEmbeddings
 from skltransfer.finetune._probe import PROBE_CS, RIDGE_ALPHAS, _weighted_mean_se
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,6 +42,35 @@ def test_probe_alone_equals_logistic_regression(small_digits, source):
     expected = lr.predict_proba(to_probe(F_te))
     np.testing.assert_allclose(clf.predict_proba(X_te), expected, atol=1e-4)
     np.testing.assert_array_equal(clf.predict(X_te), lr.predict(to_probe(F_te)))
+
+
+def test_text_probe_sees_the_embeddings_of_PretrainedTextEmbeddings():
+    """Unit-length mean-pooled embeddings, as the transformer gives them (at
+    their raw length, a probe of 8 movie snippets per class lost 8 points
+    on tweets)."""
+    texts = [
+        "a good film",
+        "a great and moving story",
+        "loved it",
+        "fine acting",
+        "a bad film",
+        "dull and far too long for what it says",
+        "awful",
+        "boring",
+    ] * 2
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0] * 2)
+    tests = ["what a good film", "so long and dull", "I loved the acting", "bad"]
+    clf = FineTuneClassifier("test_tiny_bert", contrastive=False, random_state=0)
+    clf.fit(texts, labels)
+    assert clf.n_iter_ == 0
+    embed = PretrainedTextEmbeddings("test_tiny_bert").fit(texts)
+    F_tr, F_te = embed.transform(texts), embed.transform(tests)
+    np.testing.assert_allclose(np.linalg.norm(F_tr, axis=1), 1, rtol=1e-5)
+    to_probe = _probe_space(F_tr.astype(np.float64))
+    lr = LogisticRegression(C=clf.head_start_["C"], max_iter=300, random_state=0)
+    lr.fit(to_probe(F_tr), labels)
+    expected = lr.predict_proba(to_probe(F_te))
+    np.testing.assert_allclose(clf.predict_proba(tests), expected, atol=1e-4)
 
 
 @pytest.mark.usefixtures("full_probe_grid")

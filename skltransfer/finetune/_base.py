@@ -323,7 +323,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 )
             self.contrastive_ = False
         head = build_head(
-            self.head, n_features, self._n_outputs(targets), self.head_dropout
+            self.head,
+            n_features,
+            self._n_outputs(targets),
+            self.head_dropout,
+            unit_length=self.input_kind_ == "text",
         )
         return FineTuneNetwork(backbone, head)
 
