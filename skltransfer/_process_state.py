@@ -6,7 +6,7 @@ nothing a result depends on: emptying it (:func:`clear_process_state`) only
 costs the work it saved, done again on next use.
 
 ``reused_frozen_backbone`` (one entry)
-    The most recently loaded frozen backbone, by spec and loader, reused by
+    The most recently loaded frozen backbone, by spec, reused by
     the next fit of the same spec (:func:`load_frozen`): cross-validation and
     grid search fit a clone per fold, and loading weights (plus the first
     forward pass of a new module) would cost about a second each time.
@@ -170,20 +170,18 @@ def _holds_module(spec) -> bool:
     )
 
 
-def _load(spec):
-    return spec.load()
-
-
-def load_frozen(spec, load: Callable = _load):
-    """``load(spec)`` in eval mode without gradients, reusing the last one loaded.
+def load_frozen(spec):
+    """``spec.load()`` in eval mode without gradients, reusing the last one
+    loaded.
 
     Frozen estimators never change weights, so sharing the module between
-    them is safe; a spec holding a module of its own is never shared.
+    them is safe (fine-tuners copy its tensors); a spec holding a module of
+    its own is never shared.
     """
 
     def make():
-        return load(spec).eval().requires_grad_(False)
+        return spec.load().eval().requires_grad_(False)
 
     if _holds_module(spec):
         return make()
-    return reused_frozen_backbone.get_or_put((load, spec), make)
+    return reused_frozen_backbone.get_or_put(spec, make)

@@ -185,8 +185,7 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
             self.model, modality="text", trust_remote_code=self.trust_remote_code
         )
         # The same shared copy that fine-tuners copy their weights from.
-        backbone = check_text_backbone(load_frozen(spec), self.model)
-        self.backbone_ = backbone
+        self.backbone_ = backbone = check_text_backbone(load_frozen(spec), self.model)
         self._remember_spec(spec)
         self.layers_ = self._check_layer(backbone.num_hidden_states)
         self.max_length_ = self._check_max_length(backbone)
