@@ -106,11 +106,15 @@ def move_optimizer_state(optimizer: torch.optim.Optimizer, device) -> None:
                 per_param[key] = tensor.to(device)
 
 
-def cpu_copy(module: nn.Module, memory_format=torch.preserve_format) -> nn.Module:
+def cpu_copy(
+    module: nn.Module, memory_format=torch.preserve_format, share=()
+) -> nn.Module:
     """A copy of ``module`` on the CPU, each tensor copied once, straight to
     host memory (a copy on the device first would need its memory twice), in
-    ``memory_format``."""
-    memo = {}  # deepcopy takes these copies for the tensors they stand for
+    ``memory_format``; the objects of ``share`` are not copied: the copy
+    refers to them."""
+    # deepcopy takes these for the objects they stand for.
+    memo = {id(obj): obj for obj in share}
     for tensor in [*module.parameters(), *module.buffers()]:
         host = tensor.detach().to(_CPU, copy=True, memory_format=memory_format)
         if isinstance(tensor, nn.Parameter):

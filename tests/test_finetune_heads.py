@@ -60,3 +60,14 @@ def test_network_drops_the_pretrained_head_and_feeds_the_features():
     network = FineTuneNetwork(backbone, head)
     assert backbone.head is None
     torch.testing.assert_close(network(x), head(features))
+
+
+@pytest.mark.parametrize("model", ["test_tiny_cnn", "test_tiny_bert"])
+@pytest.mark.parametrize("head", ["linear", (16,)])
+def test_the_network_knows_the_width_of_the_features_without_a_pass(model, head):
+    backbone = load_backbone(model)
+    width = backbone.forward_features(backbone.example_input(2)).shape[1]
+    network = FineTuneNetwork(
+        backbone, build_head(head, width, 3, unit_length=model.endswith("bert"))
+    )
+    assert network.n_features == width

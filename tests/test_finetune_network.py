@@ -117,6 +117,8 @@ def test_a_fresh_copy_owns_its_tensors_and_knows_its_fingerprint():
     finally:
         handle.remove()
     assert not _storages(copy) & _storages(shared)
+    # Nothing trains the tokenizer: it is shared, not copied.
+    assert copy.tokenizer is shared.tokenizer and copy.body is not shared.body
     assert not any(m._forward_hooks for m in copy.modules())
     assert all(p.requires_grad for p in copy.parameters()) and not copy.training
     # Known without hashing again, and what hashing would give.

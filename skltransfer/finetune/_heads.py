@@ -94,5 +94,11 @@ class FineTuneNetwork(nn.Module):
         self.backbone = backbone
         self.head = head
 
+    @property
+    def n_features(self) -> int:
+        """Width of the features the head takes (its first linear layer's)."""
+        first = next(m for m in self.head.modules() if isinstance(m, nn.Linear))
+        return first.in_features
+
     def forward(self, x) -> torch.Tensor:
         return self.head(self.backbone.forward_features(x))

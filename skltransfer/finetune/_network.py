@@ -51,19 +51,27 @@ def load_fresh(spec) -> nn.Module:
     Weights that ``spec`` loads identically every time (``reloadable``: the
     library's specs seed any random initialisation) are copied from the
     process's shared frozen copy (:func:`~skltransfer._process_state.load_frozen`),
-    which knows its fingerprint: for MiniLM the copy took 0.07 to 0.15 s,
+    which knows its fingerprint: for MiniLM the copy takes about 0.05 s,
     against 0.11 to 0.23 s to load the weights from disk and 0.1 s more to
-    fingerprint them, a third of a fit with the body frozen on 32 texts.
-    The copy owns all its tensors, in the memory order a load gives them, so
-    nothing done to it reaches the shared copy. Other specs (a user's module,
-    which the user may go on training) load as they are.
+    fingerprint them. The copy owns all its tensors, in the memory order a
+    load gives them, so nothing done to it reaches the shared copy; only a
+    text encoder's tokenizer, which nothing trains, is shared. Other specs
+    (a user's module, which the user may go on training) load as they are.
     """
     if not getattr(spec, "reloadable", False):
         return spec.load().eval()
     shared = load_frozen(spec)
     # Frozen passes may have put the shared copy's 4-D weights in channels-last
     # order for speed; a fit must not depend on which pass ran before it.
-    backbone = cpu_copy(shared, memory_format=torch.contiguous_format)
+    # A text encoder's tokenizer is shared, not copied: nothing trains it, its
+    # calls take a lock per tokenizer (see backbones._text.tokenizer_lock), and
+    # a deep copy of MiniLM's took 0.09 s, two thirds of the whole copy.
+    tokenizer = getattr(shared, "tokenizer", None)
+    backbone = cpu_copy(
+        shared,
+        memory_format=torch.contiguous_format,
+        share=() if tokenizer is None else (tokenizer,),
+    )
     # A frozen estimator in another thread may have a hook on a layer of the
     # shared copy for the length of a pass (an intermediate layer's output):
     # the copy must not keep it. A freshly loaded backbone has none.
