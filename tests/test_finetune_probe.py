@@ -8,7 +8,14 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from torch import nn
 
 from skltransfer import FineTuneClassifier, FineTuneRegressor, PretrainedTextEmbeddings
-from skltransfer.finetune._probe import PROBE_CS, RIDGE_ALPHAS, _weighted_mean_se
+from skltransfer.finetune._probe import (
+    PROBE_CS,
+    RIDGE_ALPHAS,
+    _logistic_path,
+    _newton_fits,
+    _newton_path,
+    _weighted_mean_se,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,6 +92,37 @@ def test_probe_chooses_C_by_cross_validation(small_digits, source):
     assert shuffled.head_start_["C"] < clean.head_start_["C"]
     # Every C predicts noise alike: the rule takes the strongest regularisation.
     assert shuffled.head_start_["C"] == PROBE_CS[0]
+
+
+@pytest.mark.usefixtures("full_probe_grid")
+@pytest.mark.parametrize(("n", "d", "k"), [(10, 96, 2), (11, 96, 3), (40, 6, 4)])
+def test_the_newton_path_is_logistic_regression_at_every_C(n, d, k):
+    """Few-shot folds (fewer samples than features) and more samples than
+    features: the reduced problem has the same optimum."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % k
+    Z = rng.normal(size=(n, d))
+    Z[:, :k] += 2 * np.eye(k)[y]
+    weights = rng.uniform(0.5, 2.0, n)
+    Z_test = rng.normal(size=(30, d))
+    assert _newton_fits(Z, y)
+    path = list(_newton_path(Z, y, weights, Z_test))
+    assert len(path) == len(PROBE_CS)
+    for C, (classes, proba) in zip(PROBE_CS, path, strict=True):
+        lr = LogisticRegression(C=C, tol=1e-10, max_iter=10_000)
+        lr.fit(Z, y, sample_weight=weights)
+        np.testing.assert_array_equal(classes, lr.classes_)
+        np.testing.assert_allclose(proba, lr.predict_proba(Z_test), atol=2e-4)
+    # L-BFGS, for problems too large for Newton's method, agrees with it.
+    for (_, a), (_, b) in zip(path, _logistic_path(Z, y, weights, Z_test), strict=True):
+        np.testing.assert_allclose(a, b, atol=0.1)
+
+
+def test_newton_runs_where_its_hessian_is_small():
+    rng = np.random.default_rng(0)
+    assert _newton_fits(rng.normal(size=(30, 1280)), np.arange(30) % 10)
+    assert not _newton_fits(rng.normal(size=(200, 1280)), np.arange(200) % 10)
+    assert _newton_fits(rng.normal(size=(300, 384)), np.arange(300) % 2)
 
 
 def test_one_standard_error_statistics():

@@ -17,7 +17,9 @@ The features are centred and divided by one common scale for the fit, and
 that is folded back into the layer's weights, so the regularisation strength
 means the same thing for every backbone. It is chosen by stratified
 cross-validation of the log loss with the one-standard-error rule
-(classifiers; over ``C`` in ``PROBE_CS``, see :func:`choose_C`) or
+(classifiers; over ``C`` in ``PROBE_CS``, see :func:`choose_C`; on few-shot
+folds by Newton's method in the span of the samples, see
+:func:`_newton_path`) or
 by efficient leave-one-out (ridge; over ``RIDGE_ALPHAS``). Above
 ``PROBE_CV_SAMPLES`` samples the choice is made on a stratified subsample and
 the final fit uses every sample.
@@ -162,9 +164,8 @@ def _fold_losses(Z, y, train, test, class_weight, seed, sample_weight) -> np.nda
     if sample_weight is not None:
         weights = weights * sample_weight[train]
     losses = np.empty((len(PROBE_CS), len(test)))
-    for i, (classes, proba) in enumerate(
-        _logistic_path(Z[train], y[train], weights, Z[test])
-    ):
+    path = _newton_path if _newton_fits(Z[train], y[train]) else _logistic_path
+    for i, (classes, proba) in enumerate(path(Z[train], y[train], weights, Z[test])):
         proba = np.clip(proba, 1e-12, 1.0)
         # Classes missing from this training fold get the floor probability.
         columns = np.searchsorted(classes, y[test])
@@ -229,6 +230,117 @@ def _logistic_path(Z, y, weights, Z_test):
             proba = np.exp(logits)
             proba /= proba.sum(axis=1, keepdims=True)
         yield classes, proba
+
+
+# Newton's method runs where the Hessian of the reduced problem (see
+# _newton_path) has at most this many rows.
+_NEWTON_MAX_ROWS = 400
+
+
+def _newton_fits(Z, y) -> bool:
+    n_classes = len(np.unique(y))
+    k = 1 if n_classes <= 2 else n_classes
+    return (min(Z.shape) + 1) * k <= _NEWTON_MAX_ROWS
+
+
+def _newton_path(Z, y, weights, Z_test):
+    """What :func:`_logistic_path` yields, by Newton's method on the problem
+    reduced to the span of the training features.
+
+    The penalised coefficients of the optimum lie in the row space of ``Z``
+    (the gradient of the loss in them is ``Z.T @ residual``), so with the
+    thin SVD ``Z = U S V.T`` the problem on ``X = U S`` (rank r, at most the
+    number of samples) with coefficients ``B`` is the same problem, ``W = V
+    B``. On a few-shot fold (10 samples of 384 features) that is 11 unknowns
+    per class: Newton's method converges in a handful of exact steps where
+    L-BFGS through scipy took 2 ms per C, mostly in its own set-up, and the
+    13 Cs of 3 folds were a fifth of a frozen fit on 16 texts.
+    """
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        for _ in PROBE_CS:
+            yield classes, np.ones((len(Z_test), 1))
+        return
+    U, sv, Vt = np.linalg.svd(Z, full_matrices=False)
+    rank = int(np.count_nonzero(sv > 1e-10 * sv.max(initial=0.0)))
+    X = np.hstack([U[:, :rank] * sv[:rank], np.ones((len(Z), 1))])
+    T = np.hstack([Z_test @ Vt[:rank].T, np.ones((len(Z_test), 1))])
+    k = 1 if len(classes) == 2 else len(classes)
+    onehot = codes[:, None].astype(float) if k == 1 else np.eye(k)[codes]
+    m = rank + 1
+    # The penalty's diagonal: every coefficient, not the intercepts (a tiny
+    # ridge on those keeps the Hessian invertible when the softmax's shared
+    # shift leaves it singular; it moves no prediction).
+    penalty = np.tile(np.r_[np.ones(rank), 1e-10], k)
+    theta = np.zeros(m * k)
+    for C in PROBE_CS:
+        theta = _newton(X, onehot, weights, C, penalty, theta, k)
+        yield classes, _softmax_proba(T @ theta.reshape(k, m).T)
+
+
+def _softmax_proba(logits):
+    if logits.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    proba = np.exp(logits)
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+def _objective(X, onehot, weights, C, penalty, theta, k):
+    logits = X @ theta.reshape(k, -1).T
+    if k == 1:
+        loss = np.logaddexp(0, logits[:, 0]) - onehot[:, 0] * logits[:, 0]
+    else:
+        top = logits.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        loss = log_norm - (onehot * logits).sum(axis=1)
+    return C * float(weights @ loss) + 0.5 * float(penalty @ theta**2)
+
+
+def _newton(X, onehot, weights, C, penalty, theta, k, max_steps=50):
+    """The minimiser of ``_objective`` from ``theta`` (parameters class by
+    class, each block the coefficients then the intercept), by Newton steps
+    with backtracking, until the Newton decrement is a 1e-10th of the
+    objective (well past what a choice of C can tell)."""
+    n, m = X.shape
+    value = _objective(X, onehot, weights, C, penalty, theta, k)
+    for _ in range(max_steps):
+        logits = X @ theta.reshape(k, m).T
+        if k == 1:
+            p = 1.0 / (1.0 + np.exp(-logits))
+            residual = (p - onehot) * weights[:, None]
+            hessian = C * (X.T * ((p * (1 - p))[:, 0] * weights)) @ X
+        else:
+            p = _softmax_proba(logits)
+            weighted = p * weights[:, None]
+            residual = (p - onehot) * weights[:, None]
+            # The sum over the samples of (diag(p_i) - p_i p_i^T) (x) x_i x_i^T:
+            # the diagonal blocks, less the outer products.
+            left = (weighted[:, :, None] * X[:, None, :]).reshape(n, k * m)
+            right = (p[:, :, None] * X[:, None, :]).reshape(n, k * m)
+            hessian = -(left.T @ right)
+            for a in range(k):
+                block = slice(a * m, (a + 1) * m)
+                hessian[block, block] += (X.T * weighted[:, a]) @ X
+            hessian *= C
+        grad = C * (X.T @ residual).T.ravel() + penalty * theta
+        hessian[np.diag_indices_from(hessian)] += penalty
+        step = np.linalg.solve(hessian, grad)
+        decrement = float(grad @ step)
+        if decrement <= 1e-10 * (1.0 + abs(value)):
+            break
+        t = 1.0
+        while t > 1e-8:
+            candidate = theta - t * step
+            new = _objective(X, onehot, weights, C, penalty, candidate, k)
+            if new <= value - 1e-4 * t * decrement:
+                break
+            t /= 2
+        else:  # no decrease left that rounding lets us see
+            break
+        theta, value = candidate, new
+    return theta
 
 
 def choose_C(Z, y, class_weight, seed: int, sample_weight=None) -> float:
