@@ -221,15 +221,7 @@ def _logistic_path(Z, y, weights, Z_test):
             method="L-BFGS-B",
             options={"maxiter": _MAX_ITER, "gtol": 1e-4},
         ).x
-        logits = T1 @ theta.reshape(d + 1, k)
-        if k == 1:
-            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-            proba = np.stack([1 - p, p], axis=1)
-        else:
-            logits = logits - logits.max(axis=1, keepdims=True)
-            proba = np.exp(logits)
-            proba /= proba.sum(axis=1, keepdims=True)
-        yield classes, proba
+        yield classes, _softmax_proba(T1 @ theta.reshape(d + 1, k))
 
 
 # Newton's method runs where the Hessian of the reduced problem (see
@@ -279,6 +271,7 @@ def _newton_path(Z, y, weights, Z_test):
 
 
 def _softmax_proba(logits):
+    """Class probabilities of ``logits`` (one column: the second class's)."""
     if logits.shape[1] == 1:
         p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
         return np.stack([1 - p, p], axis=1)
