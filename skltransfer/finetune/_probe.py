@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 import torch
 from scipy.optimize import minimize
+from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -199,7 +200,7 @@ def _logistic_path(Z, y, weights, Z_test):
             W = flat.reshape(d + 1, k)
             logits = Z1 @ W
             if k == 1:
-                p = 1.0 / (1.0 + np.exp(-logits))
+                p = expit(logits)
                 loss = np.logaddexp(0, logits) - onehot * logits
                 residual = p - onehot
             else:
@@ -273,7 +274,7 @@ def _newton_path(Z, y, weights, Z_test):
 def _softmax_proba(logits):
     """Class probabilities of ``logits`` (one column: the second class's)."""
     if logits.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        p = expit(logits[:, 0])
         return np.stack([1 - p, p], axis=1)
     logits = logits - logits.max(axis=1, keepdims=True)
     proba = np.exp(logits)
@@ -301,7 +302,7 @@ def _newton(X, onehot, weights, C, penalty, theta, k, max_steps=50):
     for _ in range(max_steps):
         logits = X @ theta.reshape(k, m).T
         if k == 1:
-            p = 1.0 / (1.0 + np.exp(-logits))
+            p = expit(logits)
             residual = (p - onehot) * weights[:, None]
             hessian = C * (X.T * ((p * (1 - p))[:, 0] * weights)) @ X
         else:
