@@ -315,3 +315,51 @@ def test_pickle_and_joblib_round_trip(small_digits, fitted_image, tmp_path):
     params = {id(p) for p in warm.module_.parameters()}
     in_optimizer = [p for g in warm.optimizer_.param_groups for p in g["params"]]
     assert all(id(p) in params for p in in_optimizer)
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(3, 3)
+        self.b = self.a  # the same layer twice: tied weights
+        self.norm = torch.nn.BatchNorm1d(3)
+        self.register_buffer("scratch", torch.ones(3), persistent=False)
+        self.settings = {"scale": [1.0, 2.0], "owner": object()}
+        self.shared = {"vocabulary": ["a", "b"]}
+
+    def forward(self, x):
+        return self.norm(self.b(self.a(x))) * self.scratch
+
+
+class _OwnCopy(torch.nn.Linear):
+    def __deepcopy__(self, memo):
+        new = torch.nn.Linear(self.in_features, self.out_features)
+        new.load_state_dict(self.state_dict())
+        new.copied_by_hook = True
+        return new
+
+
+def test_cpu_copy_is_a_deep_copy_that_shares_only_what_it_is_told():
+    from skltransfer.base import cpu_copy
+
+    model = _Tied().eval()
+    model.own = _OwnCopy(3, 3)
+    handle = model.a.register_forward_hook(lambda *args: None)
+    copy = cpu_copy(model, share=(model.shared,))
+    handle.remove()
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(copy(x), model(x))
+    originals = {t.untyped_storage().data_ptr() for t in model.state_dict().values()}
+    assert not any(
+        t.untyped_storage().data_ptr() in originals for t in copy.state_dict().values()
+    )
+    assert copy.b is copy.a and copy.a is not model.a  # still tied, not shared
+    assert copy.shared is model.shared
+    assert copy.settings == {"scale": [1.0, 2.0], "owner": copy.settings["owner"]}
+    assert copy.settings["scale"] is not model.settings["scale"]
+    assert copy.settings["owner"] is not model.settings["owner"]
+    assert copy._non_persistent_buffers_set == {"scratch"}
+    assert copy._non_persistent_buffers_set is not model._non_persistent_buffers_set
+    assert copy.a._forward_hooks is not model.a._forward_hooks
+    # A class with its own copying hook is copied by it.
+    assert copy.own.copied_by_hook and not hasattr(model.own, "copied_by_hook")
