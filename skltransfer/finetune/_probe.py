@@ -238,7 +238,18 @@ def _newton_fits(Z, y) -> bool:
 
 def _newton_path(Z, y, weights, Z_test):
     """What :func:`_logistic_path` yields, by Newton's method on the problem
-    reduced to the span of the training features.
+    reduced to the span of the training features (:func:`_newton_fit`)."""
+    for classes, coef, intercept in _newton_fit(Z, y, weights, PROBE_CS):
+        if len(classes) < 2:
+            yield classes, np.ones((len(Z_test), 1))
+        else:
+            yield classes, _softmax_proba(Z_test @ coef.T + intercept)
+
+
+def _newton_fit(Z, y, weights, Cs):
+    """For each C of ``Cs``, the classes, coefficients and intercepts of
+    LogisticRegression(C) fitted on ``(Z, y)`` with sample ``weights`` (the
+    objective of :func:`_logistic_path`), each warm-started from the last.
 
     The penalised coefficients of the optimum lie in the row space of ``Z``
     (the gradient of the loss in them is ``Z.T @ residual``), so with the
@@ -251,13 +262,12 @@ def _newton_path(Z, y, weights, Z_test):
     """
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        for _ in PROBE_CS:
-            yield classes, np.ones((len(Z_test), 1))
+        for _ in Cs:
+            yield classes, np.zeros((1, Z.shape[1])), np.zeros(1)
         return
     U, sv, Vt = np.linalg.svd(Z, full_matrices=False)
     rank = int(np.count_nonzero(sv > 1e-10 * sv.max(initial=0.0)))
     X = np.hstack([U[:, :rank] * sv[:rank], np.ones((len(Z), 1))])
-    T = np.hstack([Z_test @ Vt[:rank].T, np.ones((len(Z_test), 1))])
     k = 1 if len(classes) == 2 else len(classes)
     onehot = codes[:, None].astype(float) if k == 1 else np.eye(k)[codes]
     m = rank + 1
@@ -266,9 +276,10 @@ def _newton_path(Z, y, weights, Z_test):
     # shift leaves it singular; it moves no prediction).
     penalty = np.tile(np.r_[np.ones(rank), 1e-10], k)
     theta = np.zeros(m * k)
-    for C in PROBE_CS:
+    for C in Cs:
         theta = _newton(X, onehot, weights, C, penalty, theta, k)
-        yield classes, _softmax_proba(T @ theta.reshape(k, m).T)
+        B = theta.reshape(k, m)
+        yield classes, B[:, :rank] @ Vt[:rank], B[:, rank]
 
 
 def _softmax_proba(logits):
@@ -390,16 +401,24 @@ def _row_weights(y, class_weight) -> np.ndarray:
 
 def _classifier_probe(Z, y, n_outputs: int, class_weight, seed: int, weight):
     C = choose_C(Z, y, class_weight, seed, weight)
-    model = _logistic(C, class_weight, seed).fit(Z, y, sample_weight=weight)
+    classes = np.unique(y)
+    if len(classes) > 1 and _newton_fits(Z, y):
+        weights = _row_weights(y, class_weight)
+        if weight is not None:
+            weights = weights * weight
+        _, W, b = next(_newton_fit(Z, y, weights, (C,)))
+    else:
+        model = _logistic(C, class_weight, seed).fit(Z, y, sample_weight=weight)
+        W, b = model.coef_, model.intercept_
     coef = np.zeros((n_outputs, Z.shape[1]))
     intercept = np.full(n_outputs, -10.0)  # classes absent from y: never predicted
-    if len(model.classes_) == 2:
-        # Binary: sklearn returns one logit; split it symmetrically.
-        coef[model.classes_] = np.stack([-model.coef_[0], model.coef_[0]]) / 2
-        intercept[model.classes_] = np.array([-1, 1]) * model.intercept_[0] / 2
+    if len(classes) == 2:
+        # Binary: one logit; split it symmetrically.
+        coef[classes] = np.stack([-W[0], W[0]]) / 2
+        intercept[classes] = np.array([-1, 1]) * b[0] / 2
     else:
-        coef[model.classes_] = model.coef_
-        intercept[model.classes_] = model.intercept_
+        coef[classes] = W
+        intercept[classes] = b
     return coef, intercept, {"C": C}
 
 
