@@ -190,22 +190,26 @@ def engine_forward(
     model: torch.nn.Module,
     forward: Callable,
     example: Callable[[], object],
+    signature: tuple = (),
 ) -> Callable:
     """``forward`` (a batch -> a tensor of rows, a function of ``model``) run
     by the engine of ``spec``, or ``forward`` itself where the engine cannot
-    run it (said once per model and configuration in the process).
+    run it (said once per weights and configuration in the process).
 
     ``example()`` gives a CPU batch to export with; it is called only when
     the engine is started. ``spec.key`` must describe everything ``forward``
-    computes besides ``model`` and the input's shape.
+    computes besides ``model``'s weights and the input, and ``signature``
+    the input's shape beyond the dynamic axes (an image size: the exported
+    graph takes that size only).
     """
-    # The fingerprint is remembered on the model with its tensors' versions:
-    # weights changed in place since the start make a new export.
-    fingerprint = module_fingerprint(model)
-    _, _, runner = engine_runners.get_or_put(
-        (id(model), spec),
-        lambda: (model, fingerprint, _start(spec, model, forward, example())),
-        valid=lambda entry: entry[0] is model and entry[1] == fingerprint,
+    # Started engines are shared by the weights' fingerprint, not the module:
+    # the copies of one pretrained model that fits make (a fine-tuner's frozen
+    # pass, every fold of a search) start the engine once. The fingerprint is
+    # remembered on the model with its tensors' versions: weights changed in
+    # place since the start make a new export.
+    key = (module_fingerprint(model), spec, tuple(signature))
+    runner = engine_runners.get_or_put(
+        key, lambda: _start(spec, model, forward, example())
     )
     return forward if runner is None else runner
 

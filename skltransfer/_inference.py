@@ -354,7 +354,13 @@ def iter_inputs(
     _place(model, device, channels_last)
     if engine is not None and len(inputs) >= max(engine.min_samples, 1):
         torch_forward = forward
-        forward = engine_forward(engine, model, forward, lambda: inputs.example(2))
+        forward = engine_forward(
+            engine,
+            model,
+            forward,
+            lambda: inputs.example(2),
+            signature=inputs.batch_size_key(),
+        )
         if forward is not torch_forward:
             channels_last = False  # the engine takes plain NCHW batches
             key = key and (*key, engine.name)

@@ -142,6 +142,35 @@ def test_outputs_that_differ_from_torch_fall_back(engine, engine_cache, monkeypa
     np.testing.assert_array_equal(Z, torch_est.transform(X))
 
 
+def test_one_backbone_at_two_image_sizes_runs_each_size_on_its_own_export(
+    engine, engine_cache
+):
+    # Estimators of one process share the loaded backbone; the exported graph
+    # takes one image size, so each size has its own.
+    X = _images(n=6, size=40)
+    small = PretrainedImageFeatures("test_tiny_cnn", engine=engine, image_size=16)
+    large = clone(small).set_params(image_size=32)
+    small.fit(X), large.fit(X)
+    assert small.backbone_ is large.backbone_
+    for est in (small, large, small):
+        reference = clone(est).set_params(engine="torch").fit(X).transform(X)
+        np.testing.assert_allclose(est.transform(X), reference, atol=1e-5)
+    assert len(list(engine_cache.glob("*/model.onnx"))) == 2
+
+
+def test_copies_of_the_same_weights_share_one_started_engine(engine_cache):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    spec, model, example = _spec_and_model()
+    first = engines.engine_forward(spec, model, model, lambda: example, (3, 2, 2))
+    copy = pickle.loads(pickle.dumps(model))
+    assert engines.engine_forward(spec, copy, copy, pytest.fail, (3, 2, 2)) is first
+    with torch.no_grad():
+        copy[1].bias += 1.0  # other weights: another export
+    other = engines.engine_forward(spec, copy, copy, lambda: example, (3, 2, 2))
+    assert other is not first
+    np.testing.assert_allclose(other(example), copy(example).detach(), atol=1e-6)
+
+
 # -- the disk cache ---------------------------------------------------------------
 
 
