@@ -145,7 +145,10 @@ class Table:
             name: round(self.scores[(f"{task} -> {name}", column)][-1], 3)
             for name in tests
         }
-        print(f"  {task} {column}: {cells} ({seconds:.1f} s)", flush=True)
+        # The weight the cross-fit chose (0: the probe, 1: the trained model).
+        chosen = getattr(model, "interpolation_", None)
+        weight = "" if chosen is None else f", interpolation_ {chosen}"
+        print(f"  {task} {column}: {cells} ({seconds:.1f} s{weight})", flush=True)
         return model
 
     def print(self, columns):

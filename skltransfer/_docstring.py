@@ -119,7 +119,8 @@ default=None
         augmentation and ``freeze_batchnorm`` is True, compute their outputs
         once per fit and train the rest on them (with ``unfreeze=0``, the
         backbone's features; for texts, the token states at the boundary and
-        their attention masks); the results equal those of the plain path.
+        their attention masks); the results equal those of the plain path
+        (to float32 rounding when an ``engine`` computes them).
         The activations stay in memory up to a quarter of the available
         memory and go to a memory-mapped temporary file beyond.
         ``"auto"`` caches whenever it can and warns
@@ -150,12 +151,12 @@ default=None
         al., 2022). The head start is the probe on the pretrained body, so 0
         gives the linear probe and 1 plain fine-tuning. ``"auto"``: when the
         body trains on fewer than 1,000 samples, the weight is chosen among
-        0, 0.25, 0.5, 0.75 and 1 by the score (accuracy for classifiers;
-        ties to the larger weight) on held-out folds
-        of a 3-fold cross-fit (three more fits on two thirds of the data
-        each; see ``cross_fit_``), so that the result moves away from the
-        probe only where samples that training did not see say it should;
-        otherwise 1.
+        0, 0.25, 0.5, 0.75 and 1 by the score (accuracy for classifiers) on
+        the held-out folds of a 3-fold cross-fit (three more fits on two
+        thirds of the data each; see ``cross_fit_``): the largest weight
+        whose score is within one standard error of the best one's, so that
+        the result moves to the probe's side only where samples that
+        training did not see say so beyond their noise; otherwise 1.
         Needs ``head_init="probe"`` to choose.
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation, the validation split, shuffling,
@@ -167,6 +168,21 @@ default=None
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         Autocast precision of the forward passes; ``"auto"`` is bf16 (or fp16
         with gradient scaling) on a GPU and fp32 on the CPU.
+    engine : {"auto", "torch", "onnxruntime", "openvino"}, default="auto"
+        What runs the pass over the layer groups that stay frozen for the
+        whole fit, when their outputs are stored (see ``cache_frozen``; with
+        ``unfreeze=0``, the backbone's features): ``"onnxruntime"`` and
+        ``"openvino"`` run it on the CPU from the frozen part exported once
+        to ONNX, kept on disk and keyed as for
+        :class:`~skltransfer.PretrainedImageFeatures`, and started once per
+        weights in the process, so the folds of a cross-validation and the
+        candidates of a search share it; the stored activations equal
+        torch's to float32 rounding. ``"auto"`` takes an installed engine on
+        the CPU for images and texts, for passes of 32 samples or more, and
+        torch otherwise (a GPU, a user's module on numeric arrays, smaller
+        passes). Training and prediction run on torch. A frozen part that
+        cannot be exported runs on torch, with one
+        :class:`~skltransfer.exceptions.EngineFallbackWarning`.
     verbose : "auto", int or bool, default="auto"
         A progress bar over epochs, with the losses; the long stages before
         the epochs (the cross-fitted folds, the pair stage, the pass over the
@@ -205,7 +221,8 @@ _FINETUNE_ATTRIBUTES = """module_ : FineTuneNetwork
         With ``interpolation="auto"``, when the weight was chosen by
         cross-fitting: ``"interpolations"`` (the candidate weights),
         ``"held_out_score"`` and ``"held_out_loss"`` (their means on the
-        held-out folds at each) and
+        held-out folds at each), ``"standard_error"`` (of each one's mean
+        score difference to the best one's, paired by sample) and
         ``"folds"``; None otherwise.
     head_start_ : dict
         With ``head_init="probe"``: the regularisation the probe chose

@@ -436,7 +436,6 @@ def _export(model, forward, example, path: str) -> list[str]:
     args = tuple(example[n] for n in names) if names else (example,)
     input_names = names or ["input"]
     axes = {0: "batch", 1: "sequence"} if names else {0: "batch"}
-    dynamic = {n: axes for n in input_names} | {"output": {0: "batch"}}
     with (
         torch.inference_mode(False),
         torch.no_grad(),
@@ -449,6 +448,11 @@ def _export(model, forward, example, path: str) -> list[str]:
         # on every submodule: the wrapper is in eval mode as the model is.
         modes = [(m, m.training) for m in model.modules()]
         wrapper = _Exported(model, forward, names).eval()
+        # Rows of texts are per text (pooled) or per token (the token states
+        # of a frozen prefix, as long as the batch's longest text).
+        per_token = names is not None and wrapper(*args).ndim > 2
+        output = axes if per_token else {0: "batch"}
+        dynamic = {n: axes for n in input_names} | {"output": output}
         try:
             torch.onnx.export(
                 wrapper,

@@ -9,12 +9,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _common_finetune import mlp
 from sklearn.base import clone
 from torch import nn
 
 import skltransfer
 import skltransfer._engines as engines
-from skltransfer import PretrainedImageFeatures
+from skltransfer import FineTuneClassifier, PretrainedImageFeatures
 from skltransfer._engines import (
     EngineSpec,
     check_engine,
@@ -169,6 +170,81 @@ def test_copies_of_the_same_weights_share_one_started_engine(engine_cache):
     other = engines.engine_forward(spec, copy, copy, lambda: example, (3, 2, 2))
     assert other is not first
     np.testing.assert_allclose(other(example), copy(example).detach(), atol=1e-6)
+
+
+# -- the frozen layers of a fine-tuner ----------------------------------------------
+
+
+def _counting_runs(monkeypatch) -> list:
+    """Patch the engines' runner to count the batches it runs."""
+    calls = []
+    run = engines._Runner.__call__
+
+    def counted(self, batch):
+        calls.append(
+            len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+        )
+        return run(self, batch)
+
+    monkeypatch.setattr(engines._Runner, "__call__", counted)
+    return calls
+
+
+_TEXTS = [f"word{i % 7} thing {i % 5} " + "more " * (i % 9) for i in range(40)]
+
+
+@pytest.mark.parametrize(
+    ("backbone", "unfreeze"),
+    [
+        ("test_tiny_cnn", 0),
+        ("test_tiny_cnn", 1),
+        ("test_tiny_bert", 0),
+        ("test_tiny_bert", 1),
+    ],
+)
+def test_a_fine_tuner_runs_its_frozen_layers_on_the_engine(
+    engine, engine_cache, monkeypatch, backbone, unfreeze
+):
+    # unfreeze=0 stores the features; 1 the top stage's input (feature maps,
+    # or the token states of texts, as long as each batch's longest text).
+    X = _images(n=40, size=24) if backbone == "test_tiny_cnn" else _TEXTS
+    y = np.arange(40) % 3
+    calls = _counting_runs(monkeypatch)
+    est = FineTuneClassifier(
+        backbone, unfreeze=unfreeze, max_epochs=2, engine=engine, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.fit(X, y)
+    # Started (checked on a few rows), then the pass in batches of 32.
+    assert est.cache_status_ == "memory" and calls[-2:] == [32, 8]
+    reference = clone(est).set_params(engine="torch").fit(X, y)
+    np.testing.assert_allclose(
+        est.predict_proba(X), reference.predict_proba(X), atol=1e-4
+    )
+
+
+def test_the_folds_of_a_search_start_the_engine_once(engine_cache, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    X, y = _images(n=40, size=24), np.arange(40) % 2
+    est = FineTuneClassifier(
+        "test_tiny_cnn", unfreeze=0, max_epochs=1, engine="onnxruntime"
+    )
+    est.fit(X, y)
+    calls = _counting_runs(monkeypatch)
+    monkeypatch.setattr(engines, "_start", pytest.fail)  # started: no export
+    clone(est).fit(X[::-1], y[::-1])  # a fresh copy of the same weights
+    assert sum(calls) == 40
+
+
+def test_auto_runs_small_passes_and_arrays_on_torch(engine_cache, monkeypatch):
+    monkeypatch.setattr(engines, "_start", pytest.fail)
+    X, y = _images(n=12, size=24), np.arange(12) % 2
+    FineTuneClassifier("test_tiny_cnn", unfreeze=0, max_epochs=1).fit(X, y)
+    rng = np.random.default_rng(0)
+    Xa, ya = rng.normal(size=(60, 64)).astype(np.float32), np.arange(60) % 2
+    clf = FineTuneClassifier(mlp(), unfreeze=1, max_epochs=1).fit(Xa, ya)
+    assert clf.cache_status_ == "memory"  # stored, by torch
 
 
 # -- the disk cache ---------------------------------------------------------------

@@ -24,10 +24,11 @@ from skltransfer.inputs import batches
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+# The stored path is compared with the plain one exactly: both run on torch
+# (an engine's activations equal torch's to float32 rounding; test_engines.py).
 def _fit(X, y, **kw):
-    return FineTuneClassifier(**{**IMAGE, "unfreeze": 1, "random_state": 0, **kw}).fit(
-        X, y
-    )
+    params = {**IMAGE, "unfreeze": 1, "random_state": 0, "engine": "torch"}
+    return FineTuneClassifier(**{**params, **kw}).fit(X, y)
 
 
 @pytest.fixture
@@ -154,6 +155,7 @@ def _fit_text(**kw):
         "batch_size": 4,
         "contrastive": False,
         "random_state": 0,
+        "engine": "torch",
     }
     return FineTuneClassifier("test_tiny_bert", **{**params, **kw}).fit(TEXTS, LABELS)
 

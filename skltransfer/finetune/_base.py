@@ -25,6 +25,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from .._device import SMALL_STEP, resolve_precision, step_threads
+from .._engines import check_engine, engine_spec
 from .._inference import check_finite_rows, n_steps_per_epoch, run_inputs
 from .._malloc import release_freed_memory
 from .._validation import (
@@ -33,6 +34,7 @@ from .._validation import (
     StrOptions,
     check_is_fitted,
     check_sample_weight,
+    engine_constraints,
     fit_context,
     image_input_constraints,
     runtime_constraints,
@@ -122,6 +124,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         "interpolation": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "random_state": ["random_state"],
         **runtime_constraints(measured_batch_size=False),
+        **engine_constraints(),
         "warm_start": ["boolean"],
     }
 
@@ -150,6 +153,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
             The fitted estimator.
         """
         check_head(self.head)
+        check_engine(self.engine, self.device, self.precision)
         if self.max_epochs == 0 and self.head_init != "probe":
             raise ValueError(
                 "max_epochs=0 trains nothing; it is only meaningful with "
@@ -472,7 +476,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         # Stored activations read images once, so they are decoded into
         # memory for the whole fit only when the activations are not stored.
         config = FrozenActivationsConfig(
-            self.cache_frozen, self.batch_size, self.freeze_batchnorm, self.cache
+            self.cache_frozen,
+            self.batch_size,
+            self.freeze_batchnorm,
+            self.cache,
+            self._frozen_engine(ctx),
         )
         stored = frozen_activations(self.module_, config, ctx, inputs, valid)
         with stored as (inputs, valid, frozen):
@@ -491,6 +499,22 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
                 self._fit_loop(ctx, inputs, y, *(valid or (None, None)))
         self.n_steps_ += ctx.progress.step
         return start
+
+    def _frozen_engine(self, ctx):
+        """The engine of the pass over the frozen layer groups (see
+        :mod:`skltransfer._engines`), or None for torch. ``"auto"`` takes one
+        for images and texts, the inputs it was measured on; a user's module
+        on numeric arrays runs on torch unless an engine is named."""
+        kind = self.input_kind_
+        if self.engine == "auto" and kind not in ("image", "text"):
+            return None
+        return engine_spec(
+            self.engine,
+            ctx.device,
+            ctx.dtype,
+            kind="text" if kind == "text" else "image",
+            key=("fine-tuning",),
+        )
 
     def _step_work(self, ctx) -> int:
         """Multiply-adds of one optimiser step, where that is known: a batch

@@ -154,6 +154,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         random_state=None,
         device="auto",
         precision="auto",
+        engine="auto",
         verbose="auto",
         warm_start=False,
     ):
@@ -190,6 +191,7 @@ class FineTuneClassifier(_FineTuneTags, ClassifierMixin, BaseFineTune):
         self.random_state = random_state
         self.device = device
         self.precision = precision
+        self.engine = engine
         self.verbose = verbose
         self.warm_start = warm_start
 
@@ -417,6 +419,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         random_state=None,
         device="auto",
         precision="auto",
+        engine="auto",
         verbose="auto",
         warm_start=False,
     ):
@@ -451,6 +454,7 @@ class FineTuneRegressor(_FineTuneTags, RegressorMixin, BaseFineTune):
         self.random_state = random_state
         self.device = device
         self.precision = precision
+        self.engine = engine
         self.verbose = verbose
         self.warm_start = warm_start
 

@@ -39,6 +39,7 @@ when training fails: the fitted network keeps its own ``forward`` methods.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -48,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._engines import EngineSpec, engine_forward
 from .._inference import map_batches
 from ..exceptions import FrozenCacheWarning, warn_at_caller
 from ..inputs.batches import (
@@ -91,12 +93,17 @@ class FrozenActivationsConfig:
         Where activations are kept across fits (the estimator's ``cache``):
         rows found there are read instead of computed, computed rows are
         added. None keeps them for this fit only.
+    engine : EngineSpec or None
+        The inference engine that computes the activations, for passes of
+        its ``min_samples`` or more (see :mod:`skltransfer._engines`); None:
+        torch.
     """
 
     cache_frozen: bool | str
     batch_size: int
     freeze_batchnorm: bool
     cache: object = None
+    engine: EngineSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -519,6 +526,22 @@ def _prefix_plan(network, config, ctx, inputs):
     return prefix, names, examples
 
 
+def _on_engine(fn, engine: EngineSpec | None, network, what: str, inputs, valid):
+    """``fn`` run by ``engine`` (the frozen part exported once per weights,
+    ``what`` and input size; see :func:`~skltransfer._engines.engine_forward`)
+    when the pass has its ``min_samples``, else ``fn``."""
+    if engine is None or _n_samples(inputs, valid) < max(engine.min_samples, 1):
+        return fn
+    spec = dataclasses.replace(engine, key=(*engine.key, what))
+    return engine_forward(
+        spec,
+        network.backbone,
+        fn,
+        lambda: inputs.example(2),
+        signature=inputs.batch_size_key(),
+    )
+
+
 def _plain(config, n_frozen: int, reason: str) -> FrozenActivationsResult:
     """The plain path, for ``reason``: raised with ``cache_frozen=True``, else
     warned about."""
@@ -572,6 +595,7 @@ def frozen_activations(network, config: FrozenActivationsConfig, ctx, inputs, va
         where = _where(_n_samples(inputs, valid) * per_sample)
         what = "features" if whole else repr(names)
         shared = shared_rows(config, network, ctx, inputs, what, example)
+        fn = _on_engine(fn, config.engine, network, what, inputs, valid)
     except _NotCached as exc:
         yield inputs, valid, _plain(config, n_frozen, str(exc))
         return
