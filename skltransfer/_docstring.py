@@ -153,10 +153,11 @@ default=None
         body trains on fewer than 1,000 samples, the weight is chosen among
         0, 0.25, 0.5, 0.75 and 1 by the score (accuracy for classifiers) on
         the held-out folds of a 3-fold cross-fit (three more fits on two
-        thirds of the data each; see ``cross_fit_``): the largest weight
-        whose score is within one standard error of the best one's, so that
-        the result moves to the probe's side only where samples that
-        training did not see say so beyond their noise; otherwise 1.
+        thirds of the data each; see ``cross_fit_``): the best weight above
+        0 (ties to the larger), unless the probe leads it by more than one
+        standard error, so that the result falls back to the probe only
+        where samples that training did not see say so beyond their noise;
+        otherwise 1.
         Needs ``head_init="probe"`` to choose.
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation, the validation split, shuffling,
@@ -178,9 +179,11 @@ default=None
         weights in the process, so the folds of a cross-validation and the
         candidates of a search share it; the stored activations equal
         torch's to float32 rounding. ``"auto"`` takes an installed engine on
-        the CPU for images and texts, for passes of 32 samples or more, and
-        torch otherwise (a GPU, a user's module on numeric arrays, smaller
-        passes). Training and prediction run on torch. A frozen part that
+        the CPU for images, for passes of 32 samples or more, and torch
+        otherwise (a GPU, smaller passes, texts, where the engines did not
+        beat torch in a fine-tuner's pass, a user's module on numeric
+        arrays); a named engine runs any of them. Training and prediction
+        run on torch. A frozen part that
         cannot be exported runs on torch, with one
         :class:`~skltransfer.exceptions.EngineFallbackWarning`.
     verbose : "auto", int or bool, default="auto"
@@ -221,8 +224,9 @@ _FINETUNE_ATTRIBUTES = """module_ : FineTuneNetwork
         With ``interpolation="auto"``, when the weight was chosen by
         cross-fitting: ``"interpolations"`` (the candidate weights),
         ``"held_out_score"`` and ``"held_out_loss"`` (their means on the
-        held-out folds at each), ``"standard_error"`` (of each one's mean
-        score difference to the best one's, paired by sample) and
+        held-out folds at each), ``"probe_lead_error"`` (the standard error
+        of the probe's score minus the best other weight's, paired by
+        sample) and
         ``"folds"``; None otherwise.
     head_start_ : dict
         With ``head_init="probe"``: the regularisation the probe chose

@@ -237,10 +237,12 @@ def test_the_folds_of_a_search_start_the_engine_once(engine_cache, monkeypatch):
     assert sum(calls) == 40
 
 
-def test_auto_runs_small_passes_and_arrays_on_torch(engine_cache, monkeypatch):
+def test_auto_runs_small_passes_texts_and_arrays_on_torch(engine_cache, monkeypatch):
     monkeypatch.setattr(engines, "_start", pytest.fail)
     X, y = _images(n=12, size=24), np.arange(12) % 2
     FineTuneClassifier("test_tiny_cnn", unfreeze=0, max_epochs=1).fit(X, y)
+    texts = FineTuneClassifier("test_tiny_bert", unfreeze=0, max_epochs=1)
+    assert texts.fit(_TEXTS, np.arange(40) % 2).cache_status_ == "memory"
     rng = np.random.default_rng(0)
     Xa, ya = rng.normal(size=(60, 64)).astype(np.float32), np.arange(60) % 2
     clf = FineTuneClassifier(mlp(), unfreeze=1, max_epochs=1).fit(Xa, ya)

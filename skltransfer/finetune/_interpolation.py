@@ -12,13 +12,18 @@ probe and ``a = 1`` plain fine-tuning.
 trained on the complement of each of ``CROSS_FIT_FOLDS`` folds, exactly as
 the whole fit trains it, and every weight of ``INTERPOLATIONS`` is scored on
 the held-out fold by its score: accuracy for classifiers, minus the squared
-error for regressors. The largest weight whose mean score is within one
-standard error of the best one's wins (the one-standard-error rule of
-Breiman et al., 1984, here toward the trained side): the score of a few
-dozen held-out samples often ties or differs by a sample or two, and that
-is no evidence for the probe. On 64 movie snippets per class, a probe
-ahead by one held-out text in 128 (0.734 against 0.727) had kept the probe,
-0.678 on the test texts where the trained encoder scored 0.724. The loss
+error for regressors. The best weight above 0 wins, ties going to the
+larger weight, unless the probe (weight 0) leads it by more than one
+standard error of their paired difference: falling back to the probe
+needs evidence beyond the noise of a few dozen held-out samples, which
+often tie or differ by a sample or two. On 64 movie snippets per class, a
+probe ahead by one held-out text in 128 (0.734 against 0.727) had kept the
+probe, 0.678 on the test texts where the trained encoder scored 0.724.
+Among the weights above 0 the best score decides alone: keeping the largest
+weight within one standard error of the best (the one-standard-error rule,
+toward the trained side) took weight 1 where the best score had chosen
+0.25 to 0.75, and lost 1.0 and 1.9 points of in-domain test accuracy on
+ELPV solar cells (3 draws each of mono and poly cells). The loss
 does not decide either, as it would favour the probe: a fine-tuned network
 is often more accurate and less well calibrated than the probe (on 50
 digits 5-9 fine-tuned from a network trained on 0-4, 5 draws, ties to the
@@ -45,9 +50,9 @@ __all__ = [
     "CROSS_FIT_FOLDS",
     "INTERPOLATIONS",
     "choose_interpolation",
+    "choose_weight",
     "interpolate",
     "may_cross_fit",
-    "one_standard_error",
     "rows",
 ]
 
@@ -111,36 +116,35 @@ def choose_interpolation(estimator, pristine, data, device, seed):
     w = np.ones(len(targets)) if weights is None else weights.numpy()
     score, loss = scores @ w / w.sum()
     # The loss is reported, not used (see the module docstring).
-    chosen, errors = one_standard_error(scores[0], w)
+    chosen, error = choose_weight(scores[0], w)
     report = {
         "interpolations": list(candidates),
         "held_out_score": [float(v) for v in score],
-        "standard_error": [float(v) for v in errors],
+        "probe_lead_error": error,
         "held_out_loss": [float(v) for v in loss],
         "folds": len(folds),
     }
     return float(candidates[chosen]), report
 
 
-def one_standard_error(per_sample: np.ndarray, weights: np.ndarray):
-    """``(index, errors)``: the largest candidate whose mean score is within
-    one standard error of the best one's.
+def choose_weight(per_sample: np.ndarray, weights: np.ndarray):
+    """``(index, error)``: the candidate to keep, and the standard error of
+    the probe's lead over the best of the others.
 
     ``per_sample`` holds each candidate's score of each held-out sample,
-    shape (candidates, n), ``weights`` the samples' weights; ``errors[i]`` is
-    the standard error of the mean of the paired differences between the
-    best candidate and candidate ``i`` (0 for the best itself).
+    shape (candidates, n), the probe (weight 0) first; ``weights`` the
+    samples' weights. The best of the other candidates is kept (ties to the
+    larger weight) unless the probe's mean score leads it by more than one
+    standard error of their paired difference.
     """
     p = weights / weights.sum()
     score = per_sample @ p
-    best = max(range(len(score)), key=lambda i: (score[i], i))
-    gap = per_sample[best] - per_sample
-    mean = gap @ p
-    variance = ((gap - mean[:, None]) ** 2) @ p
+    best = max(range(1, len(score)), key=lambda i: (score[i], i))
+    lead = per_sample[0] - per_sample[best]
+    mean = lead @ p
     n_eff = weights.sum() ** 2 / (weights**2).sum()
-    errors = np.sqrt(variance / max(n_eff - 1.0, 1.0))
-    chosen = max(i for i in range(len(score)) if mean[i] <= errors[i] + 1e-12)
-    return chosen, errors
+    error = float(np.sqrt(((lead - mean) ** 2) @ p / max(n_eff - 1.0, 1.0)))
+    return (0 if mean > error + 1e-12 else best), error
 
 
 def _folds(labels, n: int, seed: int) -> list:
