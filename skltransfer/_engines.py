@@ -52,6 +52,7 @@ __all__ = [
     "engine_cache_dir",
     "engine_forward",
     "engine_spec",
+    "inputs_forward",
 ]
 
 # The engines "auto" tries on the CPU, fastest first for each input kind (see
@@ -212,6 +213,25 @@ def engine_forward(
         key, lambda: _start(spec, model, forward, example())
     )
     return forward if runner is None else runner
+
+
+def inputs_forward(
+    spec: EngineSpec | None, model, forward: Callable, inputs, n_samples=None
+) -> Callable:
+    """``forward`` over ``inputs`` run by the engine of ``spec``
+    (:func:`engine_forward`, exported at the first samples of ``inputs``,
+    for their size) when the pass has ``spec.min_samples`` samples or more
+    (``n_samples``, default ``len(inputs)``); else ``forward``."""
+    n = len(inputs) if n_samples is None else n_samples
+    if spec is None or n < max(spec.min_samples, 1):
+        return forward
+    return engine_forward(
+        spec,
+        model,
+        forward,
+        lambda: inputs.example(2),
+        signature=inputs.batch_size_key(),
+    )
 
 
 def _start(spec: EngineSpec, model, forward, example):

@@ -36,7 +36,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._batch_size import AutoBatchSize, batch_slices, plan_batches
 from ._device import autocast, resolve_precision
-from ._engines import EngineSpec, engine_forward
+from ._engines import EngineSpec, inputs_forward
 from ._progress import progress_bar
 from .exceptions import SkltransferWarning, warn_at_caller
 
@@ -340,7 +340,7 @@ def iter_inputs(
     engine : EngineSpec or None
         Run ``forward`` (a function of ``model``) on this inference engine
         instead of torch, exported at the first samples of ``inputs`` (see
-        :func:`skltransfer._engines.engine_forward`), when ``inputs`` has at
+        :func:`skltransfer._engines.inputs_forward`), when ``inputs`` has at
         least its ``min_samples``; None: torch.
     verbose, desc : int or "auto", str
         A progress bar (see :func:`skltransfer._progress.progress_bar`), and
@@ -352,15 +352,9 @@ def iter_inputs(
         else precision
     )
     _place(model, device, channels_last)
-    if engine is not None and len(inputs) >= max(engine.min_samples, 1):
+    if engine is not None:
         torch_forward = forward
-        forward = engine_forward(
-            engine,
-            model,
-            forward,
-            lambda: inputs.example(2),
-            signature=inputs.batch_size_key(),
-        )
+        forward = inputs_forward(engine, model, forward, inputs)
         if forward is not torch_forward:
             channels_last = False  # the engine takes plain NCHW batches
             key = key and (*key, engine.name)

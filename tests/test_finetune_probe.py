@@ -14,7 +14,7 @@ from skltransfer.finetune._probe import (
     _logistic_path,
     _newton_fits,
     _newton_path,
-    _weighted_mean_se,
+    weighted_mean_se,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -134,7 +134,7 @@ def test_newton_runs_where_its_hessian_is_small():
 def test_one_standard_error_statistics():
     losses = np.array([[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 4.0]])
     weights = np.array([1.0, 1.0, 2.0, 0.0])
-    mean, se = _weighted_mean_se(losses, weights)
+    mean, se = weighted_mean_se(losses, weights)
     np.testing.assert_allclose(mean, [9 / 4, 2.0])
     var = np.average((losses[0] - 9 / 4) ** 2, weights=weights)
     n_eff = 4**2 / 6

@@ -509,15 +509,11 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         torch (all-MiniLM-L6-v2, whose engines run it 1.1 to 1.3 times
         torch's speed here); a user's module on numeric arrays was never
         measured. A named engine runs any of them."""
-        kind = self.input_kind_
-        if self.engine == "auto" and kind != "image":
+        if self.engine == "auto" and self.input_kind_ != "image":
             return None
+        # ``kind`` only orders the engines "auto" tries: images here.
         return engine_spec(
-            self.engine,
-            ctx.device,
-            ctx.dtype,
-            kind="text" if kind == "text" else "image",
-            key=("fine-tuning",),
+            self.engine, ctx.device, ctx.dtype, kind="image", key=("fine-tuning",)
         )
 
     def _step_work(self, ctx) -> int:

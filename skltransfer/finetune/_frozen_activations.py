@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._engines import EngineSpec, engine_forward
+from .._engines import EngineSpec, inputs_forward
 from .._inference import map_batches
 from ..exceptions import FrozenCacheWarning, warn_at_caller
 from ..inputs.batches import (
@@ -530,15 +530,10 @@ def _on_engine(fn, engine: EngineSpec | None, network, what: str, inputs, valid)
     """``fn`` run by ``engine`` (the frozen part exported once per weights,
     ``what`` and input size; see :func:`~skltransfer._engines.engine_forward`)
     when the pass has its ``min_samples``, else ``fn``."""
-    if engine is None or _n_samples(inputs, valid) < max(engine.min_samples, 1):
-        return fn
-    spec = dataclasses.replace(engine, key=(*engine.key, what))
-    return engine_forward(
-        spec,
-        network.backbone,
-        fn,
-        lambda: inputs.example(2),
-        signature=inputs.batch_size_key(),
+    if engine is not None:
+        engine = dataclasses.replace(engine, key=(*engine.key, what))
+    return inputs_forward(
+        engine, network.backbone, fn, inputs, _n_samples(inputs, valid)
     )
 
 

@@ -44,6 +44,7 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from .._progress import progress_bar
+from ._probe import weighted_mean_se
 
 __all__ = [
     "AUTO_CROSS_FIT",
@@ -137,14 +138,11 @@ def choose_weight(per_sample: np.ndarray, weights: np.ndarray):
     larger weight) unless the probe's mean score leads it by more than one
     standard error of their paired difference.
     """
-    p = weights / weights.sum()
-    score = per_sample @ p
+    score = per_sample @ weights / weights.sum()
     best = max(range(1, len(score)), key=lambda i: (score[i], i))
-    lead = per_sample[0] - per_sample[best]
-    mean = lead @ p
-    n_eff = weights.sum() ** 2 / (weights**2).sum()
-    error = float(np.sqrt(((lead - mean) ** 2) @ p / max(n_eff - 1.0, 1.0)))
-    return (0 if mean > error + 1e-12 else best), error
+    difference = (per_sample[0] - per_sample[best])[None]
+    (lead,), (error,) = weighted_mean_se(difference, weights, ddof=1)
+    return (0 if lead > error + 1e-12 else best), float(error)
 
 
 def _folds(labels, n: int, seed: int) -> list:

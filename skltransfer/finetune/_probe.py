@@ -41,7 +41,13 @@ from torch import nn
 
 from .._inference import map_batches
 
-__all__ = ["PROBE_CS", "fit_probe", "head_features", "last_linear"]
+__all__ = [
+    "PROBE_CS",
+    "fit_probe",
+    "head_features",
+    "last_linear",
+    "weighted_mean_se",
+]
 
 # Half a decade apart, from 1e-4 to 100.
 PROBE_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))
@@ -371,18 +377,19 @@ def choose_C(Z, y, class_weight, seed: int, sample_weight=None) -> float:
             Z, y, train, test, class_weight, seed, sample_weight
         )
     weights = _row_weights(y, class_weight, sample_weight)
-    mean, se = _weighted_mean_se(losses, weights)
+    mean, se = weighted_mean_se(losses, weights)
     best = int(np.argmin(mean))
     return float(PROBE_CS[int(np.flatnonzero(mean <= mean[best] + se[best])[0])])
 
 
-def _weighted_mean_se(losses: np.ndarray, weights: np.ndarray):
-    """Weighted mean of each row of ``losses`` and its standard error."""
+def weighted_mean_se(losses: np.ndarray, weights: np.ndarray, ddof: int = 0):
+    """Weighted mean of each row of ``losses`` and its standard error, the
+    variance divided by the effective sample size less ``ddof`` (at least 1)."""
     total = weights.sum()
     mean = losses @ weights / total
     var = ((losses - mean[:, None]) ** 2) @ weights / total
     n_eff = total**2 / np.sum(weights**2)
-    return mean, np.sqrt(var / n_eff)
+    return mean, np.sqrt(var / max(n_eff - ddof, 1.0))
 
 
 def _rows(sample_weight, idx):
