@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import torch
 
@@ -112,3 +113,28 @@ def step_threads(work: int, device: torch.device):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where ``module``'s first parameter (or buffer) lives; the CPU for a
+    module without tensors."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def on_module_device(module: torch.nn.Module, example):
+    """``example`` (a tensor or a dict of them) where ``module`` lives.
+
+    A probe of a module on an example (its output width, the order of its
+    layer groups) must run wherever the module is: a module shared by the
+    estimators of a process may be on the GPU after one of them ran there,
+    and a user may pass a module that lives there.
+    """
+    device = module_device(module)
+    if isinstance(example, dict):
+        return {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v
+            for k, v in example.items()
+        }
+    return example.to(device) if isinstance(example, torch.Tensor) else example

@@ -55,6 +55,30 @@ def pytest_unconfigure(config):
     atexit.register(gc.freeze)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_by_default():
+    """The suite runs on the CPU, as CI does, on a machine with a GPU too:
+    ``torch.cuda.is_available()`` is False, so ``device="auto"`` resolves to
+    the CPU, except in the tests marked ``gpu`` (see :func:`_gpu_when_marked`).
+    Session-scoped, so that the fitted fixtures of modules and of the
+    session are CPU fits as well. Yields the real ``is_available``."""
+    import torch
+
+    real = torch.cuda.is_available
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield real
+
+
+@pytest.fixture(autouse=True)
+def _gpu_when_marked(request, _cpu_by_default, monkeypatch):
+    """Tests marked ``gpu`` see the machine's CUDA devices."""
+    if request.node.get_closest_marker("gpu") is not None:
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", _cpu_by_default)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._device import on_module_device
 from .._process_state import layer_group_orders
 
 __all__ = ["LayerGroup", "declared_layer_groups", "find_layer_groups"]
@@ -191,7 +192,7 @@ def _probe_order(body, groups, example) -> list[LayerGroup]:
             p.requires_grad_(True)
             p.grad = None
         with torch.enable_grad():
-            out = body(example)
+            out = body(on_module_device(body, example))
             out = out if isinstance(out, torch.Tensor) else out[0]
             out.float().sum().backward()
         used = {

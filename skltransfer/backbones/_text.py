@@ -43,6 +43,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._device import on_module_device
 from ..exceptions import missing_dependency
 from ._api import Backbone
 from ._groups import LayerGroup, _execution_order
@@ -205,7 +206,8 @@ class TextBackbone(Backbone):
         size = getattr(self.body.model.config, "hidden_size", None)
         if size is None:
             with torch.inference_mode():
-                size = self.body(self.example_input(1)).shape[-1]
+                example = on_module_device(self.body, self.example_input(1))
+                size = self.body(example).shape[-1]
         return int(size)
 
     @property

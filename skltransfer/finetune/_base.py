@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from torch import nn
 
-from .._device import SMALL_STEP, resolve_precision, step_threads
+from .._device import SMALL_STEP, on_module_device, resolve_precision, step_threads
 from .._engines import check_engine, engine_spec
 from .._inference import check_finite_rows, n_steps_per_epoch, run_inputs
 from .._malloc import release_freed_memory
@@ -312,7 +312,8 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         else:
             with torch.no_grad():  # first, so that lazy modules get their shapes
                 try:
-                    n_features = backbone.forward_features(example).shape[1]
+                    probe = on_module_device(backbone, example)
+                    n_features = backbone.forward_features(probe).shape[1]
                 except RuntimeError as exc:
                     raise ValueError(
                         f"The backbone {backbone.name!r} cannot run on X: {exc} "

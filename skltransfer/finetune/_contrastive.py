@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from .._device import autocast
 from .._inference import iterate_batches, n_steps_per_epoch
 from .._progress import progress_bar
-from ._loop import lr_factor
+from ._loop import lr_factor, optimizer_step
 
 __all__ = ["CONTRASTIVE_LR", "contrastive_epochs", "pair_loss", "train_on_pairs"]
 
@@ -105,10 +105,8 @@ def train_on_pairs(
             with autocast(ctx.device, ctx.dtype):
                 embeddings = module.backbone.forward_features(xb)
             loss = pair_loss(embeddings, labels[rows.to(labels.device)])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            # Gradients clipped at norm 1.
+            optimizer_step(loss, optimizer, ctx.scaler, params, 1.0)
             losses.append(loss.detach())
             step += 1
             bar.update()

@@ -23,7 +23,7 @@ from .._progress import progress_bar
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..freezing import freeze, n_unfrozen_at, set_train_mode
 
-__all__ = ["FitContext", "Progress", "TrainingLoopMixin", "lr_factor"]
+__all__ = ["FitContext", "Progress", "TrainingLoopMixin", "lr_factor", "optimizer_step"]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -95,6 +95,25 @@ class _Best:
             self.state = {k: state[k].detach().clone() for k in self.keys}
         else:
             self.stale += 1
+
+
+def optimizer_step(loss, optimizer, scaler, params, max_grad_norm) -> None:
+    """Backward, clip the gradients of ``params`` to ``max_grad_norm`` (None:
+    no clipping) and step; with a loss scaler (fp16), the loss is scaled so
+    that small gradients do not underflow, and unscaled before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if max_grad_norm is not None and params:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 def _all_finite(tensors) -> bool:
@@ -237,17 +256,9 @@ class TrainingLoopMixin:
         self._set_lr(ctx)
         with autocast(ctx.device, ctx.dtype):
             loss = self._get_loss(self._forward(xb), yb, wb)
-        self.optimizer_.zero_grad(set_to_none=True)
-        if ctx.scaler is not None:
-            ctx.scaler.scale(loss).backward()
-            ctx.scaler.unscale_(self.optimizer_)
-            self._clip(ctx)
-            ctx.scaler.step(self.optimizer_)
-            ctx.scaler.update()
-        else:
-            loss.backward()
-            self._clip(ctx)
-            self.optimizer_.step()
+        optimizer_step(
+            loss, self.optimizer_, ctx.scaler, ctx.progress.params, self.max_grad_norm
+        )
         ctx.progress.step += 1
         return loss.detach()
 
@@ -272,11 +283,6 @@ class TrainingLoopMixin:
         if per_sample.ndim > 1:  # one loss per output: average them
             per_sample = per_sample.mean(dim=1)
         return per_sample
-
-    def _clip(self, ctx: FitContext) -> None:
-        params = ctx.progress.params
-        if self.max_grad_norm is not None and params:
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
 
     def _set_lr(self, ctx: FitContext) -> None:
         factor = lr_factor(
