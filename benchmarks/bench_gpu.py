@@ -74,6 +74,22 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     )
 
 
+def _transform_row(pass_, method, est, data, repeats, reference):
+    """``(row, reference)``: the rate of ``est.transform`` over ``data``, and
+    the cosine of its first 256 rows with ``reference`` (these rows, when
+    ``reference`` is None: the first variant is the reference)."""
+    seconds = _best(lambda: est.transform(data), repeats)
+    out = est.transform(data[:256])
+    reference = out if reference is None else reference
+    row = {
+        "pass": pass_,
+        "method": method,
+        "per_s": len(data) / seconds,
+        "cosine": _cosine(out, reference),
+    }
+    return row, reference
+
+
 def _image_rows(n: int, repeats: int, image_backbone) -> list[dict]:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
@@ -83,19 +99,9 @@ def _image_rows(n: int, repeats: int, image_backbone) -> list[dict]:
         est = PretrainedImageFeatures(
             image_backbone, precision=precision, compile=compile_, device=DEVICE
         ).fit(X[:1])
-        seconds = _best(lambda e=est: e.transform(X), repeats)
-        out = est.transform(X[:256])
-        reference = out if reference is None else reference
         name = f"skltransfer {precision}" + (", compiled" if compile_ else "")
-        rows.append(
-            {
-                "pass": "images",
-                "method": name,
-                "per_s": n / seconds,
-                "cosine": _cosine(out, reference),
-                "batch": getattr(est, "batch_size_", est.batch_size),
-            }
-        )
+        row, reference = _transform_row("images", name, est, X, repeats, reference)
+        rows.append(row)
     # The network alone, on ready GPU tensors (the crop and normalisation
     # done), at batch 256: the ceiling of an end-to-end pass.
     net = est.backbone_.model if hasattr(est.backbone_, "model") else est.backbone_
@@ -177,18 +183,10 @@ def _text_rows(n: int, repeats: int, model_path: str) -> list[dict]:
         est = PretrainedTextEmbeddings(
             model_path, precision=precision, batch_size=batch_size, device=DEVICE
         ).fit(texts[:1])
-        seconds = _best(lambda e=est: e.transform(texts), repeats)
-        out = est.transform(texts[:512])
-        reference = out if reference is None else reference
         size = "measured batch" if batch_size is None else f"batch {batch_size}"
-        rows.append(
-            {
-                "pass": "texts",
-                "method": f"skltransfer {precision}, {size}",
-                "per_s": n / seconds,
-                "cosine": _cosine(out, reference),
-            }
-        )
+        name = f"skltransfer {precision}, {size}"
+        row, reference = _transform_row("texts", name, est, texts, repeats, reference)
+        rows.append(row)
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:

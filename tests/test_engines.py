@@ -63,7 +63,10 @@ def test_auto_takes_an_installed_engine_on_the_cpu_and_torch_elsewhere(monkeypat
     assert engine_spec("torch", CPU, None, kind="text") is None
     monkeypatch.setattr(engines, "installed", lambda name: True)
     assert engine_spec("auto", CPU, None, kind="image").name == "openvino"
+    assert engine_spec("auto", CPU, None, kind="text").name == "openvino"
+    monkeypatch.setattr(engines, "installed", lambda name: name == "onnxruntime")
     assert engine_spec("auto", CPU, None, kind="text").name == "onnxruntime"
+    monkeypatch.setattr(engines, "installed", lambda name: True)
     assert engine_spec("auto", CPU, torch.bfloat16, kind="text").name == "openvino"
     monkeypatch.setattr(engines, "installed", lambda name: False)
     assert engine_spec("auto", CPU, None, kind="image") is None
