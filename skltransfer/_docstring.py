@@ -179,10 +179,11 @@ default=None
         weights in the process, so the folds of a cross-validation and the
         candidates of a search share it; the stored activations equal
         torch's to float32 rounding. ``"auto"`` takes an installed engine on
-        the CPU for images, for passes of 32 samples or more, and torch
-        otherwise (a GPU, smaller passes, texts, where the engines did not
-        beat torch in a fine-tuner's pass, a user's module on numeric
-        arrays); a named engine runs any of them. Training and prediction
+        the CPU for images and for a text encoder frozen whole, for passes of
+        32 samples or more, and torch otherwise (a GPU, smaller passes, text
+        layers that train, where the frozen part is too small to pay for an
+        export, a user's module on numeric arrays); a named engine runs any
+        of them. Training and prediction
         run on torch. A frozen part that
         cannot be exported runs on torch, with one
         :class:`~skltransfer.exceptions.EngineFallbackWarning`.
@@ -313,8 +314,8 @@ _SHARED = {
         the input size and the engine; outputs equal torch's to float32
         rounding, faster on the CPU (see the performance guide; ``pip install
         skltransfer[engines]``). ``"auto"`` takes an installed engine on the
-        CPU for passes of 32 samples or more (OpenVINO first for images, ONNX
-        Runtime first for texts; OpenVINO alone for bf16 and fp16), and torch
+        CPU for passes of 32 samples or more (OpenVINO first, then ONNX
+        Runtime; OpenVINO alone for bf16 and fp16), and torch
         for smaller passes, on a GPU, with ``compile=True``, or where neither
         is installed. A model that cannot
         be exported (a forward whose Python control flow depends on the

@@ -240,16 +240,29 @@ def test_the_folds_of_a_search_start_the_engine_once(engine_cache, monkeypatch):
     assert sum(calls) == 40
 
 
-def test_auto_runs_small_passes_texts_and_arrays_on_torch(engine_cache, monkeypatch):
+def test_auto_runs_small_passes_trained_texts_and_arrays_on_torch(
+    engine_cache, monkeypatch
+):
     monkeypatch.setattr(engines, "_start", pytest.fail)
     X, y = _images(n=12, size=24), np.arange(12) % 2
     FineTuneClassifier("test_tiny_cnn", unfreeze=0, max_epochs=1).fit(X, y)
-    texts = FineTuneClassifier("test_tiny_bert", unfreeze=0, max_epochs=1)
+    FineTuneClassifier("test_tiny_bert", unfreeze=0, max_epochs=1).fit(
+        _TEXTS[:12], np.arange(12) % 2
+    )
+    texts = FineTuneClassifier("test_tiny_bert", unfreeze=1, max_epochs=1)
     assert texts.fit(_TEXTS, np.arange(40) % 2).cache_status_ == "memory"
     rng = np.random.default_rng(0)
     Xa, ya = rng.normal(size=(60, 64)).astype(np.float32), np.arange(60) % 2
     clf = FineTuneClassifier(mlp(), unfreeze=1, max_epochs=1).fit(Xa, ya)
     assert clf.cache_status_ == "memory"  # stored, by torch
+
+
+def test_auto_runs_a_frozen_text_encoder_on_the_engine(engine_cache, monkeypatch):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    calls = _counting_runs(monkeypatch)
+    est = FineTuneClassifier("test_tiny_bert", unfreeze=0, max_epochs=1)
+    est.fit(_TEXTS, np.arange(40) % 2)
+    assert est.n_trainable_groups_ == 0 and calls[-2:] == [32, 8]
 
 
 # -- the disk cache ---------------------------------------------------------------
