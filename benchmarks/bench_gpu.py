@@ -116,51 +116,36 @@ def _image_rows(n: int, repeats: int, image_backbone) -> list[dict]:
         ("network alone bf16, torch.compile", compiled, torch.bfloat16),
     ]
     for name, model, dtype in alone if COMPILE else alone[:2]:
-
-        def run(model=model, dtype=dtype):
-            with (
-                torch.inference_mode(),
-                torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None),
-            ):
-                for _ in range(calls):
-                    model(xb)
-
-        seconds = _best(run, repeats)
-        rows.append(
-            {
-                "pass": "images",
-                "method": name,
-                "per_s": calls * len(xb) / seconds,
-                "batch": 256,
-            }
-        )
-    rows += _tensorrt(net, xb, n, repeats)
-    return rows
-
-
-def _tensorrt(net, xb, n, repeats) -> list[dict]:
-    calls = max(1, n // len(xb))
+        rows.append(_alone_row(name, model, dtype, xb, calls, repeats))
     try:
         import torch_tensorrt
     except ImportError:
         print("TensorRT: torch_tensorrt is not installed; no TensorRT row")
-        return []
+        return rows
     trt = torch_tensorrt.compile(net, inputs=[xb], enabled_precisions={torch.half})
+    rows.append(_alone_row("TensorRT fp16", trt, None, xb, calls, repeats))
+    return rows
+
+
+def _alone_row(name, model, dtype, xb, calls, repeats) -> dict:
+    """The rate of ``model`` alone over ``calls`` batches ``xb`` under
+    autocast to ``dtype`` (None: as it is)."""
 
     def run():
-        with torch.inference_mode():
+        with (
+            torch.inference_mode(),
+            torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None),
+        ):
             for _ in range(calls):
-                trt(xb)
+                model(xb)
 
     seconds = _best(run, repeats)
-    return [
-        {
-            "pass": "images",
-            "method": "TensorRT fp16",
-            "per_s": calls * len(xb) / seconds,
-            "batch": 256,
-        }
-    ]
+    return {
+        "pass": "images",
+        "method": name,
+        "per_s": calls * len(xb) / seconds,
+        "batch": len(xb),
+    }
 
 
 def _vader_texts(n: int) -> list[str]:

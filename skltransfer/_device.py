@@ -123,18 +123,23 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def to_device(batch, device: torch.device, channels_last: bool = False):
+    """A tensor or a dict of tensors on ``device`` (asynchronously to CUDA);
+    ``channels_last`` stores 4-D image batches in NHWC order."""
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    if channels_last and batch.ndim == 4:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch.to(device, non_blocking=non_blocking)
+
+
 def on_module_device(module: torch.nn.Module, example):
-    """``example`` (a tensor or a dict of them) where ``module`` lives.
+    """``example`` (a tensor or a dict of tensors) where ``module`` lives.
 
     A probe of a module on an example (its output width, the order of its
     layer groups) must run wherever the module is: a module shared by the
     estimators of a process may be on the GPU after one of them ran there,
     and a user may pass a module that lives there.
     """
-    device = module_device(module)
-    if isinstance(example, dict):
-        return {
-            k: v.to(device) if isinstance(v, torch.Tensor) else v
-            for k, v in example.items()
-        }
-    return example.to(device) if isinstance(example, torch.Tensor) else example
+    return to_device(example, module_device(module))

@@ -35,7 +35,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from ._batch_size import AutoBatchSize, batch_slices, plan_batches
-from ._device import autocast, resolve_precision
+from ._device import autocast, resolve_precision, to_device
 from ._engines import EngineSpec, inputs_forward
 from ._progress import progress_bar
 from .exceptions import SkltransferWarning, warn_at_caller
@@ -117,17 +117,6 @@ def prefetched(
                 pending = pool.submit(load, following)
             yield key, batch
             key = following
-
-
-def to_device(batch, device: torch.device, channels_last: bool = False):
-    """A tensor or a dict of tensors on ``device`` (asynchronously to CUDA);
-    ``channels_last`` stores 4-D image batches in NHWC order."""
-    non_blocking = device.type == "cuda"
-    if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
-    if channels_last and batch.ndim == 4:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    return batch.to(device, non_blocking=non_blocking)
 
 
 # -- inference ------------------------------------------------------------------

@@ -24,7 +24,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from torch import nn
 
-from .._device import SMALL_STEP, on_module_device, resolve_precision, step_threads
+from .._device import (
+    SMALL_STEP,
+    module_device,
+    on_module_device,
+    resolve_precision,
+    step_threads,
+)
 from .._engines import check_engine, engine_spec
 from .._inference import check_finite_rows, n_steps_per_epoch, run_inputs
 from .._malloc import release_freed_memory
@@ -426,7 +432,7 @@ class BaseFineTune(InputsMixin, TrainingLoopMixin, TorchModelMixin, BaseEstimato
         if n != self.n_trainable_groups_:
             # More (or fewer) groups train than the optimiser was built for.
             self.n_trainable_groups_ = n
-            device = next(self.module_.parameters()).device
+            device = module_device(self.module_)
             self._fitting.optimizer = self._make_optimizer(self.module_, device)
 
     # -- data split and training ------------------------------------------------

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from .._device import module_device
 from .._progress import progress_bar
 from ._probe import weighted_mean_se
 
@@ -177,7 +178,7 @@ def _held_out_scores(fold, start: dict, data, candidates) -> np.ndarray:
     inputs, targets, _ = data
     state = fold.module_.state_dict()
     final = {k: state[k].detach().clone() for k in start}
-    device = next(fold.module_.parameters()).device
+    device = module_device(fold.module_)
     y = targets.to(device)
     out = np.empty((2, len(candidates), len(targets)))
     for i, alpha in enumerate(candidates):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._device import module_device
 from .._process_state import load_frozen
 from ..base import WeightsReference, cpu_copy, move_optimizer_state
 from ..caching import copy_fingerprint
@@ -188,7 +189,7 @@ class FittedNetwork:
         backbone = light.weights.load(load_fresh)
         backbone.load_state_dict(light.changed, strict=False)
         # On the device the pickled head was loaded on (see TorchModelMixin).
-        device = next(light.head.parameters()).device
+        device = module_device(light.head)
         module = FineTuneNetwork(backbone, light.head).to(device).eval()
         optimizer = None
         if light.optimizer is not None:
