@@ -60,20 +60,24 @@ def photos() -> list[np.ndarray]:
     return [p for p in out if p.ndim == 3 and p.shape[2] == 3]
 
 
-def photo_crops(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
-    """``n`` crops of ``size`` x ``size`` from the photos, at random scales."""
+def photo_crops(n: int, size: int = 256, seed: int = 0, sources: bool = False):
+    """``n`` crops of ``size`` x ``size`` from the photos, at random scales;
+    with ``sources=True``, also the index of the photo each crop came from
+    (labels a classifier can learn)."""
     rng = np.random.default_rng(seed)
     images = photos()
     out = np.empty((n, size, size, 3), np.uint8)
+    source = np.empty(n, dtype=np.int64)
     for i in range(n):
-        img = Image.fromarray(images[rng.integers(len(images))])
+        source[i] = rng.integers(len(images))
+        img = Image.fromarray(images[source[i]])
         low = size / min(img.size)  # above 1: the photo is enlarged
         scale = rng.uniform(low, max(low, 1.0))
         w, h = (max(size, int(s * scale)) for s in img.size)
         img = img.resize((w, h), Image.BILINEAR)
         x, y = rng.integers(0, w - size + 1), rng.integers(0, h - size + 1)
         out[i] = np.asarray(img.crop((x, y, x + size, y + size)))
-    return out
+    return (out, source) if sources else out
 
 
 def hand_loop(model, ready, batch_size: int, channels_last: bool, dtype):
