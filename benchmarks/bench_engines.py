@@ -6,17 +6,21 @@ For each engine (torch and each one installed), in one run:
   of 256 px, the photo set of ``bench_image_features.py``) through
   PretrainedImageFeatures (EfficientNet-Lite0), and from 1,000 VADER
   sentences through PretrainedTextEmbeddings (all-MiniLM-L6-v2), the batch
-  size measured as by default;
+  size as by default (measured on torch, 32 on an engine);
 - the model alone, from ready tensors (images preprocessed, texts tokenised
   in length order), at the best batch size of a sweep: torch's forward under
   ``inference_mode``, and the started engine (the same runner ``transform``
   uses).
 
 Every configuration runs once to warm up (exports happen there), then
-``--rounds`` times, interleaved; the best round counts. Ratios are to
-``transform`` with ``engine="torch"``.
+``--rounds`` times, interleaved; the best round counts, and the median
+round's rate follows in brackets (on a shared machine a short run can catch a
+quiet moment that a longer one does not, so the two can disagree). Ratios
+are to ``transform`` with ``engine="torch"``; the last column is our
+``transform`` against the fastest engine alone.
 
-    python benchmarks/bench_engines.py [--images 128] [--texts 1000] [--precision fp32]
+    python benchmarks/bench_engines.py [--images 128] [--texts 1000]
+        [--precision fp32] [--rounds 2] [--parts images,texts]
 """
 
 from __future__ import annotations
@@ -126,11 +130,26 @@ def bench(kind: str, n: int, precision: str, rounds: int) -> list[tuple]:
             (ends if key in ends else alone)[key].append(time.perf_counter() - start)
     rows = []
     base = n / min(ends["torch"])
+    fastest = max(n / min(alone[key]) for key in alone if key[0] != "torch")
+    fastest_median = max(
+        n / np.median(alone[key]) for key in alone if key[0] != "torch"
+    )
     for e in ENGINES:
-        ours = n / min(ends[e])
+        ours, ours_median = n / min(ends[e]), n / np.median(ends[e])
         best_b = min(SWEEP, key=lambda b: min(alone[e, b]))
         model = n / min(alone[e, best_b])
-        rows.append((kind, e, ours, ours / base, model, best_b, model / base))
+        model_median = n / np.median(alone[e, best_b])
+        rows.append(
+            (
+                kind,
+                e,
+                f"{ours:.0f} ({ours_median:.0f})",
+                ours / base,
+                f"{model:.0f} ({model_median:.0f}), batch {best_b}",
+                model / base,
+                f"{ours / fastest:.2f}x ({ours_median / fastest_median:.2f}x)",
+            )
+        )
     return rows
 
 
@@ -140,17 +159,23 @@ def main(argv=None) -> None:
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--parts", default="images,texts")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {ENGINES}")
-    rows = bench("images", args.images, args.precision, args.rounds)
-    rows += bench("texts", args.texts, args.precision, args.rounds)
-    print(f"\n{args.precision}; per second; ratios to transform on torch")
-    print("| input | engine | transform | ratio | model alone (batch) | ratio |")
-    print("|---|---|---|---|---|---|")
-    for kind, e, ours, r1, model, b, r2 in rows:
-        print(
-            f"| {kind} | {e} | {ours:.0f} | {r1:.2f}x | {model:.0f} ({b}) | {r2:.2f}x |"
-        )
+    parts = args.parts.split(",")
+    rows = []
+    for kind, n in (("images", args.images), ("texts", args.texts)):
+        if kind in parts:
+            rows += bench(kind, n, args.precision, args.rounds)
+    print(f"\n{args.precision}; per second, best round (median round)")
+    print(
+        "| input | engine | transform | ratio to torch | model alone (median),"
+        " batch | ratio to torch | transform / fastest engine alone |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for kind, e, ours, r1, model, r2, against in rows:
+        cells = [kind, e, ours, f"{r1:.2f}x", model, f"{r2:.2f}x", against]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -341,16 +341,18 @@ def iter_inputs(
         else precision
     )
     _place(model, device, channels_last)
+    on_engine = False
     if engine is not None:
         torch_forward = forward
         forward = inputs_forward(engine, model, forward, inputs)
-        if forward is not torch_forward:
+        on_engine = forward is not torch_forward
+        if on_engine:
             channels_last = False  # the engine takes plain NCHW batches
             key = key and (*key, engine.name)
     if key is not None:
         key = (*key, *inputs.batch_size_key(), str(device), dtype)
     slices, sizer = plan_batches(
-        len(inputs), batch_size, device, key, measure=key is not None
+        len(inputs), batch_size, device, key, measure=key is not None, engine=on_engine
     )
 
     def index(sl: slice):

@@ -348,3 +348,21 @@ def test_a_light_pickle_holds_no_exported_model_and_reloads_with_the_engine(
     loaded = pickle.loads(blob)
     assert loaded.engine == engine
     np.testing.assert_array_equal(loaded.transform(X), Z)
+
+
+def test_an_engine_runs_batches_of_a_fixed_size_without_measuring(
+    engine, engine_cache, monkeypatch
+):
+    # One timed batch per size is noise on an engine's flat curve (a
+    # measurement on 256 photos chose 2, 2 and 32 in three passes): engines
+    # take _ENGINE_BATCH, and nothing is remembered as measured.
+    from skltransfer._batch_size import _ENGINE_BATCH, chosen_batch_sizes
+
+    X = _images(n=2 * _ENGINE_BATCH + 5)
+    est = PretrainedImageFeatures("test_tiny_cnn", engine=engine).fit(X)
+    calls = _counting_runs(monkeypatch)
+    Z = est.transform(X)
+    assert calls[-3:] == [_ENGINE_BATCH, _ENGINE_BATCH, 5]
+    assert not any(engine in key for key in chosen_batch_sizes())
+    reference = clone(est).set_params(engine="torch").fit(X).transform(X)
+    np.testing.assert_allclose(Z, reference, atol=1e-5)
