@@ -186,7 +186,8 @@ def test_choice_of_C_stops_early_and_chooses_as_the_whole_path(monkeypatch):
     # The folds in threads: the same losses, so the same choice and stop.
     monkeypatch.setattr(_probe, "_THREADED_SIZE", 0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert _probe._fold_workers(Z, 3) == 3
+    threaded = _probe._SCIPY_VERSION >= (1, 15)  # earlier L-BFGS-B: one at a time
+    assert _probe._fold_workers(Z, 3) == (3 if threaded else 1)
     serial = len(steps)
     assert choose_C(Z, y, None, seed) == expected
     assert len(steps) == 2 * serial

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
+import scipy
 import torch
 from scipy.optimize import minimize
 from scipy.special import expit
@@ -234,7 +235,7 @@ def _lbfgs_fit(Z, y, weights, Cs):
     loss, which is ``C`` times the total weight smaller than this objective.
     A path over several Cs with fewer samples than features is solved in
     their span (:func:`_span`); for a single fit with nearly as many samples
-    as features, the SVD would cost more than it saves.
+    as features, the factorisation would cost more than it saves.
 
     On 1,024 ImageNet features of 10 digit classes (one thread), these took
     the cross-validation of C from 32 to 7 s and chose the same C as a
@@ -442,10 +443,14 @@ def _fold_workers(Z, n_folds: int) -> int:
     would leave the third fold of every C to run alone. On two cores, with
     1,500 samples of 1,280 features, the choice of C took 10.9 s in one
     thread, 7.6 in two and 7.1 in three (numpy's smaller steps hold the
-    GIL)."""
+    GIL). scipy's L-BFGS-B before 1.15 was Fortran behind f2py wrappers,
+    not written for threads: the folds run one after another there."""
     if Z.size < _THREADED_SIZE or torch.get_num_threads() < 2:
         return 1
-    return n_folds
+    return n_folds if _SCIPY_VERSION >= (1, 15) else 1
+
+
+_SCIPY_VERSION = tuple(int(part) for part in scipy.__version__.split(".")[:2])
 
 
 # Features times samples above which the folds run in threads (about 100
