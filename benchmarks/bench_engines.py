@@ -130,10 +130,9 @@ def bench(kind: str, n: int, precision: str, rounds: int) -> list[tuple]:
             (ends if key in ends else alone)[key].append(time.perf_counter() - start)
     rows = []
     base = n / min(ends["torch"])
-    fastest = max(n / min(alone[key]) for key in alone if key[0] != "torch")
-    fastest_median = max(
-        n / np.median(alone[key]) for key in alone if key[0] != "torch"
-    )
+    engines = [key for key in alone if key[0] != "torch"]
+    fastest = max((n / min(alone[key]) for key in engines), default=np.nan)
+    fastest_median = max((n / np.median(alone[key]) for key in engines), default=np.nan)
     for e in ENGINES:
         ours, ours_median = n / min(ends[e]), n / np.median(ends[e])
         best_b = min(SWEEP, key=lambda b: min(alone[e, b]))

@@ -303,8 +303,10 @@ _SHARED = {
         (2 to 128 on the CPU, 32 to 1024 on a GPU), and the fastest serves the
         rest and later calls in the process, so the folds of a
         cross-validation measure once; smaller inputs use 8 on the CPU and
-        128 on a GPU. A batch that runs out of device memory is split in
-        halves and retried. Outputs do not depend on the batch size.""",
+        128 on a GPU. On an inference engine (``engine``) nothing is
+        measured: batches of 32. A batch that runs out of device memory is
+        split in halves and retried. Outputs do not depend on the batch
+        size.""",
     "engine": """engine : {"auto", "torch", "onnxruntime", "openvino"}, default="auto"
         What runs the frozen forward pass. ``"onnxruntime"`` and
         ``"openvino"`` run it on the CPU from the model exported once to ONNX

@@ -313,7 +313,8 @@ def iter_inputs(
         The autocast precision: a ``precision`` parameter, or its dtype.
     batch_size : int or None
         Samples per batch; None measures the fastest size when ``key`` is
-        given, else uses the device's default.
+        given, else uses the device's default; on an engine, None is
+        ``_batch_size._ENGINE_BATCH`` unmeasured.
     key : tuple or None
         What, besides the inputs, the device and the precision, decides the
         cost of a batch (estimator, model, settings): a measured size is

@@ -18,6 +18,7 @@ from skltransfer.finetune._probe import (
     _newton_fits,
     _newton_path,
     _past_the_minimum,
+    _span,
     choose_C,
     weighted_mean_se,
 )
@@ -139,6 +140,23 @@ def test_newton_runs_where_its_hessian_is_small():
     assert _newton_fits(rng.normal(size=(30, 1280)), np.arange(30) % 10)
     assert not _newton_fits(rng.normal(size=(200, 1280)), np.arange(200) % 10)
     assert _newton_fits(rng.normal(size=(300, 384)), np.arange(300) % 2)
+
+
+def test_the_span_factors_through_the_smaller_side():
+    """Wide (few-shot) and tall (many texts of few features) alike: the
+    Gram matrix is the square of the smaller side, never of the samples of a
+    tall problem."""
+    rng = np.random.default_rng(0)
+    for n, d in [(30, 96), (400, 12)]:
+        Z = rng.normal(size=(n, d))
+        X, Vt = _span(Z)
+        assert X.shape == (n, min(n, d)) and Vt.shape == (min(n, d), d)
+        np.testing.assert_allclose(X @ Vt, Z, atol=1e-10)
+        np.testing.assert_allclose(Vt @ Vt.T, np.eye(min(n, d)), atol=1e-10)
+    low_rank = rng.normal(size=(50, 5)) @ rng.normal(size=(5, 80))
+    X, Vt = _span(low_rank)
+    assert X.shape == (50, 5)
+    np.testing.assert_allclose(X @ Vt, low_rank, atol=1e-9)
 
 
 def test_the_path_stops_only_after_rising_twice_out_of_the_band():

@@ -78,7 +78,8 @@ class PretrainedTextEmbeddings(TextFeaturesMixin, TorchModelMixin, BaseEstimator
         Texts per forward pass. None measures on large inputs (padded tokens
         per second at doubling sizes, as for images; see
         :class:`PretrainedImageFeatures`) and uses 8 on the CPU and 128 on a
-        GPU on small ones. Outputs do not depend on the batch size.
+        GPU on small ones; on an inference engine, 32. Outputs do not depend
+        on the batch size.
     {engine}
     missing : {{"error", "empty"}}, default="error"
         Missing texts (None, NaN): raise an error naming their position, or
