@@ -349,7 +349,6 @@ def iter_inputs(
         on_engine = forward is not torch_forward
         if on_engine:
             channels_last = False  # the engine takes plain NCHW batches
-            key = key and (*key, engine.name)
     if key is not None:
         key = (*key, *inputs.batch_size_key(), str(device), dtype)
     slices, sizer = plan_batches(

@@ -14,10 +14,11 @@ from skltransfer.finetune._probe import (
     PROBE_CS,
     RIDGE_ALPHAS,
     _fold_losses,
-    _logistic_path,
+    _lbfgs_fit,
+    _newton_fit,
     _newton_fits,
-    _newton_path,
     _past_the_minimum,
+    _path,
     _span,
     choose_C,
     weighted_mean_se,
@@ -119,7 +120,7 @@ def test_the_newton_path_is_logistic_regression_at_every_C(n, d, k):
     weights = rng.uniform(0.5, 2.0, n)
     Z_test = rng.normal(size=(30, d))
     assert _newton_fits(Z, y)
-    path = list(_newton_path(Z, y, weights, Z_test))
+    path = list(_path(_newton_fit, Z, y, weights, Z_test))
     assert len(path) == len(PROBE_CS)
     for C, (classes, proba) in zip(PROBE_CS, path, strict=True):
         lr = _exact_lr(C=C).fit(Z, y, sample_weight=weights)
@@ -130,7 +131,7 @@ def test_the_newton_path_is_logistic_regression_at_every_C(n, d, k):
     # the regularisation is strong, within a few hundredths of a probability
     # where it is weak and the objective flat (scikit-learn's own lbfgs was
     # 0.32 off at C=100 on the three-class problem).
-    lbfgs = _logistic_path(Z, y, weights, Z_test)
+    lbfgs = _path(_lbfgs_fit, Z, y, weights, Z_test)
     for C, (_, a), (_, b) in zip(PROBE_CS, path, lbfgs, strict=True):
         np.testing.assert_allclose(a, b, atol=0.01 if C <= 1 else 0.13)
 

@@ -19,7 +19,7 @@ means the same thing for every backbone. It is chosen by stratified
 cross-validation of the log loss with the one-standard-error rule
 (classifiers; over ``C`` in ``PROBE_CS``, see :func:`choose_C`; on few-shot
 folds by Newton's method in the span of the samples, see
-:func:`_newton_path`) or
+:func:`_newton_fit`) or
 by efficient leave-one-out (ridge; over ``RIDGE_ALPHAS``). Above
 ``PROBE_CV_SAMPLES`` samples the choice is made on a stratified subsample and
 the final fit uses every sample.
@@ -181,16 +181,6 @@ def _path(fit, Z, y, weights, Z_test):
             yield classes, np.ones((len(Z_test), 1))
         else:
             yield classes, _softmax_proba(Z_test @ coef.T + intercept)
-
-
-def _logistic_path(Z, y, weights, Z_test):
-    """:func:`_path` by L-BFGS."""
-    return _path(_lbfgs_fit, Z, y, weights, Z_test)
-
-
-def _newton_path(Z, y, weights, Z_test):
-    """:func:`_path` by Newton's method."""
-    return _path(_newton_fit, Z, y, weights, Z_test)
 
 
 def _span(Z):
