@@ -48,6 +48,7 @@ from ..exceptions import missing_dependency
 from ._api import Backbone
 from ._groups import LayerGroup, _execution_order
 from ._loading import HuggingFaceSpec, quiet_weight_loading, seeded
+from ._packing import PACKED_KEY, packed_mean
 from ._spec import Entry
 
 __all__ = [
@@ -228,7 +229,11 @@ class TextBackbone(Backbone):
         return dict(out)
 
     def forward_features(self, x: dict) -> torch.Tensor:
-        """Mean of the last hidden state over the attention mask, (N, D)."""
+        """Mean of the last hidden state over the attention mask, (N, D); over
+        each text's tokens for a packed batch (see :mod:`._packing`)."""
+        if PACKED_KEY in x:
+            rest = {k: v for k, v in x.items() if k != PACKED_KEY}
+            return packed_mean(self.body(rest), x[PACKED_KEY])
         return masked_pool(self.body(x), attention_mask(x), "mean")
 
     def example_input(self, batch_size: int = 2) -> dict:
