@@ -187,6 +187,9 @@ class TextBackbone(Backbone):
         A readable identifier.
     """
 
+    # forward_features takes packed batches (see ._packing).
+    packed_batches: ClassVar[bool] = True
+
     def __init__(
         self,
         body: nn.Module,
