@@ -11,7 +11,7 @@ from skltransfer.backbones._packing import (
     PACKED_KEY,
     pack_texts,
     packed_mean,
-    training_batch,
+    without_padding,
 )
 from skltransfer.backbones._text import HFTextEncoder, tiny_tokenizer
 
@@ -92,7 +92,7 @@ def test_packed_mean_averages_each_texts_tokens():
 
 def test_a_packed_step_gives_the_padded_steps_gradients(tiny_bert):
     batch = tiny_bert.tokenize(TEXTS)
-    packed = training_batch(tiny_bert, batch)
+    packed = without_padding(tiny_bert, batch)
     assert PACKED_KEY in packed
 
     def gradients(x):
@@ -140,7 +140,7 @@ def test_a_model_whose_packed_embeddings_differ_keeps_padded_batches():
     roberta = _tiny_roberta()
     roberta.train()
     batch = roberta.tokenize(TEXTS)
-    assert training_batch(roberta, batch) is batch
+    assert without_padding(roberta, batch) is batch
     assert list(_packing._VERIFIED.values()) == [False]
     # The check ran in eval mode and restored the modes.
     assert all(m.training for m in roberta.modules())
@@ -151,29 +151,36 @@ def test_non_text_batches_are_left_alone(tiny_bert):
 
     cnn = load_backbone("test_tiny_cnn")
     x = torch.zeros(2, 3, 8, 8)
-    assert training_batch(cnn, x) is x
+    assert without_padding(cnn, x) is x
     one = tiny_bert.tokenize(["a single text"])
-    assert training_batch(tiny_bert, one) is one
+    assert without_padding(tiny_bert, one) is one
 
 
-def test_the_pair_stage_and_the_training_steps_run_packed(monkeypatch):
+def test_the_pair_stage_the_training_steps_and_the_probe_run_packed(monkeypatch):
     calls = []
-    original = _packing.pack_texts
+    original = TextBackbone.forward_features
 
-    def counting(batch, width=_packing.PACK_WIDTH):
-        calls.append(width)
-        return original(batch, width)
+    def spy(self, x):
+        calls.append((torch.is_grad_enabled(), PACKED_KEY in x))
+        return original(self, x)
 
-    monkeypatch.setattr(_packing, "pack_texts", counting)
+    monkeypatch.setattr(TextBackbone, "forward_features", spy)
     clf = FineTuneClassifier("test_tiny_bert", random_state=0, interpolation=1.0)
     clf.fit(SENTIMENT_TEXTS, SENTIMENT_LABELS)
     assert clf.contrastive_ and clf.pair_stage_["steps"] > 0
-    # One check (both ways, all texts in one row), then every step packed.
-    assert calls.count(_packing.PACK_WIDTH) == clf.pair_stage_["steps"]
+    # The check runs the first batch both ways, once; from there on every
+    # step and every pass of the probe is packed.
+    check = calls.index((False, True))
+    assert calls[check - 1] == (False, False)
+    steps = [packed for grad, packed in calls[check:] if grad]
+    assert steps == [True] * clf.pair_stage_["steps"]
+    passes = [packed for grad, packed in calls[check:] if not grad]
+    assert len(passes) >= 3 and all(passes)
     assert list(_packing._VERIFIED.values()) == [True]
     calls.clear()
     clf = FineTuneClassifier(
         "test_tiny_bert", unfreeze=1, contrastive=False, max_epochs=2, batch_size=4
     )
     clf.fit(SENTIMENT_TEXTS, SENTIMENT_LABELS)
-    assert calls.count(_packing.PACK_WIDTH) == clf.n_steps_ > 0
+    steps = [packed for grad, packed in calls if grad]
+    assert steps == [True] * clf.n_steps_

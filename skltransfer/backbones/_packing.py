@@ -22,9 +22,10 @@ stored token states of frozen embeddings) runs both ways in eval mode, all
 its texts in one row, and packing is used only when the two agree. A model that takes no
 ``position_ids``, builds its own positions from the token ids (RoBERTa), or
 reads a 4-D attention mask otherwise than as a boolean mask, keeps padded
-batches. Packing serves the training steps of fine-tuning; inference passes
+batches. Packing serves the training steps of fine-tuning; the inference passes
 run length-sorted batches, with little padding, and may go to an engine that
-takes only the tokenizer's outputs.
+takes only the tokenizer's outputs; the one pass of a fit that runs
+packed is the probe's, over the training texts in their own order.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import threading
 
 import torch
 
-__all__ = ["PACKED_KEY", "PACK_WIDTH", "pack_texts", "packed_mean", "training_batch"]
+__all__ = ["PACKED_KEY", "PACK_WIDTH", "pack_texts", "packed_mean", "without_padding"]
 
 # The key of a packed batch that holds each token's text (-1: padding).
 PACKED_KEY = "skltransfer_segments"
@@ -105,8 +106,8 @@ def packed_mean(hidden: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     return sums / counts[:, None]
 
 
-def training_batch(backbone, batch):
-    """``batch`` packed for a training step of ``backbone`` where packing is
+def without_padding(backbone, batch):
+    """``batch`` packed for ``backbone`` where packing is
     known to give the same embeddings (measured on the first such batch, see
     the module docstring), else ``batch`` as it is."""
     packs = getattr(backbone, "packed_batches", False)  # a TextBackbone

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from .._device import autocast
 from .._inference import iterate_batches, n_steps_per_epoch
 from .._progress import progress_bar
-from ..backbones._packing import training_batch
+from ..backbones._packing import without_padding
 from ._loop import lr_factor, optimizer_step
 
 __all__ = ["CONTRASTIVE_LR", "contrastive_epochs", "pair_loss", "train_on_pairs"]
@@ -102,7 +102,7 @@ def train_on_pairs(
             factor = lr_factor(step, total, max(1, total // 10), "cosine")
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            xb = training_batch(module.backbone, inputs.to_model(raw, ctx.device))
+            xb = without_padding(module.backbone, inputs.to_model(raw, ctx.device))
             with autocast(ctx.device, ctx.dtype):
                 embeddings = module.backbone.forward_features(xb)
             loss = pair_loss(embeddings, labels[rows.to(labels.device)])

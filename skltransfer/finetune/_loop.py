@@ -20,7 +20,7 @@ import torch
 from .._device import autocast
 from .._inference import iterate_batches
 from .._progress import progress_bar
-from ..backbones._packing import training_batch
+from ..backbones._packing import without_padding
 from ..exceptions import SkltransferWarning, warn_at_caller
 from ..freezing import freeze, n_unfrozen_at, set_train_mode
 
@@ -243,7 +243,7 @@ class TrainingLoopMixin:
         )
         for idx, raw in batches:
             xb = inputs.to_model(raw, ctx.device, ctx.augment)
-            xb = training_batch(self.module_.backbone, xb)
+            xb = without_padding(self.module_.backbone, xb)
             rows = idx if isinstance(idx, torch.Tensor) else torch.as_tensor(idx)
             yb = y[rows]
             wb = None if ctx.weights is None else ctx.weights[rows.to(y.device)]

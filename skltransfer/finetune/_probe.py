@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from .._inference import map_batches
+from ..backbones._packing import without_padding
 
 __all__ = [
     "PROBE_CS",
@@ -66,7 +67,8 @@ def head_features(module, inputs, ctx, batch_size: int) -> np.ndarray:
     """What the head's output layer sees for every sample, in eval mode.
 
     For a linear head these are the backbone's features; for an MLP head, the
-    last hidden layer at its current (initial) weights.
+    last hidden layer at its current (initial) weights. Texts run packed
+    (see :mod:`skltransfer.backbones._packing`).
     """
     captured = []
     hook = last_linear(module.head).register_forward_pre_hook(
@@ -75,7 +77,11 @@ def head_features(module, inputs, ctx, batch_size: int) -> np.ndarray:
     module.eval()
     try:
         map_batches(
-            inputs, module, device=ctx.device, dtype=ctx.dtype, batch_size=batch_size
+            inputs,
+            lambda xb: module(without_padding(module.backbone, xb)),
+            device=ctx.device,
+            dtype=ctx.dtype,
+            batch_size=batch_size,
         )
     finally:
         hook.remove()
