@@ -154,6 +154,11 @@ def test_non_text_batches_are_left_alone(tiny_bert):
     assert without_padding(cnn, x) is x
     one = tiny_bert.tokenize(["a single text"])
     assert without_padding(tiny_bert, one) is one
+    # A text of no token (a tokenizer without special tokens) keeps the
+    # padded batch, whose mean over no token is its own convention.
+    empty = tiny_bert.tokenize(["a text", "another"])
+    empty["attention_mask"][1] = 0
+    assert without_padding(tiny_bert, empty) is empty
 
 
 def test_the_pair_stage_the_training_steps_and_the_probe_run_packed(monkeypatch):

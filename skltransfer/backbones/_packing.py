@@ -107,15 +107,15 @@ def packed_mean(hidden: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
 
 
 def without_padding(backbone, batch):
-    """``batch`` packed for ``backbone`` where packing is
-    known to give the same embeddings (measured on the first such batch, see
-    the module docstring), else ``batch`` as it is."""
+    """``batch`` packed for ``backbone`` where packing is known to give the
+    same embeddings (measured on the first such batch, see the module
+    docstring), else ``batch`` as it is: a single text, or a batch with a
+    text of no token (its embedding is the padded batch's convention)."""
     packs = getattr(backbone, "packed_batches", False)  # a TextBackbone
     if not packs or not isinstance(batch, dict):
         return batch
-    if "attention_mask" not in batch:
-        return batch
-    if batch["attention_mask"].ndim != 2 or len(batch["attention_mask"]) < 2:
+    mask = batch.get("attention_mask")
+    if mask is None or mask.ndim != 2 or len(mask) < 2 or not mask.any(1).all():
         return batch
     model = getattr(backbone.body, "model", backbone.body)
     config = getattr(model, "config", None)
