@@ -12,7 +12,8 @@ Two parts, on VADER movie snippets and all-MiniLM-L6-v2:
   switched off), the two alternating, with the accuracy on 500 held-out
   snippets (dropout draws its masks over differently shaped tensors, so the
   two fits are not identical); with ``--setfit``, SetFit 1.2 at its defaults
-  on the same draws, in the same run.
+  on the same draws, in the same run. The draws are those of
+  ``bench_few_shot.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import numpy as np
 import torch
 from _vader import load as load_vader
+from bench_few_shot import _draw, _SetFit
 
 from skltransfer import FineTuneClassifier
 from skltransfer.backbones import _packing, get_spec
@@ -79,10 +81,8 @@ def fits(texts, y, sizes, draws, with_setfit) -> None:
     print("\nFineTuneClassifier() fit seconds (accuracy on held-out movies):")
     for per_class in sizes:
         for draw in range(draws):
-            r = np.random.default_rng(1000 * per_class + draw)
-            idx = np.concatenate(
-                [r.choice(pool[y[pool] == c], per_class, replace=False) for c in (0, 1)]
-            )
+            rng = np.random.default_rng(1000 * per_class + draw)
+            idx = _draw(y, per_class, rng, pool)
             X, yy = [texts[i] for i in idx], y[idx]
             cells = []
             for how in ("packed", "padded"):
@@ -93,8 +93,6 @@ def fits(texts, y, sizes, draws, with_setfit) -> None:
                     seconds = time.perf_counter() - start
                 cells.append((how, seconds, clf.score(X_te, y_te)))
             if with_setfit:
-                from bench_few_shot import _SetFit
-
                 model = _SetFit(draw)
                 start = time.perf_counter()
                 model.fit(X, yy)

@@ -123,6 +123,19 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+@contextlib.contextmanager
+def modes_restored(module: torch.nn.Module):
+    """Inside the block ``module``'s submodules may change between training
+    and eval mode; on exit each has its own mode back (``module.train(m)``
+    would set one mode on all of them, undoing a partly frozen network's)."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def to_device(batch, device: torch.device, channels_last: bool = False):
     """A tensor or a dict of tensors on ``device`` (asynchronously to CUDA);
     ``channels_last`` stores 4-D image batches in NHWC order."""

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._device import resolve_device, resolve_precision
+from ._device import modes_restored, resolve_device, resolve_precision
 from ._process_state import engine_runners
 from ._validation import ENGINES
 from .caching import hash_bytes, module_fingerprint
@@ -458,37 +458,34 @@ def _export(model, forward, example, path: str) -> list[str]:
     args = tuple(example[n] for n in names) if names else (example,)
     input_names = names or ["input"]
     axes = {0: "batch", 1: "sequence"} if names else {0: "batch"}
+    # The exporter puts back the training flag of the module it is given on
+    # every submodule: the wrapper is in eval mode as the model is, and each
+    # submodule of the model gets its own mode back after.
     with (
         torch.inference_mode(False),
         torch.no_grad(),
         torch.autocast("cpu", enabled=False),
         warnings.catch_warnings(record=True) as caught,
+        modes_restored(model),
     ):
         warnings.simplefilter("always")
         args = tuple(a.clone() for a in args)
-        # The exporter puts back the training flag of the module it is given
-        # on every submodule: the wrapper is in eval mode as the model is.
-        modes = [(m, m.training) for m in model.modules()]
         wrapper = _Exported(model, forward, names).eval()
         # Rows of texts are per text (pooled) or per token (the token states
         # of a frozen prefix, as long as the batch's longest text).
         per_token = names is not None and wrapper(*args).ndim > 2
         output = axes if per_token else {0: "batch"}
         dynamic = {n: axes for n in input_names} | {"output": output}
-        try:
-            torch.onnx.export(
-                wrapper,
-                args,
-                path,
-                dynamo=False,
-                input_names=input_names,
-                output_names=["output"],
-                dynamic_axes=dynamic,
-                opset_version=_OPSET,
-            )
-        finally:
-            for m, training in modes:
-                m.training = training
+        torch.onnx.export(
+            wrapper,
+            args,
+            path,
+            dynamo=False,
+            input_names=input_names,
+            output_names=["output"],
+            dynamic_axes=dynamic,
+            opset_version=_OPSET,
+        )
     return [
         str(w.message).strip().split("\n")[0]
         for w in caught

@@ -34,6 +34,8 @@ import threading
 
 import torch
 
+from .._device import modes_restored
+
 __all__ = ["PACKED_KEY", "PACK_WIDTH", "pack_texts", "packed_mean", "without_padding"]
 
 # The key of a packed batch that holds each token's text (-1: padding).
@@ -136,20 +138,16 @@ def without_padding(backbone, batch):
 def _packs_alike(backbone, batch) -> bool:
     """Whether ``backbone`` embeds ``batch`` packed as it does padded (in eval
     mode, without gradients; the modes of its modules are restored)."""
-    modes = [(m, m.training) for m in backbone.modules()]
-    backbone.eval()
-    try:
-        with torch.no_grad():
+    with modes_restored(backbone), torch.no_grad():
+        backbone.eval()
+        try:
             padded = backbone.forward_features(batch).float()
             # Every text in one row: a mask read otherwise than as a boolean
             # mask (added to the attention scores) shows only across texts.
             whole = int(batch["attention_mask"].sum())
             packed = backbone.forward_features(pack_texts(batch, whole)).float()
-        return packed.shape == padded.shape and bool(
-            torch.allclose(packed, padded, rtol=1e-3, atol=1e-4)
-        )
-    except (RuntimeError, TypeError, ValueError, IndexError):
-        return False
-    finally:
-        for module, mode in modes:
-            module.training = mode
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            return False
+    return packed.shape == padded.shape and bool(
+        torch.allclose(packed, padded, rtol=1e-3, atol=1e-4)
+    )
